@@ -1,0 +1,98 @@
+"""Finding checkpoints and warm-starting a graph from one, with errors that say the fix.
+
+research/slim's ``assign_from_checkpoint_fn`` fails deep inside a session with a
+shape error and no hint; here every variable is checked against the checkpoint
+*before* training starts, and the error names the variables and the flag to use.
+"""
+
+import os
+
+from slimtune.errors import CheckpointError
+
+
+def resolve(path):
+    """A checkpoint prefix from a prefix, a ``.index``/``.data`` file, or a directory (latest)."""
+    import tensorflow as tf
+
+    if not path:
+        raise CheckpointError("no checkpoint given: pass --checkpoint_path")
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"no checkpoint in directory {path}: point --checkpoint_path "
+                                  "at a checkpoint prefix or a train_dir that holds one")
+        return latest
+    for suffix in (".index", ".meta"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    if ".data-" in os.path.basename(path):
+        path = path[: path.rindex(".data-")]
+    if not (os.path.exists(path + ".index") or os.path.exists(path)):
+        raise CheckpointError(f"checkpoint {path} does not exist: check --checkpoint_path "
+                              "(a prefix such as model.ckpt-1000, a .ckpt file, or a directory)")
+    return path
+
+
+def read_shapes(prefix):
+    """``{variable name: shape}`` of a checkpoint; unreadable files are a CheckpointError."""
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        first = str(getattr(e, "message", e)).splitlines()[0]
+        raise CheckpointError(f"checkpoint {prefix} cannot be read ({first}): it is truncated "
+                              "or not a TensorFlow checkpoint; download or copy it again") from None
+    return {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
+
+
+def split_scopes(text):
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def _in_scopes(name, scopes):
+    return any(name == s or name.startswith(s.rstrip("/") + "/") for s in scopes)
+
+
+def plan_restore(variables, prefix, exclude_scopes=(), ignore_missing_vars=False,
+                 logits_scopes=()):
+    """Match graph ``variables`` to checkpoint ``prefix``; returns ``({ckpt name: variable}, missing)``.
+
+    ``variables`` is a list (checkpoint names = variable names) or a dict
+    ``{checkpoint name: variable}`` (for instance ExponentialMovingAverage shadows).
+
+    Variables under ``exclude_scopes`` are left to their initialisers.  A variable
+    missing from the checkpoint is an error unless ``ignore_missing_vars``; a shape
+    mismatch is always an error, naming the variables and the scopes to exclude.
+    """
+    shapes = read_shapes(prefix)
+    restore, missing, mismatched = {}, [], []
+    pairs = variables.items() if isinstance(variables, dict) else ((v.op.name, v) for v in variables)
+    for name, var in pairs:
+        if _in_scopes(name, exclude_scopes):
+            continue
+        if name not in shapes:
+            missing.append(name)
+            continue
+        graph_shape = tuple(var.shape.as_list())
+        if graph_shape != shapes[name]:
+            mismatched.append(f"{name} {list(graph_shape)} vs checkpoint {list(shapes[name])}")
+            continue
+        restore[name] = var
+    if mismatched:
+        bad_scopes = sorted({m.split(" ")[0].rsplit("/", 1)[0] for m in mismatched})
+        hint = ",".join(logits_scopes) if logits_scopes else ",".join(bad_scopes)
+        raise CheckpointError(
+            f"{len(mismatched)} variable(s) of the graph do not fit checkpoint {prefix}: "
+            f"{'; '.join(mismatched[:6])}{' ...' if len(mismatched) > 6 else ''}. "
+            f"To fine-tune on a new label set, pass --checkpoint_exclude_scopes={hint}")
+    if missing and not ignore_missing_vars:
+        raise CheckpointError(
+            f"{len(missing)} variable(s) are not in checkpoint {prefix}: "
+            f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}. Is it a checkpoint "
+            "of this --model_name? Pass --ignore_missing_vars to keep their initial values, "
+            "or --checkpoint_exclude_scopes to skip them")
+    if not restore:
+        raise CheckpointError(f"no variable of the graph is in checkpoint {prefix}: it belongs to "
+                              "another architecture; check --model_name and --checkpoint_path")
+    return restore, missing

@@ -1,0 +1,81 @@
+"""Shared plumbing for the absl entry scripts in ``tools/``.
+
+``run(main)`` starts an absl app whose errors a person can read: a
+:class:`SlimtuneError` prints its message (first line = what and how to fix) on
+stderr and exits non-zero, without a traceback.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
+
+from slimtune.errors import SlimtuneError, UsageError  # noqa: E402
+
+# research/slim flags about multi-worker deployment and queue-based input.  slimtune
+# accepts them so existing --flagfile files parse; values other than these defaults
+# ask for a setup slimtune does not provide, and are refused.
+RESEARCH_SLIM_DEPLOYMENT_FLAGS = {
+    "master": "", "num_clones": 1, "clone_on_cpu": False, "worker_replicas": 1,
+    "num_ps_tasks": 0, "task": 0, "sync_replicas": False, "replicas_to_aggregate": 1,
+}
+RESEARCH_SLIM_INPUT_FLAGS = {"num_readers": 4, "num_preprocessing_threads": 4}
+
+
+def define_research_slim_compat_flags():
+    from absl import flags
+
+    for name, default in RESEARCH_SLIM_DEPLOYMENT_FLAGS.items():
+        help_text = (f"Accepted for research/slim flag files; only {default!r} is supported "
+                     "(slimtune trains on one machine, one device).")
+        if isinstance(default, bool):
+            flags.DEFINE_boolean(name, default, help_text)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, default, help_text)
+        else:
+            flags.DEFINE_string(name, default, help_text)
+    for name, default in RESEARCH_SLIM_INPUT_FLAGS.items():
+        flags.DEFINE_integer(name, default, "Accepted for research/slim flag files; the "
+                             "tf.data pipeline tunes its own parallelism (AUTOTUNE).")
+
+
+def check_compat_flags():
+    from absl import flags
+
+    values = flags.FLAGS
+    for name, default in RESEARCH_SLIM_DEPLOYMENT_FLAGS.items():
+        if values[name].value != default:
+            raise UsageError(f"--{name}={values[name].value} is not supported: slimtune trains "
+                             f"on one machine and device; remove the flag or set it to {default!r}")
+
+
+def config_from_flags(config_class, **overrides):
+    """Fill a config dataclass from the absl flags of the same names."""
+    import dataclasses
+
+    from absl import flags
+
+    values = flags.FLAGS
+    kwargs = {f.name: values[f.name].value for f in dataclasses.fields(config_class)
+              if f.name in values}
+    kwargs.update(overrides)
+    return config_class(**kwargs)
+
+
+def run(main):
+    """``absl.app.run`` with SlimtuneError turned into a one-line message and exit code."""
+    from absl import app
+
+    def wrapped(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        try:
+            return main(argv)
+        except SlimtuneError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr, flush=True)
+            sys.exit(130)
+
+    app.run(wrapped)

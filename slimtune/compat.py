@@ -1,0 +1,112 @@
+"""Make tf-slim 1.1.0 run on TensorFlow 2.21.
+
+This is the only module in slimtune that knows TensorFlow and tf-slim internals.
+tf-slim was last released in 2020 and reaches into private TensorFlow modules that
+have since moved.  :func:`apply` puts back exactly what it needs, once, before any
+slim graph is built:
+
+1. ``tf_keras.legacy_tf_layers`` — TensorFlow's legacy layer shim imports it lazily
+   (every ``slim.batch_norm`` goes through it) but tf-keras 2.21 only ships it under
+   ``tf_keras.src``.  We alias the module only if the public path is missing, so the
+   fix becomes a no-op if tf-keras restores it.
+2. Private names that moved (``ops.Tensor``, ``control_flow_ops.cond`` ...).  Each is
+   restored on its old module only when absent.
+3. Noisy deprecation warnings from legacy layers are silenced.
+
+We never call ``disable_eager_execution()``: slim graphs are built inside their own
+``tf.Graph().as_default()`` so the same process can still run eager TF2 code.
+"""
+
+import importlib
+import logging
+import sys
+import warnings
+
+_APPLIED = False
+
+# (module holding the old name, old attribute, module holding the new object, new attribute)
+_MOVED_NAMES = (
+    ("tensorflow.python.framework.ops", "Tensor", "tensorflow", "Tensor"),
+    ("tensorflow.python.framework.ops", "IndexedSlices",
+     "tensorflow.python.framework.indexed_slices", "IndexedSlices"),
+    ("tensorflow.python.ops.control_flow_ops", "cond", "tensorflow.python.ops.cond", "cond"),
+    ("tensorflow.python.ops.control_flow_ops", "case",
+     "tensorflow.python.ops.control_flow_case", "case"),
+    ("tensorflow.python.ops.control_flow_ops", "while_loop",
+     "tensorflow.python.ops.while_loop", "while_loop"),
+    ("tensorflow.python.ops.control_flow_ops", "Assert",
+     "tensorflow.python.ops.control_flow_assert", "Assert"),
+    ("tensorflow.python.ops.array_ops", "stack", "tensorflow.python.ops.array_ops_stack", "stack"),
+    ("tensorflow.python.ops.array_ops", "unstack",
+     "tensorflow.python.ops.array_ops_stack", "unstack"),
+    ("tensorflow.python.ops.variable_scope", "variable",
+     "tensorflow.python.ops.variable_v1", "VariableV1"),
+)
+
+_LEGACY_LAYERS = "tf_keras.legacy_tf_layers"
+_LEGACY_LAYERS_SRC = "tf_keras.src.legacy_tf_layers"
+
+
+def _alias_legacy_tf_layers():
+    try:
+        importlib.import_module(_LEGACY_LAYERS + ".normalization")
+        return
+    except ImportError:
+        pass
+    package = importlib.import_module(_LEGACY_LAYERS_SRC)
+    sys.modules[_LEGACY_LAYERS] = package
+    for sub in ("base", "core", "convolutional", "normalization", "pooling"):
+        try:
+            module = importlib.import_module(f"{_LEGACY_LAYERS_SRC}.{sub}")
+        except ImportError:
+            continue
+        sys.modules[f"{_LEGACY_LAYERS}.{sub}"] = module
+
+
+def _restore_moved_names():
+    for old_module, old_name, new_module, new_name in _MOVED_NAMES:
+        target = importlib.import_module(old_module)
+        if not hasattr(target, old_name):
+            setattr(target, old_name, getattr(importlib.import_module(new_module), new_name))
+
+
+def _quiet_legacy_warnings():
+    for pattern in (r".*layer\.apply.*is deprecated.*", r".*_colocate_with.*",
+                    r".*`tf\.layers\..*` is deprecated.*", r".*is deprecated and will be removed.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def apply():
+    """Apply every fix once; later calls do nothing.  Returns the ``tf_slim`` module."""
+    global _APPLIED
+    if not _APPLIED:
+        import tensorflow  # noqa: F401  (must be imported before its private modules)
+
+        _alias_legacy_tf_layers()
+        _restore_moved_names()
+        _quiet_legacy_warnings()
+        _APPLIED = True
+    import tf_slim
+
+    return tf_slim
+
+
+def tf1():
+    """The ``tf.compat.v1`` namespace, with the compat fixes applied."""
+    apply()
+    import tensorflow as tf
+
+    return tf.compat.v1
+
+
+def eager_mode():
+    """A context that runs eagerly even inside ``graph.as_default()`` (or a Session block).
+
+    Used for small side computations (counting records, locating a bad one) that must
+    not add ops to a finalized training graph.
+    """
+    apply()
+    from tensorflow.python.eager import context
+
+    return context.eager_mode()

@@ -1,0 +1,1 @@
+"""Datasets in research/slim's TFRecord layout: reading, writing, built-in data, preprocessing."""

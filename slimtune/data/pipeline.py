@@ -1,0 +1,94 @@
+"""Open a dataset split and turn it into batches of preprocessed images.
+
+``open_split`` resolves ``--dataset_name/--dataset_dir/--dataset_split_name`` to shard
+files and a class count; ``batches`` builds the ``tf.data`` pipeline (parallel decode,
+shuffle, prefetch).  Each element keeps the shard path and record index it came from,
+so a bad label can be reported by name.
+"""
+
+import dataclasses
+import os
+
+from slimtune.data import digits, tfrecord
+from slimtune.data.preprocessing import preprocess
+from slimtune.errors import DataError
+
+BUILTIN = {digits.NAME: digits}
+
+
+@dataclasses.dataclass
+class Split:
+    dataset_name: str
+    dataset_dir: str
+    split: str
+    files: list
+    num_classes: int  # classes in the data, before labels_offset
+    labels: dict
+
+    _num_samples: int = None
+
+    @property
+    def num_samples(self):
+        if self._num_samples is None:
+            self._num_samples = tfrecord.count_records(self.files)
+        return self._num_samples
+
+
+def open_split(dataset_name, dataset_dir, split, file_pattern=None):
+    """Resolve a split; a built-in dataset is written to ``dataset_dir`` (or the cache)."""
+    if dataset_name in BUILTIN:
+        dataset_dir = BUILTIN[dataset_name].ensure(dataset_dir or None)
+    files = tfrecord.split_files(dataset_dir, split, dataset_name, file_pattern)
+    labels = tfrecord.read_labels(dataset_dir)
+    if labels:
+        num_classes = max(labels) + 1
+    elif dataset_name in tfrecord.KNOWN_NUM_CLASSES:
+        num_classes = tfrecord.KNOWN_NUM_CLASSES[dataset_name]
+    else:
+        raise DataError(
+            f"{os.path.join(dataset_dir, tfrecord.LABELS_FILE)} is missing, so the number of "
+            "classes is unknown: write one 'id:name' line per class")
+    return Split(dataset_name, dataset_dir, split, files, num_classes, labels)
+
+
+def batches(split, preprocessing_name, image_size, batch_size, is_training,
+            num_classes, labels_offset=0, num_epochs=None, seed=None):
+    """A ``tf.data.Dataset`` of ``(images [B,S,S,3] float32, labels [B] int64)``.
+
+    Training data is shuffled and repeated (forever, or ``num_epochs`` times); eval data
+    is read once in order, and its last batch may be short.  Labels are shifted by
+    ``-labels_offset`` and checked against ``num_classes``: an out-of-range label fails
+    with a message naming the shard and record.
+    """
+    import tensorflow as tf
+
+    files = tf.data.Dataset.from_tensor_slices(split.files)
+    if is_training:
+        files = files.shuffle(len(split.files), seed=seed)
+
+    def records_of(path):
+        return tf.data.TFRecordDataset(path).enumerate().map(
+            lambda index, record: (path, index, record))
+
+    data = files.interleave(records_of, cycle_length=min(4, len(split.files)),
+                            num_parallel_calls=tf.data.AUTOTUNE,
+                            deterministic=not is_training)
+    if is_training:
+        data = data.shuffle(2048, seed=seed).repeat(num_epochs)
+
+    def load(path, index, record):
+        image, label = tfrecord.parse_example(record)
+        label = label - labels_offset
+        check = tf.debugging.Assert(
+            tf.logical_and(label >= 0, label < num_classes),
+            ["slimtune: label", label + labels_offset, "outside the class range in shard",
+             path, "record", index, "labels_offset", labels_offset,
+             "num_classes", num_classes], name="label_in_range")
+        with tf.control_dependencies([check]):
+            label = tf.identity(label)
+        image = preprocess(preprocessing_name, image, image_size, image_size, is_training)
+        return image, label
+
+    data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training)
+    data = data.batch(batch_size, drop_remainder=is_training)
+    return data.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,106 @@
+"""research/slim's image preprocessing, as TensorFlow ops usable in tf.data and graphs.
+
+Each function takes a uint8 ``[H, W, 3]`` image and returns float32 ``[h, w, 3]``:
+
+- ``inception``: train = random crop covering 5-100% of the area with aspect 3/4-4/3,
+  bilinear resize, left-right flip, colour jitter; eval = central crop of 87.5% then
+  resize.  Output scaled to [-1, 1].
+- ``vgg``: train = aspect-preserving resize of the shorter side to a random length in
+  [256, 512] (scaled with the output size; exactly these at 224), random crop, flip;
+  eval = shorter side to 256 (scaled likewise), central crop.  RGB means subtracted.
+- ``lenet``: crop or pad to the output size, then (x - 128) / 128.  No augmentation:
+  for small centred images such as the built-in digits.
+"""
+
+from slimtune.errors import UsageError
+
+VGG_MEANS = (123.68, 116.78, 103.94)
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _inception_train(image, height, width):
+    tf = _tf()
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    whole = tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4])
+    begin, size, _ = tf.image.sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=whole, min_object_covered=0.1,
+        aspect_ratio_range=(0.75, 1.33), area_range=(0.05, 1.0),
+        max_attempts=100, use_image_if_no_bounding_boxes=True)
+    image = tf.slice(image, begin, size)
+    image = tf.image.resize(image, [height, width], method="bilinear")
+    image = tf.image.random_flip_left_right(image)
+    # research/slim's fast-mode colour distortion: brightness then saturation.
+    image = tf.image.random_brightness(image, max_delta=32.0 / 255.0)
+    image = tf.image.random_saturation(image, lower=0.5, upper=1.5)
+    image = tf.clip_by_value(image, 0.0, 1.0)
+    return (image - 0.5) * 2.0
+
+
+def _inception_eval(image, height, width, central_fraction=0.875):
+    tf = _tf()
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    image = tf.image.central_crop(image, central_fraction)
+    image = tf.image.resize(image, [height, width], method="bilinear")
+    return (image - 0.5) * 2.0
+
+
+def _resize_shorter_side(image, side):
+    tf = _tf()
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.cast(side, tf.float32) / tf.reduce_min(shape)
+    new_size = tf.cast(tf.round(shape * scale), tf.int32)
+    return tf.image.resize(tf.cast(image, tf.float32), new_size, method="bilinear")
+
+
+def _vgg_sides(height, width):
+    """research/slim's 256/512 resize sides, scaled so small outputs see the same framing."""
+    out = max(height, width)
+    return max(out, round(256 * out / 224)), max(out + 1, round(512 * out / 224))
+
+
+def _vgg_train(image, height, width):
+    tf = _tf()
+    low, high = _vgg_sides(height, width)
+    side = tf.random.uniform([], minval=low, maxval=high + 1, dtype=tf.int32)
+    image = _resize_shorter_side(image, side)
+    image = tf.image.random_crop(image, [height, width, 3])
+    image = tf.image.random_flip_left_right(image)
+    return image - tf.constant(VGG_MEANS)
+
+
+def _vgg_eval(image, height, width):
+    tf = _tf()
+    low, _ = _vgg_sides(height, width)
+    image = _resize_shorter_side(image, low)
+    shape = tf.shape(image)
+    top = (shape[0] - height) // 2
+    left = (shape[1] - width) // 2
+    image = tf.slice(image, [top, left, 0], [height, width, 3])
+    return image - tf.constant(VGG_MEANS)
+
+
+def _lenet(image, height, width):
+    tf = _tf()
+    image = tf.image.resize_with_crop_or_pad(tf.cast(image, tf.float32), height, width)
+    return (image - 128.0) / 128.0
+
+
+_TRAIN = {"inception": _inception_train, "vgg": _vgg_train, "lenet": _lenet}
+_EVAL = {"inception": _inception_eval, "vgg": _vgg_eval, "lenet": _lenet}
+NAMES = tuple(sorted(_TRAIN))
+
+
+def preprocess(name, image, height, width, is_training):
+    """Apply preprocessing ``name``; an unknown name is a UsageError listing the choices."""
+    table = _TRAIN if is_training else _EVAL
+    if name not in table:
+        raise UsageError(f"unknown preprocessing {name!r}: choose one of {', '.join(NAMES)} "
+                         "(--preprocessing_name)")
+    image = table[name](image, height, width)
+    image.set_shape([height, width, 3])
+    return image

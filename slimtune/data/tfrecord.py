@@ -1,0 +1,182 @@
+"""research/slim's TFRecord layout, read and written.
+
+A dataset directory holds shards named ``{split}-NNNNN-of-NNNNN`` (research/slim's
+ImageNet/flowers converters used the same keys, with other file names: see
+``FILE_PATTERNS``) and ``labels.txt`` with one ``id:name`` line per class.  Each
+record is a ``tf.train.Example`` with ``image/encoded``, ``image/format``,
+``image/class/label``, ``image/height`` and ``image/width``.
+"""
+
+import glob
+import os
+
+from slimtune import compat
+from slimtune.errors import DataError
+
+LABELS_FILE = "labels.txt"
+
+# research/slim's file names for the datasets its converters produced; others use "%s-*".
+FILE_PATTERNS = {
+    "flowers": "flowers_%s_*.tfrecord",
+    "cifar10": "cifar10_%s.tfrecord",
+    "mnist": "mnist_%s.tfrecord",
+    "imagenet": "%s-*",
+}
+DEFAULT_FILE_PATTERN = "%s-*"
+
+# Class counts research/slim hard-coded for datasets shipped without a usable labels.txt.
+KNOWN_NUM_CLASSES = {"flowers": 5, "cifar10": 10, "mnist": 10, "imagenet": 1001}
+
+
+def shard_name(split, index, num_shards):
+    return f"{split}-{index:05d}-of-{num_shards:05d}"
+
+
+def image_example(encoded, image_format, label, height, width):
+    """One serialized ``tf.train.Example`` in slim's layout."""
+    import tensorflow as tf
+
+    def _bytes(value):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    def _int(value):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+    features = {
+        "image/encoded": _bytes(encoded),
+        "image/format": _bytes(image_format.encode()),
+        "image/class/label": _int(label),
+        "image/height": _int(height),
+        "image/width": _int(width),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def write_split(out_dir, split, records, num_shards):
+    """Write serialized examples as ``num_shards`` contiguous shards.
+
+    Shards are written under temporary names and renamed only once all are complete,
+    so an interrupted run never leaves a split that looks whole.
+    """
+    import tensorflow as tf
+
+    num_shards = max(1, min(num_shards, len(records)))
+    per_shard = -(-len(records) // num_shards)
+    temporary = []
+    try:
+        for index in range(num_shards):
+            final = os.path.join(out_dir, shard_name(split, index, num_shards))
+            tmp = final + f".tmp{os.getpid()}"
+            temporary.append((tmp, final))
+            with tf.io.TFRecordWriter(tmp) as writer:
+                for record in records[index * per_shard:(index + 1) * per_shard]:
+                    writer.write(record)
+        for tmp, final in temporary:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in temporary:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return [final for _, final in temporary]
+
+
+def write_labels(out_dir, labels):
+    """Write ``labels.txt`` (``id:name`` lines) atomically."""
+    path = os.path.join(out_dir, LABELS_FILE)
+    tmp = path + f".tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for label_id in sorted(labels):
+            f.write(f"{label_id}:{labels[label_id]}\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_labels(dataset_dir):
+    """``{id: name}`` from ``labels.txt``, or ``{}`` when the file is absent."""
+    path = os.path.join(dataset_dir, LABELS_FILE)
+    if not os.path.exists(path):
+        return {}
+    labels = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            key, sep, name = line.partition(":")
+            if not sep or not key.strip().isdigit():
+                raise DataError(f"{path} line {number}: expected 'id:name', got {line!r}; "
+                                "fix the line or delete labels.txt")
+            labels[int(key)] = name
+    return labels
+
+
+def split_files(dataset_dir, split, dataset_name="", file_pattern=None):
+    """The sorted shard paths of one split; a missing dir or no match is a DataError."""
+    if not dataset_dir or not os.path.isdir(dataset_dir):
+        raise DataError(
+            f"dataset directory {dataset_dir!r} does not exist: pass --dataset_dir pointing at "
+            "a folder of TFRecord shards (tools/convert_image_folder.py makes one), "
+            "or use --dataset_name=digits for the built-in data")
+    pattern = file_pattern or FILE_PATTERNS.get(dataset_name, DEFAULT_FILE_PATTERN)
+    if "%s" in pattern:
+        pattern = pattern % split
+    files = sorted(f for f in glob.glob(os.path.join(dataset_dir, pattern))
+                   if ".tmp" not in os.path.basename(f))
+    if not files:
+        raise DataError(
+            f"no shards of split {split!r} in {dataset_dir} (looked for {pattern!r}): check "
+            "--dataset_split_name and --dataset_dir, or set --dataset_file_pattern")
+    return files
+
+
+def count_records(files):
+    import tensorflow as tf
+
+    with compat.eager_mode():  # also when called while a graph is being built
+        return sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
+
+
+def parse_example(serialized):
+    """Decode one record to ``(uint8 image [H, W, 3], int64 label)``."""
+    import tensorflow as tf
+
+    features = tf.io.parse_single_example(serialized, {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/format": tf.io.FixedLenFeature([], tf.string, default_value="jpeg"),
+        "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+    })
+    image = tf.io.decode_image(features["image/encoded"], channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image, features["image/class/label"]
+
+
+def locate_bad_record(files, num_classes, labels_offset=0):
+    """Scan shards eagerly for the first record that cannot be used.
+
+    Called after the input pipeline failed, to turn TensorFlow's context-free decode
+    error into one that names the shard and record.  Returns a message or ``None``.
+    """
+    import tensorflow as tf
+
+    with compat.eager_mode():
+        return _first_bad_record(tf, files, num_classes, labels_offset)
+
+
+def _first_bad_record(tf, files, num_classes, labels_offset):
+    for path in files:
+        try:
+            records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+        except tf.errors.OpError as e:
+            return f"shard {path} is truncated or not a TFRecord file ({e.message.splitlines()[0]})"
+        for index, record in enumerate(records):
+            try:
+                _, label = parse_example(record)
+            except (tf.errors.OpError, ValueError) as e:
+                reason = str(getattr(e, "message", e)).splitlines()[0]
+                return f"record {index} of shard {path} cannot be decoded: {reason}"
+            label = int(label) - labels_offset
+            if not 0 <= label < num_classes:
+                return (f"record {index} of shard {path} has label {label + labels_offset}, "
+                        f"outside {labels_offset}..{num_classes - 1 + labels_offset} "
+                        f"(num_classes={num_classes}, labels_offset={labels_offset})")
+    return None

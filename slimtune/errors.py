@@ -1,0 +1,27 @@
+"""Errors that slimtune reports to people.
+
+Every error's first line names the file, variable or flag at fault and the fix;
+tools print it without a traceback and exit non-zero.
+"""
+
+
+class SlimtuneError(Exception):
+    """Base class: a problem the user can fix.  ``exit_code`` is what tools return."""
+
+    exit_code = 1
+
+
+class UsageError(SlimtuneError):
+    """A flag value is invalid or inconsistent."""
+
+
+class DataError(SlimtuneError):
+    """A dataset is missing, empty or holds a bad record."""
+
+
+class CheckpointError(SlimtuneError):
+    """A checkpoint is missing, unreadable or does not fit the network."""
+
+
+class TrainingDiverged(SlimtuneError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""

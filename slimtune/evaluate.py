@@ -1,0 +1,142 @@
+"""Evaluate a slim checkpoint with ``is_training=False``: top-1, top-5, mean loss.
+
+BatchNorm uses its moving statistics and dropout is off, as at serving time.  The
+``batch_statistics`` option instead normalises each batch with its own statistics
+(what ``is_training=True`` does to BN, with dropout still off): comparing the two
+tells whether the moving statistics describe the data (see seed 001: a large gap
+means the update ops never ran or the BN decay is too slow for the run's length).
+"""
+
+import dataclasses
+import time
+from typing import Optional
+
+from slimtune import checkpoint, compat, metadata, registry
+from slimtune.data import pipeline
+from slimtune.errors import UsageError
+from slimtune.nets import batch_norm as bn_lib
+from slimtune.progress import format_seconds
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    checkpoint_path: str
+    dataset_name: str = "imagenet"
+    dataset_split_name: str = "validation"
+    dataset_dir: Optional[str] = None
+    dataset_file_pattern: Optional[str] = None
+    model_name: Optional[str] = None  # default: from the training metadata
+    preprocessing_name: Optional[str] = None
+    eval_image_size: Optional[int] = None
+    batch_size: int = 100
+    labels_offset: Optional[int] = None
+    max_num_batches: Optional[int] = None
+    moving_average_decay: Optional[float] = None
+    batch_statistics: bool = False
+
+
+@dataclasses.dataclass
+class EvalResult:
+    checkpoint: str
+    global_step: int
+    top1: float
+    top5: float
+    loss: float
+    count: int
+    seconds: float
+
+    def line(self):
+        return (f"top-1 {self.top1:.4f}  top-5 {self.top5:.4f}  loss {self.loss:.4f}  "
+                f"on {self.count} images  ({self.checkpoint}, step {self.global_step})")
+
+
+def _log(message):
+    print(message, flush=True)
+
+
+def _settings(cfg, meta):
+    """Model name, BN, preprocessing, size and offset: flags first, then training metadata."""
+    model_name = cfg.model_name or meta.get("model_name")
+    if not model_name:
+        raise UsageError("no --model_name given and no slimtune.json beside the checkpoint: "
+                         "pass --model_name")
+    spec = registry.get(model_name)
+    if meta.get("model_name") and meta["model_name"] != model_name:
+        raise UsageError(f"--model_name={model_name} but the checkpoint was trained as "
+                         f"{meta['model_name']} (slimtune.json): drop the flag or fix it")
+    bn = spec.batch_norm
+    if bn is not None and meta.get("batch_norm"):
+        saved = meta["batch_norm"]
+        bn = bn.replace(decay=saved.get("decay"), epsilon=saved.get("epsilon"),
+                        scale=saved.get("scale"))
+    if bn is not None:
+        bn = bn.replace(mode=bn_lib.BATCH_STATS if cfg.batch_statistics else bn_lib.FOLLOW)
+    elif cfg.batch_statistics:
+        raise UsageError(f"{spec.name} has no BatchNorm: drop --batch_statistics")
+    preprocessing = cfg.preprocessing_name or meta.get("preprocessing") or spec.preprocessing
+    size = cfg.eval_image_size or meta.get("image_size") or spec.default_image_size
+    offset = cfg.labels_offset if cfg.labels_offset is not None else meta.get("labels_offset", 0)
+    return spec, bn, preprocessing, size, offset
+
+
+def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
+    import numpy as np
+    import tensorflow as tf
+
+    slim = compat.apply()
+    v1 = tf.compat.v1
+    prefix = checkpoint.resolve(cfg.checkpoint_path)
+    meta = metadata.read(prefix)
+    spec, bn, preprocessing, size, offset = _settings(cfg, meta)
+    split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
+                                cfg.dataset_file_pattern)
+    num_classes = meta.get("num_classes") or (split.num_classes - offset)
+
+    graph = tf.Graph()
+    with graph.as_default():
+        data = pipeline.batches(split, preprocessing, size, cfg.batch_size, False,
+                                num_classes, offset)
+        images, labels = v1.data.make_one_shot_iterator(data).get_next()
+        logits, _ = spec.build(images, num_classes, is_training=False, batch_norm=bn)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        top1 = tf.nn.in_top_k(predictions=logits, targets=labels, k=1)
+        top5 = tf.nn.in_top_k(predictions=logits, targets=labels, k=min(5, num_classes))
+        step_var = v1.train.get_or_create_global_step()
+        if cfg.moving_average_decay:
+            # Evaluate the averaged weights research/slim's --moving_average_decay kept.
+            ema = tf.train.ExponentialMovingAverage(cfg.moving_average_decay)
+            wanted = ema.variables_to_restore(slim.get_model_variables())
+        else:
+            wanted = slim.get_model_variables()
+        restore, _ = checkpoint.plan_restore(wanted, prefix)
+        restore = dict(restore)
+        if step_var.op.name in checkpoint.read_shapes(prefix):
+            restore[step_var.op.name] = step_var
+        saver = v1.train.Saver(var_list=restore)
+        init_step = step_var.initializer
+
+    started = time.monotonic()
+    totals = np.zeros(3)
+    count = 0
+    with v1.Session(graph=graph) as sess:
+        sess.run(init_step)
+        saver.restore(sess, prefix)
+        step = int(sess.run(step_var))
+        batch = 0
+        while cfg.max_num_batches is None or batch < cfg.max_num_batches:
+            try:
+                l, t1, t5 = sess.run([losses, top1, top5])
+            except tf.errors.OutOfRangeError:
+                break
+            totals += [l.sum(), t1.sum(), t5.sum()]
+            count += len(l)
+            batch += 1
+            if batch % 10 == 0:
+                log(f"evaluated {count} images, {count / (time.monotonic() - started):.1f} img/s")
+    if count == 0:
+        raise UsageError(f"split {cfg.dataset_split_name!r} of {split.dataset_dir} is empty")
+    result = EvalResult(prefix, step, totals[1] / count, totals[2] / count, totals[0] / count,
+                        count, time.monotonic() - started)
+    mode = " (BatchNorm on batch statistics)" if cfg.batch_statistics else ""
+    log(f"eval{mode}: {result.line()} in {format_seconds(result.seconds)}")
+    return result

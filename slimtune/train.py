@@ -1,0 +1,380 @@
+"""Fine-tune a slim network in a TF1 graph, with BatchNorm updates correct by construction.
+
+The train op comes from ``slim.learning.create_train_op`` with every op of the
+``UPDATE_OPS`` collection as a dependency, so the BatchNorm moving mean and variance
+are updated on every step (the bug behind most "eval accuracy collapses" reports is a
+hand-written ``optimizer.minimize(loss)`` that never runs them).  The loop is our own
+``tf.compat.v1.Session`` loop inside a private ``tf.Graph``: no Supervisor, no
+``disable_eager_execution()``.
+
+Start-up order: a checkpoint already in ``train_dir`` is resumed (global step and all);
+otherwise ``checkpoint_path`` warm-starts the model variables outside
+``checkpoint_exclude_scopes``; otherwise every variable starts from its initialiser.
+"""
+
+import dataclasses
+import math
+import os
+import time
+from typing import Optional
+
+from slimtune import checkpoint, compat, metadata, optim, registry
+from slimtune.data import pipeline, tfrecord
+from slimtune.errors import DataError, TrainingDiverged, UsageError
+from slimtune.nets import batch_norm as bn_lib
+from slimtune.progress import Meter, format_seconds
+
+CHECKPOINT_BASENAME = "model.ckpt"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs; field names and defaults follow research/slim."""
+
+    train_dir: str = "/tmp/tfmodel/"
+    dataset_name: str = "imagenet"
+    dataset_split_name: str = "train"
+    dataset_dir: Optional[str] = None
+    dataset_file_pattern: Optional[str] = None
+    model_name: str = "inception_v3"
+    preprocessing_name: Optional[str] = None
+    train_image_size: Optional[int] = None
+    batch_size: int = 32
+    max_number_of_steps: Optional[int] = None
+    labels_offset: int = 0
+    # Fine-tuning
+    checkpoint_path: Optional[str] = None
+    checkpoint_exclude_scopes: Optional[str] = None
+    trainable_scopes: Optional[str] = None
+    ignore_missing_vars: bool = False
+    # Optimisation
+    weight_decay: float = 0.00004
+    optimizer: str = "rmsprop"
+    learning_rate: float = 0.01
+    learning_rate_decay_type: str = "exponential"
+    learning_rate_decay_factor: float = 0.94
+    num_epochs_per_decay: float = 2.0
+    end_learning_rate: float = 0.0001
+    momentum: float = 0.9
+    rmsprop_momentum: float = 0.9
+    rmsprop_decay: float = 0.9
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    opt_epsilon: float = 1.0
+    adadelta_rho: float = 0.95
+    adagrad_initial_accumulator_value: float = 0.1
+    ftrl_learning_rate_power: float = -0.5
+    ftrl_initial_accumulator_value: float = 0.1
+    ftrl_l1: float = 0.0
+    ftrl_l2: float = 0.0
+    label_smoothing: float = 0.0
+    moving_average_decay: Optional[float] = None
+    clip_gradient_norm: float = 0.0
+    # BatchNorm (None: the architecture's published value)
+    batch_norm_decay: Optional[float] = None
+    batch_norm_epsilon: Optional[float] = None
+    freeze_batch_norm: bool = False
+    # Logging and saving
+    log_every_n_steps: int = 10
+    save_interval_secs: int = 600
+    save_interval_steps: Optional[int] = None
+    save_summaries_secs: int = 600
+    keep_checkpoint_max: int = 5
+    seed: Optional[int] = None
+
+
+@dataclasses.dataclass
+class TrainResult:
+    checkpoint: str
+    global_step: int
+    loss: float
+    seconds: float
+
+
+def _log(message):
+    print(message, flush=True)
+
+
+def batch_norm_config(spec, cfg):
+    """The BatchNorm parameters this run uses: the architecture's, overridden by flags."""
+    if spec.batch_norm is None:
+        if cfg.batch_norm_decay is not None or cfg.batch_norm_epsilon is not None \
+                or cfg.freeze_batch_norm:
+            raise UsageError(f"{spec.name} has no BatchNorm layers: drop --batch_norm_decay, "
+                             "--batch_norm_epsilon and --freeze_batch_norm")
+        return None
+    if cfg.batch_norm_decay is not None and not 0.0 <= cfg.batch_norm_decay < 1.0:
+        raise UsageError(f"--batch_norm_decay={cfg.batch_norm_decay} must be in [0, 1): "
+                         "0.9-0.99 suits small datasets, 0.997-0.9997 large ones")
+    if cfg.batch_norm_epsilon is not None and cfg.batch_norm_epsilon <= 0:
+        raise UsageError(f"--batch_norm_epsilon={cfg.batch_norm_epsilon} must be positive")
+    return spec.batch_norm.replace(
+        decay=cfg.batch_norm_decay, epsilon=cfg.batch_norm_epsilon,
+        mode=bn_lib.FROZEN if cfg.freeze_batch_norm else None)
+
+
+def _validate(cfg, spec):
+    if cfg.batch_size <= 0:
+        raise UsageError(f"--batch_size={cfg.batch_size} must be positive")
+    if cfg.max_number_of_steps is not None and cfg.max_number_of_steps <= 0:
+        raise UsageError(f"--max_number_of_steps={cfg.max_number_of_steps} must be positive")
+    size = cfg.train_image_size or spec.default_image_size
+    if size < spec.min_image_size:
+        raise UsageError(f"--train_image_size={size} is too small for {spec.name}: "
+                         f"use at least {spec.min_image_size}")
+    if cfg.optimizer not in optim.OPTIMIZERS:
+        raise UsageError(f"unknown --optimizer {cfg.optimizer!r}: choose one of "
+                         f"{', '.join(optim.OPTIMIZERS)}")
+    if cfg.learning_rate_decay_type not in optim.DECAY_TYPES:
+        raise UsageError(f"unknown --learning_rate_decay_type {cfg.learning_rate_decay_type!r}: "
+                         f"choose one of {', '.join(optim.DECAY_TYPES)}")
+    return size
+
+
+def _run_metadata(cfg, spec, split, num_classes, bn, image_size, preprocessing):
+    labels = {k - cfg.labels_offset: v for k, v in split.labels.items()
+              if 0 <= k - cfg.labels_offset < num_classes}
+    return {
+        "format": "slimtune.train/1",
+        "model_name": spec.name,
+        "num_classes": num_classes,
+        "labels_offset": cfg.labels_offset,
+        "labels": {str(k): v for k, v in sorted(labels.items())},
+        "batch_norm": bn.as_dict() if bn else None,
+        "preprocessing": preprocessing,
+        "image_size": image_size,
+        "weight_decay": cfg.weight_decay,
+        "moving_average_decay": cfg.moving_average_decay,
+        "dataset": {"name": cfg.dataset_name, "dir": split.dataset_dir,
+                    "split": cfg.dataset_split_name},
+        "checkpoint_path": cfg.checkpoint_path,
+        "checkpoint_exclude_scopes": checkpoint.split_scopes(cfg.checkpoint_exclude_scopes),
+    }
+
+
+def _check_resume_compatible(train_dir, run_meta):
+    old = metadata.read(train_dir)
+    for key in ("model_name", "num_classes"):
+        if old and key in old and old[key] != run_meta[key]:
+            raise UsageError(
+                f"{train_dir} holds a run with {key}={old[key]!r}, this command asks for "
+                f"{run_meta[key]!r}: use a new --train_dir (or delete the old one)")
+
+
+def _bn_moving_variables(graph):
+    import tensorflow as tf
+
+    return [v for v in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)
+            if v.op.name.endswith(("/moving_mean", "/moving_variance"))
+            and "ExponentialMovingAverage" not in v.op.name]
+
+
+def _variables_to_train(cfg):
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    scopes = checkpoint.split_scopes(cfg.trainable_scopes)
+    if not scopes:
+        return v1.trainable_variables()
+    chosen = []
+    for scope in scopes:
+        found = v1.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES, scope)
+        if not found:
+            raise UsageError(f"--trainable_scopes: no trainable variable under {scope!r}; "
+                             "scopes are variable-name prefixes such as resnet_v1_50/logits")
+        chosen.extend(v for v in found if v not in chosen)
+    return chosen
+
+
+def _input_error(e, split, num_classes, labels_offset):
+    """Turn an input-pipeline failure into a DataError naming the shard and record."""
+    text = getattr(e, "message", str(e))
+    if "slimtune: label" in text:
+        detail = text[text.index("slimtune: label"):].splitlines()[0]
+        return DataError(f"bad label in dataset {split.dataset_dir}: {detail.replace('slimtune: ', '')}; "
+                         "fix the record, or set --labels_offset / labels.txt to cover it")
+    found = tfrecord.locate_bad_record(split.files, num_classes, labels_offset)
+    if found:
+        return DataError(f"{found}; remove or re-encode that image and convert the data again")
+    return None
+
+
+def build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessing):
+    """Build the training graph in the current default graph; returns a dict of tensors."""
+    import tensorflow as tf
+
+    slim = compat.apply()
+    v1 = tf.compat.v1
+    if cfg.seed is not None:
+        v1.set_random_seed(cfg.seed)
+    global_step = v1.train.get_or_create_global_step()
+    with tf.device("/cpu:0"):
+        data = pipeline.batches(split, preprocessing, image_size, cfg.batch_size, True,
+                                num_classes, cfg.labels_offset, seed=cfg.seed)
+        images, labels = v1.data.make_one_shot_iterator(data).get_next()
+    logits, end_points = spec.build(images, num_classes, is_training=True, batch_norm=bn,
+                                    weight_decay=cfg.weight_decay)
+    one_hot = tf.one_hot(labels, num_classes)
+    if spec.aux_logits and spec.aux_logits in end_points:
+        aux = end_points[spec.aux_logits]
+        if aux.shape.rank == 4:
+            aux = tf.squeeze(aux, axis=[1, 2])
+        v1.losses.softmax_cross_entropy(one_hot, aux, label_smoothing=cfg.label_smoothing,
+                                        weights=0.4, scope="aux_loss")
+    cross_entropy = v1.losses.softmax_cross_entropy(
+        one_hot, logits, label_smoothing=cfg.label_smoothing)
+    total_loss = v1.losses.get_total_loss(name="total_loss")
+    accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), labels), tf.float32))
+
+    lr = optim.learning_rate(cfg, global_step, split.num_samples)
+    opt = optim.optimizer(cfg, lr)
+    update_ops = list(v1.get_collection(v1.GraphKeys.UPDATE_OPS))
+    if bn is not None and bn.mode == bn_lib.FROZEN and update_ops:
+        raise RuntimeError("internal: frozen BatchNorm still created update ops: "
+                           + ", ".join(op.name for op in update_ops[:3]))
+    if cfg.moving_average_decay:
+        ema = tf.train.ExponentialMovingAverage(cfg.moving_average_decay, global_step)
+        update_ops.append(ema.apply(slim.get_model_variables()))
+    train_op = slim.learning.create_train_op(
+        total_loss, opt, global_step=global_step, update_ops=update_ops,
+        variables_to_train=_variables_to_train(cfg),
+        clip_gradient_norm=cfg.clip_gradient_norm or 0)
+
+    images_per_sec = v1.placeholder_with_default(0.0, [], name="images_per_sec")
+    summaries = [
+        v1.summary.scalar("losses/total_loss", total_loss),
+        v1.summary.scalar("losses/cross_entropy", cross_entropy),
+        v1.summary.scalar("training/learning_rate", lr),
+        v1.summary.scalar("training/train_batch_accuracy", accuracy),
+        v1.summary.scalar("training/images_per_sec", images_per_sec),
+    ]
+    for var in _bn_moving_variables(tf.compat.v1.get_default_graph()):
+        summaries.append(v1.summary.histogram(var.op.name, var))
+    return {
+        "global_step": global_step, "train_op": train_op, "lr": lr, "accuracy": accuracy,
+        "summary": v1.summary.merge(summaries), "images_per_sec": images_per_sec,
+    }
+
+
+def _warm_start_plan(cfg, spec, log):
+    """A Saver restoring the checkpoint_path variables, or None (resume or fresh start).
+
+    Built (and checked against the checkpoint) before the graph is finalized, so a
+    checkpoint that does not fit fails before any training step.
+    """
+    import tensorflow as tf
+
+    slim = compat.apply()
+    if not cfg.checkpoint_path:
+        return None
+    if tf.train.latest_checkpoint(cfg.train_dir):
+        log(f"--checkpoint_path ignored: {cfg.train_dir} already holds a checkpoint to resume")
+        return None
+    prefix = checkpoint.resolve(cfg.checkpoint_path)
+    restore, missing = checkpoint.plan_restore(
+        slim.get_model_variables(), prefix,
+        checkpoint.split_scopes(cfg.checkpoint_exclude_scopes),
+        cfg.ignore_missing_vars, spec.logits_scopes)
+    log(f"Fine-tuning from {prefix}: {len(restore)} variables"
+        + (f", {len(missing)} missing kept at their initial values" if missing else ""))
+    return prefix, tf.compat.v1.train.Saver(var_list=restore)
+
+
+def train(cfg: TrainConfig, log=_log) -> TrainResult:
+    """Run training to ``max_number_of_steps``; returns the final checkpoint and step."""
+    import tensorflow as tf
+
+    compat.apply()
+    v1 = tf.compat.v1
+    spec = registry.get(cfg.model_name)
+    image_size = _validate(cfg, spec)
+    bn = batch_norm_config(spec, cfg)
+    preprocessing = cfg.preprocessing_name or spec.preprocessing
+    split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
+                                cfg.dataset_file_pattern)
+    num_classes = split.num_classes - cfg.labels_offset
+    if num_classes < 2:
+        raise UsageError(f"--labels_offset={cfg.labels_offset} leaves {num_classes} classes "
+                         f"of {split.num_classes}")
+    os.makedirs(cfg.train_dir, exist_ok=True)
+    run_meta = _run_metadata(cfg, spec, split, num_classes, bn, image_size, preprocessing)
+    _check_resume_compatible(cfg.train_dir, run_meta)
+
+    graph = tf.Graph()
+    with graph.as_default():
+        t = build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessing)
+        saver = v1.train.Saver(max_to_keep=cfg.keep_checkpoint_max)
+        warm_start = _warm_start_plan(cfg, spec, log)
+        init_op = v1.global_variables_initializer()
+        graph.finalize()
+
+    metadata.write(cfg.train_dir, run_meta)
+    prefix = os.path.join(cfg.train_dir, CHECKPOINT_BASENAME)
+    bn_text = (f"BN decay {bn.decay} epsilon {bn.epsilon} scale {bn.scale} mode {bn.mode}"
+               if bn else "no BatchNorm")
+    log(f"Training {spec.name} on {cfg.dataset_name}/{cfg.dataset_split_name} "
+        f"({split.num_samples} images, {num_classes} classes) at {image_size}px, "
+        f"batch {cfg.batch_size}, {preprocessing} preprocessing, {bn_text}")
+
+    started = time.monotonic()
+    with v1.Session(graph=graph) as sess:
+        writer = v1.summary.FileWriter(cfg.train_dir, graph=graph)
+        latest = tf.train.latest_checkpoint(cfg.train_dir)
+        if latest:
+            saver.restore(sess, latest)
+            log(f"Resuming from {latest}")
+        else:
+            sess.run(init_op)
+            if warm_start:
+                warm_start[1].restore(sess, warm_start[0])
+        step = int(sess.run(t["global_step"]))
+        if cfg.max_number_of_steps and step >= cfg.max_number_of_steps:
+            log(f"Already at step {step} >= --max_number_of_steps; nothing to do")
+            writer.close()
+            return TrainResult(tf.train.latest_checkpoint(cfg.train_dir), step, float("nan"), 0.0)
+        meter = Meter(cfg.batch_size, step, cfg.max_number_of_steps)
+        last_save = last_summary = time.monotonic()
+        last_saved_step = step if tf.train.latest_checkpoint(cfg.train_dir) else None
+        loss = float("nan")
+        while cfg.max_number_of_steps is None or step < cfg.max_number_of_steps:
+            now = time.monotonic()
+            want_summary = now - last_summary >= cfg.save_summaries_secs or step == 0
+            fetches = [t["train_op"], t["lr"], t["accuracy"]]
+            if want_summary:
+                fetches.append(t["summary"])
+            try:
+                out = sess.run(fetches, {t["images_per_sec"]: meter.images_per_sec})
+            except tf.errors.InvalidArgumentError as e:
+                error = _input_error(e, split, num_classes, cfg.labels_offset)
+                if error is None:
+                    raise
+                writer.close()
+                raise error from None
+            # Each run of the train op increments global_step by exactly one; reading the
+            # variable in the same run would race with that increment.
+            loss, step = float(out[0]), step + 1
+            if not math.isfinite(loss):
+                writer.close()
+                kept = tf.train.latest_checkpoint(cfg.train_dir) or "none saved yet"
+                raise TrainingDiverged(
+                    f"loss became {loss} at step {step}; stopped without saving, the last good "
+                    f"checkpoint is {kept}: lower --learning_rate or set --clip_gradient_norm")
+            if want_summary:
+                writer.add_summary(out[3], step)
+                last_summary = now
+            if step % cfg.log_every_n_steps == 0 or step == cfg.max_number_of_steps:
+                meter.tick(step)
+                log(meter.line(step, loss=f"{loss:.4f}", lr=f"{float(out[1]):.2e}",
+                               acc=f"{float(out[2]):.3f}"))
+            due_steps = cfg.save_interval_steps and step % cfg.save_interval_steps == 0
+            if due_steps or time.monotonic() - last_save >= cfg.save_interval_secs:
+                saver.save(sess, prefix, global_step=step)
+                last_save, last_saved_step = time.monotonic(), step
+        if last_saved_step != step:
+            saver.save(sess, prefix, global_step=step)
+        writer.flush()
+        writer.close()
+    seconds = time.monotonic() - started
+    final = tf.train.latest_checkpoint(cfg.train_dir)
+    log(f"Finished at step {step} in {format_seconds(seconds)}: {final}")
+    return TrainResult(final, step, loss, seconds)

@@ -1,0 +1,1 @@
+"""Thin absl entry scripts; installed as the ``slimtune_tools`` package."""

@@ -1,0 +1,121 @@
+"""Fine-tune or train a slim image classifier, research/slim style, on TensorFlow 2.21.
+
+Flag names follow tensorflow/models research/slim's train_image_classifier.py, so
+existing command lines and --flagfile files work.  Differences that matter:
+
+  * BatchNorm moving statistics really update: the train op depends on every op of
+    the UPDATE_OPS collection.
+  * --batch_norm_decay / --batch_norm_epsilon override the architecture's published
+    values (a decay of 0.9-0.99 suits a few hundred steps on a small dataset; the
+    published 0.997-0.9997 leaves the moving statistics near their start).
+  * --freeze_batch_norm: BatchNorm normalises with the checkpoint's moving statistics,
+    never updates them, and gamma/beta stay fixed.  Dropout still drops while training.
+  * A checkpoint already in --train_dir is resumed (global step and all) and
+    --checkpoint_path is then ignored.
+
+Example (the built-in handwritten digits, ResNet v1 50 at 32 px):
+
+  slimtune-train --train_dir=/tmp/digits_run --dataset_name=digits \\
+      --model_name=resnet_v1_50 --preprocessing_name=lenet --train_image_size=32 \\
+      --batch_size=16 --max_number_of_steps=300 --optimizer=adam \\
+      --learning_rate=0.001 --opt_epsilon=1e-8 --batch_norm_decay=0.9
+
+Fine-tune a 1001-class checkpoint to your 10 classes:
+
+  slimtune-train ... --checkpoint_path=/ckpts/inception_v3.ckpt \\
+      --checkpoint_exclude_scopes=InceptionV3/Logits,InceptionV3/AuxLogits
+"""
+
+from absl import flags
+
+from slimtune import cli
+
+F = flags
+F.DEFINE_string("train_dir", "/tmp/tfmodel/", "Directory for checkpoints, TensorBoard events "
+                "and slimtune.json (the run's metadata). Resumed if it holds a checkpoint.")
+# Dataset
+F.DEFINE_string("dataset_name", "imagenet", "'digits' (built-in, written to the cache on first "
+                "use) or the name of a TFRecord dataset in research/slim's layout (flowers, "
+                "cifar10, mnist, imagenet, or any name for '{split}-NNNNN-of-NNNNN' shards).")
+F.DEFINE_string("dataset_split_name", "train", "Split to train on.")
+F.DEFINE_string("dataset_dir", None, "Folder of TFRecord shards and labels.txt. Optional for "
+                "--dataset_name=digits.")
+F.DEFINE_string("dataset_file_pattern", None, "Shard file pattern, %s = split (default: "
+                "research/slim's pattern for the dataset name, else '%s-*').")
+F.DEFINE_integer("labels_offset", 0, "Subtract this from every label, e.g. 1 to train a "
+                 "1000-class net (ResNet v1, VGG) on 1001-class ImageNet records.")
+# Model and input
+F.DEFINE_string("model_name", "inception_v3", "Architecture; see --helpfull for the list "
+                "or run with a wrong name to get it.")
+F.DEFINE_string("preprocessing_name", None, "inception, vgg or lenet (default: the "
+                "architecture's own).")
+F.DEFINE_integer("train_image_size", None, "Input size (default: the architecture's).")
+F.DEFINE_integer("batch_size", 32, "Images per step.")
+F.DEFINE_integer("max_number_of_steps", None, "Stop at this global step (default: never).")
+F.DEFINE_integer("seed", None, "Graph-level random seed, for repeatable runs.")
+# Fine-tuning
+F.DEFINE_string("checkpoint_path", None, "Checkpoint to warm-start from: a prefix, a .ckpt "
+                "file or a directory (its latest checkpoint).")
+F.DEFINE_string("checkpoint_exclude_scopes", None, "Comma-separated variable scopes not "
+                "restored from --checkpoint_path (e.g. the logits, for a new label set).")
+F.DEFINE_string("trainable_scopes", None, "Comma-separated scopes to train; every other "
+                "variable keeps its value (default: train everything).")
+F.DEFINE_boolean("ignore_missing_vars", False, "Keep the initial values of variables that "
+                 "--checkpoint_path lacks instead of failing.")
+# BatchNorm
+F.DEFINE_float("batch_norm_decay", None, "Moving-average decay of BatchNorm statistics "
+               "(default: the architecture's, e.g. 0.997 for ResNet, 0.9997 for Inception).")
+F.DEFINE_float("batch_norm_epsilon", None, "BatchNorm epsilon (default: the architecture's).")
+F.DEFINE_boolean("freeze_batch_norm", False, "Use the moving statistics while training, never "
+                 "update them, keep gamma/beta fixed (Keras trainable=False). Dropout stays "
+                 "active during training.")
+# Optimisation
+F.DEFINE_float("weight_decay", 0.00004, "L2 weight decay on the model weights.")
+F.DEFINE_enum("optimizer", "rmsprop", ["adadelta", "adagrad", "adam", "ftrl", "momentum",
+                                       "rmsprop", "sgd"], "Optimizer.")
+F.DEFINE_float("learning_rate", 0.01, "Initial learning rate.")
+F.DEFINE_enum("learning_rate_decay_type", "exponential", ["fixed", "exponential", "polynomial"],
+              "How the learning rate decays.")
+F.DEFINE_float("learning_rate_decay_factor", 0.94, "Exponential decay factor.")
+F.DEFINE_float("num_epochs_per_decay", 2.0, "Epochs per decay step (exponential) or to the "
+               "end of the decay (polynomial).")
+F.DEFINE_float("end_learning_rate", 0.0001, "Final rate of the polynomial decay.")
+F.DEFINE_float("momentum", 0.9, "Momentum of the momentum optimizer.")
+F.DEFINE_float("rmsprop_momentum", 0.9, "RMSProp momentum.")
+F.DEFINE_float("rmsprop_decay", 0.9, "RMSProp decay.")
+F.DEFINE_float("adam_beta1", 0.9, "Adam beta1.")
+F.DEFINE_float("adam_beta2", 0.999, "Adam beta2.")
+F.DEFINE_float("opt_epsilon", 1.0, "Epsilon of Adam/RMSProp/Adadelta. research/slim's default "
+               "1.0 is kept for compatibility; 1e-8 is the usual Adam value.")
+F.DEFINE_float("adadelta_rho", 0.95, "Adadelta decay.")
+F.DEFINE_float("adagrad_initial_accumulator_value", 0.1, "AdaGrad initial accumulator.")
+F.DEFINE_float("ftrl_learning_rate_power", -0.5, "FTRL learning rate power.")
+F.DEFINE_float("ftrl_initial_accumulator_value", 0.1, "FTRL initial accumulator.")
+F.DEFINE_float("ftrl_l1", 0.0, "FTRL L1 strength.")
+F.DEFINE_float("ftrl_l2", 0.0, "FTRL L2 strength.")
+F.DEFINE_float("label_smoothing", 0.0, "Label smoothing.")
+F.DEFINE_float("moving_average_decay", None, "Also keep an exponential moving average of "
+               "the weights with this decay (evaluate them with the same flag).")
+F.DEFINE_float("clip_gradient_norm", 0.0, "Clip each gradient to this norm (0 = off).")
+# Logging and saving
+F.DEFINE_integer("log_every_n_steps", 10, "Print step, loss, learning rate, images/s, ETA.")
+F.DEFINE_integer("save_interval_secs", 600, "Save a checkpoint at least this often.")
+F.DEFINE_integer("save_interval_steps", None, "Also save every N steps.")
+F.DEFINE_integer("save_summaries_secs", 600, "Write TensorBoard summaries this often.")
+F.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints kept in --train_dir.")
+cli.define_research_slim_compat_flags()
+
+
+def main(argv):
+    from slimtune import train
+
+    cli.check_compat_flags()
+    train.train(cli.config_from_flags(train.TrainConfig))
+
+
+def run():
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
