@@ -78,4 +78,16 @@ def run(main):
             print("interrupted", file=sys.stderr, flush=True)
             sys.exit(130)
 
-    app.run(wrapped)
+    asked_for_help = any(a in ("-h", "--help", "-?", "--helpshort", "--helpfull")
+                         for a in sys.argv[1:])
+    if not asked_for_help:
+        from slimtune import compat
+
+        compat.import_tensorflow_quietly()
+    try:
+        app.run(wrapped)
+    except SystemExit as e:
+        # absl exits with 1 after printing help; asking for help is not a failure.
+        if asked_for_help and e.code == 1:
+            sys.exit(0)
+        raise

@@ -110,3 +110,43 @@ def eager_mode():
     from tensorflow.python.eager import context
 
     return context.eager_mode()
+
+
+# TensorFlow's native start-up lines that say nothing to a CPU user; TF_CPP_MIN_LOG_LEVEL
+# cannot hide them because they are written before absl logging is initialised.
+_BENIGN_NATIVE_LINES = (
+    "All log messages before absl::InitializeLog() is called",
+    "cudart_stub.cc", "Could not find cuda drivers", "failed call to cuInit",
+    "Unable to register cuDNN factory", "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory", "computation_placer.cc", "TF-TRT Warning",
+    "oneDNN custom operations are on", "This TensorFlow binary is optimized",
+    "rebuild TensorFlow with the appropriate compiler flags",
+)
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow and probe its devices with only the benign native noise dropped.
+
+    Command-line tools call this first so that their own first line on stderr (an
+    error, say) is the first line a user sees.  Everything else TensorFlow writes to
+    the native stderr during start-up is passed through unchanged.
+    """
+    import os
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if line.strip() and not any(b in line for b in _BENIGN_NATIVE_LINES):
+                    print(line, file=sys.stderr)

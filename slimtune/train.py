@@ -187,16 +187,28 @@ def _variables_to_train(cfg):
 
 
 def _input_error(e, split, num_classes, labels_offset):
-    """Turn an input-pipeline failure into a DataError naming the shard and record."""
-    text = getattr(e, "message", str(e))
-    if "slimtune: label" in text:
-        detail = text[text.index("slimtune: label"):].splitlines()[0]
-        return DataError(f"bad label in dataset {split.dataset_dir}: {detail.replace('slimtune: ', '')}; "
-                         "fix the record, or set --labels_offset / labels.txt to cover it")
+    """Turn an input-pipeline failure into a DataError naming the shard and record.
+
+    TensorFlow's decode errors carry no file name, so the shards are scanned for the
+    first unusable record; ``None`` means the failure was not the data's fault.
+    """
     found = tfrecord.locate_bad_record(split.files, num_classes, labels_offset)
     if found:
-        return DataError(f"{found}; remove or re-encode that image and convert the data again")
+        return DataError(f"{found}; fix or remove that record (re-create the shards), or set "
+                         "--labels_offset / labels.txt to match the data")
+    if "slimtune: label" in getattr(e, "message", ""):
+        return DataError(f"a label in {split.dataset_dir} is outside the class range: "
+                         + e.message.splitlines()[0])
     return None
+
+
+def _diverged(loss, step, train_dir):
+    import tensorflow as tf
+
+    kept = tf.train.latest_checkpoint(train_dir) or "none saved yet"
+    return TrainingDiverged(
+        f"loss became {loss} at step {step}; stopped without saving, the last good "
+        f"checkpoint is {kept}: lower --learning_rate or set --clip_gradient_norm")
 
 
 def build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessing):
@@ -249,7 +261,7 @@ def build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessi
         v1.summary.scalar("training/images_per_sec", images_per_sec),
     ]
     for var in _bn_moving_variables(tf.compat.v1.get_default_graph()):
-        summaries.append(v1.summary.histogram(var.op.name, var))
+        summaries.append(v1.summary.histogram("batch_norm/" + var.op.name, var))
     return {
         "global_step": global_step, "train_op": train_op, "lr": lr, "accuracy": accuracy,
         "summary": v1.summary.merge(summaries), "images_per_sec": images_per_sec,
@@ -345,20 +357,19 @@ def train(cfg: TrainConfig, log=_log) -> TrainResult:
             try:
                 out = sess.run(fetches, {t["images_per_sec"]: meter.images_per_sec})
             except tf.errors.InvalidArgumentError as e:
+                writer.close()
+                if "is inf or nan" in e.message:  # create_train_op's CheckNumerics
+                    raise _diverged("NaN or infinite", step + 1, cfg.train_dir) from None
                 error = _input_error(e, split, num_classes, cfg.labels_offset)
                 if error is None:
                     raise
-                writer.close()
                 raise error from None
             # Each run of the train op increments global_step by exactly one; reading the
             # variable in the same run would race with that increment.
             loss, step = float(out[0]), step + 1
             if not math.isfinite(loss):
                 writer.close()
-                kept = tf.train.latest_checkpoint(cfg.train_dir) or "none saved yet"
-                raise TrainingDiverged(
-                    f"loss became {loss} at step {step}; stopped without saving, the last good "
-                    f"checkpoint is {kept}: lower --learning_rate or set --clip_gradient_norm")
+                raise _diverged(loss, step, cfg.train_dir)
             if want_summary:
                 writer.add_summary(out[3], step)
                 last_summary = now

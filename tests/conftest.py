@@ -1,0 +1,16 @@
+"""Shared fixtures: quiet TensorFlow, and the built-in digits written once per session."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory):
+    """The digits shards, written once into a session cache so tests never touch ~/.cache."""
+    os.environ["SLIMTUNE_CACHE"] = str(tmp_path_factory.mktemp("slimtune-cache"))
+    from slimtune.data import digits
+
+    return digits.ensure()

@@ -1,0 +1,62 @@
+"""Make slim checkpoints for tests: random weights, biases and BatchNorm statistics.
+
+Untouched BN statistics (mean 0, variance 1) hide epsilon, scale and ordering bugs,
+so every test checkpoint gets the distributions of ENGINEERING section 7.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from slimtune import registry
+
+v1 = tf.compat.v1
+
+
+def randomise_batch_norm(sess, variables, seed=0):
+    rng = np.random.RandomState(seed)
+    for var in variables:
+        name, shape = var.op.name, var.shape.as_list()
+        if name.endswith("moving_mean"):
+            value = rng.normal(0.0, 0.5, shape)
+        elif name.endswith("moving_variance"):
+            value = rng.uniform(0.5, 2.0, shape)
+        elif name.endswith("/gamma"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith("/beta") or name.endswith("/biases"):
+            # Biases start at 0 (or a constant); random ones catch a bias ported to the
+            # wrong layer or dropped.
+            value = rng.normal(0.0, 0.1, shape)
+        else:
+            continue
+        var.load(value.astype(np.float32), sess)
+
+
+def make_checkpoint(prefix, model_name, num_classes, image_size=32, seed=0, global_step=1000):
+    """Save a checkpoint of ``model_name`` with ``num_classes`` logits; returns the prefix."""
+    spec = registry.get(model_name)
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(seed)
+        step = v1.train.get_or_create_global_step()
+        images = v1.placeholder(tf.float32, [None, image_size, image_size, 3])
+        spec.build(images, num_classes, is_training=False)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            randomise_batch_norm(sess, v1.global_variables(), seed)
+            step.load(global_step, sess)
+            return v1.train.Saver().save(sess, prefix, global_step=global_step)
+
+
+def read(prefix):
+    """``{name: array}`` of every variable in a checkpoint."""
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def write(prefix, tensors):
+    """Save ``{name: array}`` as a checkpoint (to plant faults in real ones)."""
+    with tf.Graph().as_default():
+        variables = {name: v1.Variable(value, name=name) for name, value in tensors.items()}
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            return v1.train.Saver(variables).save(sess, prefix)

@@ -1,0 +1,190 @@
+"""Training: BatchNorm statistics really update, fine-tuning and resuming behave.
+
+These tests build resnet_v1_50 at 32 px with tiny batches: a few seconds per graph.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slim_checkpoints import make_checkpoint, read
+from slimtune import metadata, registry, train
+from slimtune.data import pipeline
+from slimtune.errors import CheckpointError, TrainingDiverged, UsageError
+
+v1 = tf.compat.v1
+MODEL = "resnet_v1_50"
+
+
+def digits_config(train_dir, **overrides):
+    settings = dict(train_dir=str(train_dir), dataset_name="digits", model_name=MODEL,
+                    preprocessing_name="lenet", train_image_size=32, batch_size=4,
+                    max_number_of_steps=3, optimizer="momentum", learning_rate=0.01,
+                    learning_rate_decay_type="fixed", log_every_n_steps=1, seed=0)
+    settings.update(overrides)
+    return train.TrainConfig(**settings)
+
+
+def bn_stats(values):
+    return {k: v for k, v in values.items() if k.endswith(("moving_mean", "moving_variance"))}
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A 1001-class resnet_v1_50 checkpoint standing in for a published one."""
+    prefix = str(tmp_path_factory.mktemp("pretrained") / "model.ckpt")
+    return make_checkpoint(prefix, MODEL, num_classes=1001)
+
+
+@pytest.fixture(scope="module")
+def short_run(digits_dir, tmp_path_factory):
+    """Three steps from scratch with the default settings of the train command."""
+    train_dir = tmp_path_factory.mktemp("short_run")
+    result = train.train(digits_config(train_dir, batch_norm_epsilon=2e-3))
+    return train_dir, result
+
+
+def test_every_bn_layer_moves_off_its_initial_values(short_run):
+    train_dir, result = short_run
+    stats = bn_stats(read(result.checkpoint))
+    assert len(stats) == 2 * 53  # resnet_v1_50 has 53 BatchNorm layers
+    for name, value in stats.items():
+        initial = 0.0 if name.endswith("moving_mean") else 1.0
+        assert np.abs(value - initial).max() > 1e-6, f"{name} never updated"
+
+
+def test_run_writes_metadata_events_and_checkpoint(short_run):
+    train_dir, result = short_run
+    assert result.global_step == 3 and result.checkpoint.endswith("model.ckpt-3")
+    meta = metadata.read(str(train_dir))
+    assert meta["model_name"] == MODEL and meta["num_classes"] == 10
+    assert meta["batch_norm"] == {"decay": 0.997, "epsilon": 2e-3, "scale": True,
+                                  "mode": "follow"}
+    assert meta["labels"]["3"] == "3" and meta["image_size"] == 32
+    events = [f for f in os.listdir(train_dir) if f.startswith("events.out")]
+    tags = {value.tag for f in events
+            for event in v1.train.summary_iterator(os.path.join(train_dir, f))
+            for value in event.summary.value}
+    for tag in ("losses/total_loss", "training/learning_rate", "training/train_batch_accuracy",
+                "training/images_per_sec", f"batch_norm/{MODEL}/conv1/BatchNorm/moving_mean",
+                f"batch_norm/{MODEL}/block4/unit_3/bottleneck_v1/conv3/BatchNorm/moving_variance"):
+        assert tag in tags
+
+
+@pytest.mark.parametrize("decay", [0.9, 0.5])
+def test_one_step_follows_the_decay_rule(digits_dir, tmp_path, decay):
+    """moving = moving * decay + batch * (1 - decay), with fused BN's unbiased variance."""
+    cfg = digits_config(tmp_path, batch_norm_decay=decay)
+    spec = registry.get(MODEL)
+    split = pipeline.open_split("digits", None, "train")
+    graph = tf.Graph()
+    with graph.as_default():
+        t = train.build_train_graph(cfg, spec, split, 10, train.batch_norm_config(spec, cfg),
+                                    32, "lenet")
+        # The decay each BN update op was built with, read back out of the graph.
+        decays = [op.inputs[1].op.get_attr("value").float_val[0]
+                  for op in graph.get_operations()
+                  if op.type == "Sub" and op.name.endswith(("AssignMovingAvg/sub",
+                                                            "AssignMovingAvg_1/sub"))]
+        conv_out = graph.get_tensor_by_name(f"{MODEL}/conv1/Conv2D:0")
+        stats = {v.op.name: v for v in v1.global_variables()}
+        moving = [stats[f"{MODEL}/conv1/BatchNorm/moving_mean"],
+                  stats[f"{MODEL}/conv1/BatchNorm/moving_variance"]]
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            mean0, var0 = sess.run([v.read_value() for v in moving])
+            _, x = sess.run([t["train_op"], conv_out])  # the batch the update saw
+            mean1, var1 = sess.run([v.read_value() for v in moving])
+    assert len(decays) == 2 * 53, "one update per moving mean and variance"
+    assert decays == pytest.approx([decay] * len(decays)), "every BN layer uses the flag's decay"
+    n = x.shape[0] * x.shape[1] * x.shape[2]
+    batch_mean = x.mean(axis=(0, 1, 2))
+    batch_var = x.var(axis=(0, 1, 2)) * n / (n - 1)
+    np.testing.assert_allclose(mean1, mean0 * decay + batch_mean * (1 - decay),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(var1, var0 * decay + batch_var * (1 - decay), rtol=1e-4, atol=1e-5)
+
+
+def test_mismatched_logits_fail_before_training_and_name_the_flag(pretrained, digits_dir,
+                                                                   tmp_path):
+    with pytest.raises(CheckpointError) as error:
+        train.train(digits_config(tmp_path, checkpoint_path=pretrained))
+    message = str(error.value)
+    assert f"{MODEL}/logits/weights" in message
+    assert f"--checkpoint_exclude_scopes={MODEL}/logits" in message
+    assert train_checkpoints(tmp_path) == []
+
+
+def train_checkpoints(train_dir):
+    return [f for f in os.listdir(train_dir) if f.endswith(".index")]
+
+
+def test_finetune_new_head_with_trainable_scopes(pretrained, digits_dir, tmp_path):
+    """Only the new logits train; every other trainable variable stays bit-identical."""
+    result = train.train(digits_config(
+        tmp_path, checkpoint_path=os.path.dirname(pretrained),
+        checkpoint_exclude_scopes=f"{MODEL}/logits", trainable_scopes=f"{MODEL}/logits"))
+    before, after = read(pretrained), read(result.checkpoint)
+    assert after[f"{MODEL}/logits/weights"].shape == (1, 1, 2048, 10)
+    frozen = [n for n in before if n.startswith(MODEL) and "logits" not in n
+              and not n.endswith(("moving_mean", "moving_variance"))]
+    assert len(frozen) > 100
+    for name in frozen:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    # BatchNorm still runs in training mode, so its statistics keep adapting.
+    assert any(not np.array_equal(after[n], before[n]) for n in bn_stats(before))
+
+
+def test_freeze_batch_norm_keeps_statistics_and_affine_bit_identical(pretrained, digits_dir,
+                                                                      tmp_path):
+    result = train.train(digits_config(
+        tmp_path, checkpoint_path=pretrained, checkpoint_exclude_scopes=f"{MODEL}/logits",
+        freeze_batch_norm=True, optimizer="sgd", learning_rate=1e-6))
+    before, after = read(pretrained), read(result.checkpoint)
+    bn_names = [n for n in before if "BatchNorm/" in n]
+    assert len(bn_names) == 4 * 53
+    for name in bn_names:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    assert not np.array_equal(after[f"{MODEL}/conv1/weights"], before[f"{MODEL}/conv1/weights"])
+    assert metadata.read(str(tmp_path))["batch_norm"]["mode"] == "frozen"
+
+
+def test_resume_continues_the_global_step(short_run, tmp_path, pretrained):
+    train_dir, _ = short_run
+    resumed = tmp_path / "resumed"
+    shutil.copytree(train_dir, resumed)
+    lines = []
+    result = train.train(digits_config(resumed, max_number_of_steps=5, checkpoint_path=pretrained),
+                         log=lines.append)
+    assert result.global_step == 5
+    assert any(line.startswith("Resuming from") for line in lines)
+    assert any("--checkpoint_path ignored" in line for line in lines)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(short_run, tmp_path):
+    train_dir, first = short_run
+    run_dir = tmp_path / "diverging"
+    shutil.copytree(train_dir, run_dir)
+    with pytest.raises(TrainingDiverged) as error:
+        train.train(digits_config(run_dir, max_number_of_steps=50, optimizer="sgd",
+                                  learning_rate=1e30, save_interval_steps=100))
+    assert "model.ckpt-3" in str(error.value) and "--learning_rate" in str(error.value)
+    assert tf.train.latest_checkpoint(str(run_dir)).endswith("model.ckpt-3")
+    assert all(np.isfinite(v).all() for v in read(tf.train.latest_checkpoint(str(run_dir))).values()
+               if v.dtype.kind == "f")
+
+
+def test_unknown_model_lists_the_choices(tmp_path):
+    with pytest.raises(UsageError, match="resnet_v2_50.*--model_name"):
+        train.train(digits_config(tmp_path, model_name="resnet_v3_50"))
+
+
+def test_resume_with_another_architecture_is_refused(short_run, tmp_path):
+    train_dir, _ = short_run
+    other = tmp_path / "other"
+    shutil.copytree(train_dir, other)
+    with pytest.raises(UsageError, match="new --train_dir"):
+        train.train(digits_config(other, model_name="resnet_v2_50"))
