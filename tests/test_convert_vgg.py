@@ -1,0 +1,12 @@
+"""VGG 16/19 and AlexNet v2 convert to Keras 3 with logits parity (fixed input sizes)."""
+
+import pytest
+
+from conversion import check_parity
+
+
+@pytest.mark.parametrize("model_name,image_size", [
+    ("vgg_16", 224), ("vgg_16", 225), ("vgg_19", 224), ("alexnet_v2", 224),
+    ("alexnet_v2", 225)])
+def test_parity(tmp_path, model_name, image_size):
+    check_parity(tmp_path, model_name, image_size)
