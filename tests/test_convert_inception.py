@@ -1,0 +1,73 @@
+"""Inception v1/v2/v3 convert to Keras 3 with logits, end point and aux-logits parity.
+
+Each model runs at an even and an odd size (TF SAME padding of stride-2 layers splits
+differently) kept small where the converter is size-generic, including v1's and v3's
+smallest sizes.
+"""
+
+import numpy as np
+import pytest
+
+from conversion import check_parity
+from slim_checkpoints import make_checkpoint, read
+from slimtune import registry
+from slimtune.convert import keras_model, parity
+
+
+@pytest.mark.parametrize("model_name,image_size", [
+    ("inception_v1", 224), ("inception_v1", 193),
+    # 256 px: an 8x8 last map, where slim's stride-2 7x7 window averages only the
+    # top-left cells; 33 px: a 2x2 map, where slim shrinks the window to 2x2.
+    ("inception_v2", 256), ("inception_v2", 33),
+    ("inception_v3", 128), ("inception_v3", 107)])
+def test_parity(tmp_path, model_name, image_size):
+    check_parity(tmp_path, model_name, image_size)
+
+
+@pytest.mark.parametrize("size,aux_kernel", [(107, 1), (299, 5)])
+def test_v3_aux_logits(tmp_path, size, aux_kernel, num_classes=7):
+    """The auxiliary head against slim's, with and without the background class.
+
+    107 px is the smallest size slim builds v3 for (``Conv2d_2a_1x1``); 299 px is the
+    published size (``Conv2d_2a_5x5``), costing about as much: graph building and
+    checkpoint writing dominate, not the convolutions.
+    """
+    spec = registry.get("inception_v3")
+    prefix = make_checkpoint(str(tmp_path / "model.ckpt"), spec.name, num_classes,
+                             image_size=size)
+    images = parity.random_images(2, size)
+    slim_logits, slim_points = parity.slim_outputs(
+        spec, prefix, images, num_classes, spec.batch_norm, ["AuxLogits"])
+    tensors = read(prefix)
+    for drop_background in (False, True):
+        first = 1 if drop_background else 0
+        model = keras_model.from_tensors(
+            spec, tensors, num_classes - first, spec.batch_norm,
+            drop_background=drop_background, include_aux_logits=True, image_size=size)
+        conv = model.get_layer(f"AuxLogits.Conv2d_2a_{aux_kernel}x{aux_kernel}")
+        assert conv.kernel.shape == (aux_kernel, aux_kernel, 128, 768)
+        logits, aux = (np.asarray(o) for o in model(images, training=False))
+        for key, reference, candidate in (("logits", slim_logits, logits),
+                                          ("AuxLogits", slim_points["AuxLogits"], aux)):
+            diff = parity.difference(reference[:, first:], candidate)
+            print(f"inception_v3 {size}px drop_background={drop_background} {key}: "
+                  f"{diff.line()}")
+            assert diff.max_rel < 1e-5 and diff.top1_agreement == 1.0, (key, diff)
+            assert diff.reference_max > 1e-3
+
+
+def test_open_size_and_size_checks():
+    """Open sizes build (without aux); sizes slim cannot build are refused."""
+    spec = registry.get("inception_v3")
+    model = keras_model.build(spec, 5, spec.batch_norm)
+    assert model.input_shape == (None, None, None, 3)
+    assert model(np.zeros((1, 139, 139, 3), np.float32)).shape == (1, 5)
+    with pytest.raises(ValueError, match="image_size"):
+        keras_model.build(spec, 5, spec.batch_norm, include_aux_logits=True)
+    with pytest.raises(ValueError, match="auxiliary"):
+        keras_model.build(registry.get("inception_v1"), 5, spec.batch_norm,
+                          include_aux_logits=True, image_size=224)
+    for name, size in (("inception_v1", 192), ("inception_v1", 225),
+                       ("inception_v2", 257), ("inception_v3", 106), ("inception_v3", 347)):
+        with pytest.raises(ValueError):
+            keras_model.build(registry.get(name), 5, spec.batch_norm, image_size=size)
