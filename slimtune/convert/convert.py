@@ -1,0 +1,231 @@
+"""slimtune-convert: a slim checkpoint in, a verified Keras 3 model out.
+
+Order of work, chosen so that nothing is written unless everything succeeded:
+read and identify the checkpoint, build the Keras mirror and port every tensor (an
+unmatched name on either side is an error), run the slim graph and the Keras model on
+the same images and refuse beyond ``rtol``, then write ``model.keras``, a SavedModel and
+``slimtune.json`` into a temporary directory that is renamed to ``output_dir`` last.
+"""
+
+import dataclasses
+import os
+import shutil
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+from slimtune import metadata
+from slimtune.convert import keras_model, parity, source
+from slimtune.errors import CheckpointError, SlimtuneError, UsageError
+
+FORMAT = "slimtune.keras/1"
+KERAS_FILE = "model.keras"
+SAVED_MODEL_DIR = "saved_model"
+
+
+class ParityError(SlimtuneError):
+    """The converted model does not compute what the checkpoint computes."""
+
+
+@dataclasses.dataclass
+class ConvertConfig:
+    checkpoint_path: str
+    output_dir: str
+    model_name: Optional[str] = None
+    num_classes: Optional[int] = None  # must equal the checkpoint's logits (minus background)
+    drop_background: bool = False
+    use_moving_averages: bool = False
+    include_aux_logits: bool = False
+    batch_norm_decay: Optional[float] = None
+    batch_norm_epsilon: Optional[float] = None
+    batch_norm_scale: Optional[bool] = None
+    image_size: Optional[int] = None  # parity-check size (default: metadata, then the net's)
+    fixed_input_size: bool = False  # bake image_size into the Keras input
+    images: Sequence[str] = ()  # real image files for the parity check
+    random_images: int = 4
+    seed: int = 0
+    rtol: float = 1e-5
+    overwrite: bool = False
+
+
+def _log(message):
+    print(message, flush=True)
+
+
+def batch_norm_for(spec, meta, cfg):
+    """Architecture defaults < training metadata < flags (None: the net has no BN)."""
+    if spec.batch_norm is None:
+        return None
+    bn = spec.batch_norm
+    trained = meta.get("batch_norm") or {}
+    bn = bn.replace(decay=trained.get("decay"), epsilon=trained.get("epsilon"),
+                    scale=trained.get("scale"))
+    bn = bn.replace(decay=cfg.batch_norm_decay, epsilon=cfg.batch_norm_epsilon,
+                    scale=cfg.batch_norm_scale)
+    # The Keras model is a plain model: freezing is the user's trainable=False later.
+    return dataclasses.replace(bn, mode="follow")
+
+
+def _class_count(spec, tensors, cfg):
+    in_checkpoint = source.logits_classes(spec, tensors)
+    out = in_checkpoint - (1 if cfg.drop_background else 0)
+    if cfg.num_classes is not None and cfg.num_classes != out:
+        hint = (" (add --drop_background to go from 1001 to 1000 classes)"
+                if cfg.num_classes == in_checkpoint - 1 and not cfg.drop_background else "")
+        raise UsageError(f"--num_classes={cfg.num_classes} but {spec.logits_scopes[0]}/weights "
+                         f"has {in_checkpoint} classes{hint}")
+    if cfg.drop_background and in_checkpoint % 1000 != 1:
+        raise UsageError(f"--drop_background: the checkpoint has {in_checkpoint} classes, not a "
+                         "1001-style label set with background class 0")
+    return in_checkpoint, out
+
+
+def _check_output_dir(cfg):
+    if os.path.exists(cfg.output_dir) and os.listdir(cfg.output_dir) and not cfg.overwrite:
+        raise UsageError(f"output directory {cfg.output_dir} is not empty: choose another "
+                         "--output_dir or pass --overwrite")
+
+
+def _hint_for(error, tensors):
+    """Add the specific fix to a port error whose cause is recognisable."""
+    text = str(error)
+    if "moving_mean not in" in text or "moving_variance not in" in text:
+        return CheckpointError(
+            "the checkpoint has no BatchNorm moving statistics for some layers (" +
+            text.split(": ", 1)[1].split(";")[0] + "); it was saved from a Saver over "
+            "trainable variables only: save with all global variables and convert again\n"
+            + text)
+    return error
+
+
+def load_images(paths, preprocessing_name, size):
+    """Real image files, decoded and preprocessed for evaluation (float32 NHWC)."""
+    import tensorflow as tf
+
+    from slimtune.data import preprocessing
+
+    batch = []
+    for path in paths:
+        try:
+            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        except (tf.errors.OpError, ValueError) as e:
+            raise UsageError(f"cannot decode image {path}: {str(e).splitlines()[0]}; pass "
+                             "JPEG, PNG, GIF or BMP files") from None
+        batch.append(preprocessing.preprocess(preprocessing_name, image, size, size,
+                                              is_training=False).numpy())
+    return np.stack(batch).astype(np.float32)
+
+
+def check_parity(spec, src, model, num_classes, bn, cfg, size, variable_map, log):
+    """Slim graph vs Keras model on random (and real) images; returns a dict for the JSON."""
+    inputs = {"random": parity.random_images(cfg.random_images, size, cfg.seed)}
+    if cfg.images:
+        inputs["images"] = load_images(cfg.images, src.metadata.get("preprocessing")
+                                       or spec.preprocessing, size)
+    report = {"image_size": size, "rtol": cfg.rtol}
+    failures = []
+    for name, images in inputs.items():
+        slim_logits, _ = parity.slim_outputs(spec, src.prefix, images, num_classes, bn,
+                                             drop_background=cfg.drop_background,
+                                             variable_map=variable_map)
+        keras_logits = np.asarray(model(images, training=False)[0]
+                                  if cfg.include_aux_logits else model(images, training=False))
+        diff = parity.difference(slim_logits, keras_logits)
+        log(f"parity on {len(images)} {name} images at {size}px: {diff.line()}")
+        report[name] = dataclasses.asdict(diff)
+        if not diff.max_rel <= cfg.rtol:
+            failures.append(f"{name} images: max rel {diff.max_rel:.3g} > --rtol {cfg.rtol:g}")
+    if failures:
+        raise ParityError(f"the Keras model does not match the checkpoint ({'; '.join(failures)}); "
+                          f"nothing written. Check the BatchNorm parameters "
+                          f"(epsilon {bn.epsilon if bn else '-'}, scale {bn.scale if bn else '-'}) "
+                          "against how the checkpoint was trained, or run slimtune-verify "
+                          "--layerwise to find the layer")
+    return report
+
+
+def _write(model, cfg, meta_out, log):
+    parent = os.path.dirname(os.path.abspath(cfg.output_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(cfg.output_dir)}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        model.save(os.path.join(tmp, KERAS_FILE))
+        log(f"wrote {KERAS_FILE}; exporting the SavedModel")
+        model.export(os.path.join(tmp, SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
+        metadata.write(tmp, meta_out)
+        if os.path.exists(cfg.output_dir):
+            shutil.rmtree(cfg.output_dir)  # empty, or --overwrite
+        os.replace(tmp, cfg.output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def convert(cfg: ConvertConfig, log=_log):
+    """Run a conversion; returns the metadata dict written beside the model."""
+    from slimtune import compat
+
+    compat.apply()
+    started = time.monotonic()
+    _check_output_dir(cfg)
+    with source.opened(cfg.checkpoint_path) as prefix:
+        src = source.read(prefix)
+        if cfg.model_name is None and src.metadata.get("model_name"):
+            spec = source.detect_model(src.tensors, src.metadata["model_name"])
+        else:
+            spec = source.detect_model(src.tensors, cfg.model_name)
+        in_checkpoint, num_classes = _class_count(spec, src.tensors, cfg)
+        bn = batch_norm_for(spec, src.metadata, cfg)
+        tensors, variable_map = src.tensors, None
+        if cfg.use_moving_averages:
+            tensors, variable_map = source.with_moving_averages(src.tensors)
+        size = cfg.image_size or src.metadata.get("image_size") or spec.default_image_size
+        if size < spec.min_image_size:
+            raise UsageError(f"--image_size={size} is below {spec.name}'s minimum "
+                             f"{spec.min_image_size}")
+        bn_text = (f"BN epsilon {bn.epsilon}, scale {bn.scale}, momentum {bn.decay}"
+                   if bn else "no BN")
+        log(f"converting {src.prefix}: {spec.name}, {in_checkpoint} classes"
+            f"{' -> ' + str(num_classes) if num_classes != in_checkpoint else ''}, {bn_text}")
+        fixed = cfg.fixed_input_size or cfg.include_aux_logits
+        try:
+            model = keras_model.from_tensors(
+                spec, tensors, num_classes, bn, drop_background=cfg.drop_background,
+                include_aux_logits=cfg.include_aux_logits,
+                image_size=size if fixed else None)
+        except CheckpointError as e:
+            raise _hint_for(e, tensors) from None
+        log(f"ported {len(model.weights)} weights in {time.monotonic() - started:.1f} s; "
+            "checking parity with the slim graph")
+        report = check_parity(spec, src, model, in_checkpoint, bn, cfg, size, variable_map, log)
+        labels = src.metadata.get("labels")
+        if labels and cfg.drop_background:
+            labels = {str(int(k) - 1): v for k, v in labels.items() if int(k) > 0}
+        meta_out = {
+            "format": FORMAT,
+            "model_name": spec.name,
+            "source_checkpoint": os.path.abspath(cfg.checkpoint_path),
+            "source_prefix": os.path.basename(src.prefix),
+            "source_sha256": src.sha256,
+            "num_classes": num_classes,
+            "drop_background": cfg.drop_background,
+            "labels": labels,
+            "labels_offset": src.metadata.get("labels_offset", 0) + int(cfg.drop_background),
+            "preprocessing": src.metadata.get("preprocessing") or spec.preprocessing,
+            "image_size": size,
+            "input_size_fixed": fixed,
+            "batch_norm": bn.as_dict() if bn else None,
+            "use_moving_averages": cfg.use_moving_averages,
+            "include_aux_logits": cfg.include_aux_logits,
+            "parity": report,
+            "files": {"keras": KERAS_FILE, "saved_model": SAVED_MODEL_DIR},
+        }
+        _write(model, cfg, meta_out, log)
+    log(f"wrote {cfg.output_dir} ({KERAS_FILE}, {SAVED_MODEL_DIR}/, {metadata.FILENAME}) "
+        f"in {time.monotonic() - started:.1f} s")
+    return meta_out
+
+

@@ -1,0 +1,142 @@
+"""Open the checkpoint a conversion starts from: resolve it, read it, work out what it is.
+
+Accepts a prefix, a directory (its latest checkpoint) or a ``.tar.gz`` archive of a
+published checkpoint (extracted into a temporary directory with tarfile's ``data``
+filter, which refuses absolute paths, ``..``, links out of the tree and devices).
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import tarfile
+import tempfile
+
+from slimtune import checkpoint, metadata, registry
+from slimtune.errors import CheckpointError, UsageError
+from slimtune.convert.porting import is_training_state
+
+
+@dataclasses.dataclass
+class Source:
+    prefix: str
+    tensors: dict  # {checkpoint name: array}
+    metadata: dict  # the training run's slimtune.json, or {}
+    sha256: dict  # {file name: sha256} of the checkpoint files
+
+
+@contextlib.contextmanager
+def opened(path):
+    """Yield a checkpoint prefix for ``path``; archives are unpacked for the duration."""
+    if path and path.endswith((".tar.gz", ".tgz", ".tar")):
+        if not os.path.isfile(path):
+            raise CheckpointError(f"checkpoint archive {path} does not exist: check "
+                                  "--checkpoint_path")
+        with tempfile.TemporaryDirectory(prefix="slimtune-ckpt-") as tmp:
+            try:
+                with tarfile.open(path) as archive:
+                    archive.extractall(tmp, filter="data")
+            except (tarfile.TarError, OSError, EOFError) as e:
+                raise CheckpointError(f"cannot unpack checkpoint archive {path}: {e}; download "
+                                      "it again") from None
+            yield _prefix_in(tmp, path)
+    else:
+        yield checkpoint.resolve(path)
+
+
+def _prefix_in(directory, archive):
+    indexes = [os.path.join(root, f) for root, _, files in os.walk(directory)
+               for f in files if f.endswith(".index")]
+    if len(indexes) != 1:
+        raise CheckpointError(f"archive {archive} holds {len(indexes)} checkpoints (.index "
+                              "files); extract it and pass one prefix as --checkpoint_path")
+    return indexes[0][: -len(".index")]
+
+
+def _file_hashes(prefix):
+    directory, base = os.path.split(prefix)
+    hashes = {}
+    for name in sorted(os.listdir(directory or ".")):
+        if name == base + ".index" or name.startswith(base + ".data-") or name == base:
+            digest = hashlib.sha256()
+            with open(os.path.join(directory, name), "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            hashes[name] = digest.hexdigest()
+    return hashes
+
+
+def read(prefix):
+    """Every tensor of the checkpoint at ``prefix``; unreadable or truncated data fails here."""
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        names = reader.get_variable_to_shape_map()
+    except Exception as e:  # TF raises several types for the same problem
+        raise CheckpointError(f"cannot read checkpoint {prefix}: {str(e).splitlines()[0]}; "
+                              "the files are missing, truncated or not a TF checkpoint") from None
+    tensors = {}
+    for name in names:
+        try:
+            tensors[name] = reader.get_tensor(name)
+        except Exception as e:
+            raise CheckpointError(f"cannot read {name} from checkpoint {prefix}: "
+                                  f"{str(e).splitlines()[0]}; the data file is truncated or "
+                                  "corrupt, copy or download it again") from None
+    return Source(prefix, tensors, metadata.read(prefix), _file_hashes(prefix))
+
+
+def detect_model(tensors, model_name=None):
+    """The registry spec of the network in ``tensors``; ``model_name`` is checked, not trusted.
+
+    Every registered network has its own root scope (``resnet_v1_50``, ``InceptionV3``),
+    so the roots of the model variables name the architecture.
+    """
+    roots = sorted({n.split("/", 1)[0] for n in tensors if "/" in n and not is_training_state(n)})
+    by_scope = {registry.get(n).scope: n for n in registry.names()}
+    found = [by_scope[r] for r in roots if r in by_scope]
+    if model_name:
+        spec = registry.get(model_name)
+        if spec.scope not in roots:
+            raise CheckpointError(
+                f"checkpoint is not a {model_name}: it has no variables under {spec.scope}/ "
+                f"(its root scopes: {', '.join(roots) or 'none'}); "
+                + (f"use --model_name={found[0]}" if len(found) == 1
+                   else "check --checkpoint_path and --model_name"))
+        return spec
+    if len(found) == 1:
+        return registry.get(found[0])
+    if not found:
+        raise UsageError(f"cannot tell the architecture: the checkpoint's root scopes "
+                         f"({', '.join(roots) or 'none'}) match no registered model; pass "
+                         f"--model_name (one of {', '.join(registry.names())})")
+    raise UsageError(f"the checkpoint holds several networks ({', '.join(found)}); pass "
+                     "--model_name to choose one")
+
+
+def logits_classes(spec, tensors):
+    """Class count of the checkpoint's logits layer."""
+    key = spec.logits_scopes[0] + "/weights"
+    if key not in tensors:
+        raise CheckpointError(f"checkpoint has no {key}, so its class count is unknown; "
+                              "pass --num_classes")
+    return int(tensors[key].shape[-1])
+
+
+def with_moving_averages(tensors):
+    """Each variable replaced by its ExponentialMovingAverage shadow where it has one.
+
+    Returns the new tensors and ``{variable name: shadow name}`` for the slim side.
+    """
+    suffix = "/ExponentialMovingAverage"
+    shadows = {n[: -len(suffix)]: n for n in tensors if n.endswith(suffix)}
+    if not shadows:
+        raise CheckpointError("--use_moving_averages: the checkpoint holds no "
+                              "ExponentialMovingAverage variables (train with "
+                              "--moving_average_decay, or drop the flag)")
+    swapped = dict(tensors)
+    for name, shadow in shadows.items():
+        if name in swapped:
+            swapped[name] = tensors[shadow]
+    return swapped, {name: shadow for name, shadow in shadows.items() if name in tensors}
