@@ -1,0 +1,139 @@
+"""How much does converting a big slim checkpoint cost beyond what cannot be avoided?
+
+Measures, in one run, each phase in a fresh Python process (so peak memory is its own):
+
+  baseline   import TensorFlow and Keras; peak RSS = the baseline for memory
+  floor      import + read every checkpoint tensor + build the Keras model (random
+             weights): the work no converter can skip
+  port       import + read + build + port every tensor with its shape checks
+             (slimtune.convert.keras_model.from_tensors): the conversion proper
+  command    the whole slimtune-convert run: port, parity check against the slim graph
+             on 4 images, model.keras, SavedModel export and metadata (informational:
+             the parity check and export are extra work the floor does not include)
+
+Targets (issue 3): port wall time <= 1.5 x floor; port peak RSS - baseline peak RSS <=
+2 x the checkpoint's size on disk.  Prints a table; exit 1 if a target is missed.
+
+  python benchmarks/convert_speed.py                       # resnet_v1_152, 1001 classes
+  python benchmarks/convert_speed.py --model_name=resnet_v1_50 --report_json=/tmp/c.json
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+START = time.perf_counter()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # slim_checkpoints: random BN statistics
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("model_name", "resnet_v1_152", "Architecture to convert.")
+flags.DEFINE_integer("num_classes", 1001, "Classes of the checkpoint's logits.")
+flags.DEFINE_integer("image_size", 224, "Input size of the parity check in the command phase.")
+flags.DEFINE_float("max_time_ratio", 1.5, "Target: port time <= this x floor time.")
+flags.DEFINE_float("max_memory_ratio", 2.0, "Target: port peak RSS above baseline <= this x "
+                   "checkpoint size.")
+flags.DEFINE_string("report_json", None, "Also write the results to this JSON file.")
+flags.DEFINE_string("phase", None, "Internal: run one phase and print its JSON.")
+flags.DEFINE_string("prefix", None, "Internal: checkpoint prefix for --phase.")
+FLAGS = flags.FLAGS
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run_phase(phase, prefix):
+    """Body of one child process; returns its measurements."""
+    import keras  # noqa: F401
+    import tensorflow as tf  # noqa: F401
+
+    from slimtune import compat, registry
+
+    compat.apply()
+    spec = registry.get(FLAGS.model_name)
+    result = {}
+    if phase in ("floor", "port"):
+        from slimtune.convert import keras_model, source
+
+        tensors = source.read(prefix).tensors
+        if phase == "floor":
+            keras_model.build(spec, FLAGS.num_classes, spec.batch_norm)
+        else:
+            keras_model.from_tensors(spec, tensors, FLAGS.num_classes, spec.batch_norm)
+    elif phase == "command":
+        from slimtune.convert import convert
+
+        with tempfile.TemporaryDirectory() as out:
+            meta = convert.convert(convert.ConvertConfig(
+                checkpoint_path=prefix, output_dir=os.path.join(out, "keras"),
+                image_size=FLAGS.image_size), log=lambda m: None)
+        result["parity_max_rel"] = meta["parity"]["random"]["max_rel"]
+    result["seconds"] = time.perf_counter() - START
+    result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return result
+
+
+def child(phase, prefix):
+    command = [sys.executable, os.path.abspath(__file__), f"--phase={phase}",
+               f"--prefix={prefix}", f"--model_name={FLAGS.model_name}",
+               f"--num_classes={FLAGS.num_classes}", f"--image_size={FLAGS.image_size}"]
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"phase {phase} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv):
+    if FLAGS.phase:
+        print(json.dumps(run_phase(FLAGS.phase, FLAGS.prefix)))
+        return 0
+    from slim_checkpoints import make_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log(f"writing a {FLAGS.model_name} checkpoint ({FLAGS.num_classes} classes, random "
+            "weights and BN statistics)")
+        prefix = make_checkpoint(os.path.join(tmp, "model.ckpt"), FLAGS.model_name,
+                                 FLAGS.num_classes, image_size=64)
+        size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp)
+                   if f.startswith("model.ckpt"))
+        log(f"checkpoint: {size / 2**20:.0f} MiB")
+        rows = {}
+        for phase in ("baseline", "floor", "port", "command"):
+            log(f"phase {phase} ...")
+            rows[phase] = child(phase, prefix)
+            log(f"  {rows[phase]['seconds']:.1f} s, peak RSS "
+                f"{rows[phase]['peak_rss_bytes'] / 2**20:.0f} MiB")
+    base = rows["baseline"]["peak_rss_bytes"]
+    time_ratio = rows["port"]["seconds"] / rows["floor"]["seconds"]
+    memory_ratio = (rows["port"]["peak_rss_bytes"] - base) / size
+    time_ok = time_ratio <= FLAGS.max_time_ratio
+    memory_ok = memory_ratio <= FLAGS.max_memory_ratio
+    print()
+    print(f"{FLAGS.model_name} ({FLAGS.num_classes} classes), checkpoint {size / 2**20:.0f} MiB, "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'phase':<10} {'wall s':>7} {'peak RSS MiB':>13} {'above baseline MiB':>19}")
+    for phase, r in rows.items():
+        print(f"{phase:<10} {r['seconds']:>7.1f} {r['peak_rss_bytes'] / 2**20:>13.0f} "
+              f"{(r['peak_rss_bytes'] - base) / 2**20:>19.0f}")
+    print(f"port / floor time: {time_ratio:.2f}x (target <= {FLAGS.max_time_ratio:g}x) "
+          f"{'PASS' if time_ok else 'FAIL'}")
+    print(f"port memory above baseline / checkpoint size: {memory_ratio:.2f}x "
+          f"(target <= {FLAGS.max_memory_ratio:g}x) {'PASS' if memory_ok else 'FAIL'}")
+    print(f"command parity max rel: {rows['command']['parity_max_rel']:.2g}")
+    if FLAGS.report_json:
+        with open(FLAGS.report_json, "w") as f:
+            json.dump({"model_name": FLAGS.model_name, "checkpoint_bytes": size, "phases": rows,
+                       "time_ratio": time_ratio, "memory_ratio": memory_ratio}, f, indent=2)
+    return 0 if time_ok and memory_ok else 1
+
+
+if __name__ == "__main__":
+    app.run(main)
