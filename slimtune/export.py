@@ -1,0 +1,157 @@
+"""Export a slim checkpoint as a frozen inference GraphDef and a SavedModel.
+
+What research/slim's ``export_inference_graph.py`` + ``freeze_graph`` produced, in one
+step: the network built with ``is_training=False`` (BatchNorm on moving statistics,
+dropout off), variables folded into constants, named input and output nodes.  The
+SavedModel carries the same graph with a ``serving_default`` signature (float32 NHWC
+images in; logits and probabilities out) that TF2's ``tf.saved_model.load`` opens.
+Everything is written under temporary names and renamed when complete.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+from typing import Optional
+
+from slimtune import checkpoint, metadata, registry
+from slimtune.errors import UsageError
+
+INPUT_NODE = "input"
+LOGITS_NODE = "logits"
+PROBABILITIES_NODE = "probabilities"
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    checkpoint_path: str
+    output_file: Optional[str] = None  # frozen .pb
+    output_dir: Optional[str] = None  # SavedModel directory
+    model_name: Optional[str] = None  # default: the checkpoint's slimtune.json
+    image_size: Optional[int] = None  # default: as trained, else the architecture's
+    batch_size: Optional[int] = None  # None: dynamic batch
+    num_classes: Optional[int] = None  # default: as trained, else the checkpoint's logits
+    labels_offset: int = 0  # informational, stored in the sidecar JSON
+
+
+def _log(message):
+    print(message, flush=True)
+
+
+def _settings(cfg, prefix):
+    meta = metadata.read(prefix)
+    name = cfg.model_name or meta.get("model_name")
+    if not name:
+        raise UsageError("--model_name is required: the checkpoint has no slimtune.json "
+                         f"(choose one of {', '.join(registry.names())})")
+    spec = registry.get(name)
+    size = cfg.image_size or meta.get("image_size") or spec.default_image_size
+    if size < spec.min_image_size:
+        raise UsageError(f"--image_size={size} is below {spec.name}'s minimum {spec.min_image_size}")
+    num_classes = cfg.num_classes or meta.get("num_classes")
+    if num_classes is None:
+        shapes = checkpoint.read_shapes(prefix)
+        key = spec.logits_scopes[0] + "/weights"
+        if key not in shapes:
+            raise UsageError(f"checkpoint {prefix} has no {key}: pass --num_classes")
+        num_classes = shapes[key][-1]
+    bn = spec.batch_norm
+    if bn is not None and meta.get("batch_norm"):
+        bn = bn.replace(**{k: meta["batch_norm"].get(k) for k in ("decay", "epsilon", "scale")})
+    return spec, size, int(num_classes), bn, meta
+
+
+def _frozen_graph(spec, prefix, size, num_classes, bn, batch_size):
+    """(GraphDef with constants, dict of node names) of the inference network."""
+    import tensorflow as tf
+
+    from slimtune import compat
+
+    compat.apply()
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as graph:
+        images = v1.placeholder(tf.float32, [batch_size, size, size, 3], name=INPUT_NODE)
+        logits, _ = spec.build(images, num_classes, is_training=False, batch_norm=bn)
+        tf.identity(logits, name=LOGITS_NODE)
+        tf.nn.softmax(logits, name=PROBABILITIES_NODE)
+        plan, _ = checkpoint.plan_restore(v1.global_variables(), prefix)
+        saver = v1.train.Saver(plan)
+        with v1.Session(graph=graph) as sess:
+            saver.restore(sess, prefix)
+            frozen = v1.graph_util.convert_variables_to_constants(
+                sess, graph.as_graph_def(), [LOGITS_NODE, PROBABILITIES_NODE])
+    return frozen
+
+
+def _write_pb(frozen, path, sidecar):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(frozen.SerializeToString())
+    with open(tmp + ".json", "w", encoding="utf-8") as f:
+        json.dump(sidecar, f, indent=2, sort_keys=True)
+    os.replace(tmp + ".json", path + ".json")
+    os.replace(tmp, path)
+
+
+def _write_saved_model(frozen, directory, sidecar):
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(directory)}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with tf.Graph().as_default() as graph:
+            tf.graph_util.import_graph_def(frozen, name="")
+            inputs = graph.get_tensor_by_name(INPUT_NODE + ":0")
+            outputs = {"logits": graph.get_tensor_by_name(LOGITS_NODE + ":0"),
+                       "probabilities": graph.get_tensor_by_name(PROBABILITIES_NODE + ":0")}
+            signature = v1.saved_model.signature_def_utils.predict_signature_def(
+                {"images": inputs}, outputs)
+            builder = v1.saved_model.Builder(tmp)
+            with v1.Session(graph=graph) as sess:
+                builder.add_meta_graph_and_variables(
+                    sess, [v1.saved_model.tag_constants.SERVING],
+                    signature_def_map={"serving_default": signature})
+            builder.save()
+        metadata.write(tmp, sidecar)
+        if os.path.exists(directory):
+            raise UsageError(f"output directory {directory} already exists: remove it or "
+                             "choose another --output_dir")
+        os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export(cfg: ExportConfig, log=_log):
+    """Write the requested forms; returns the sidecar dict."""
+    if not cfg.output_file and not cfg.output_dir:
+        raise UsageError("nothing to write: pass --output_file (frozen .pb) and/or "
+                         "--output_dir (SavedModel)")
+    if cfg.output_dir and os.path.exists(cfg.output_dir):
+        raise UsageError(f"output directory {cfg.output_dir} already exists: remove it or "
+                         "choose another --output_dir")
+    prefix = checkpoint.resolve(cfg.checkpoint_path)
+    spec, size, num_classes, bn, meta = _settings(cfg, prefix)
+    log(f"exporting {prefix}: {spec.name}, {num_classes} classes, {size}px, batch "
+        f"{cfg.batch_size or 'dynamic'}, is_training=False")
+    frozen = _frozen_graph(spec, prefix, size, num_classes, bn, cfg.batch_size)
+    sidecar = {
+        "format": "slimtune.export/1", "model_name": spec.name, "checkpoint": prefix,
+        "input_node": INPUT_NODE, "output_nodes": [LOGITS_NODE, PROBABILITIES_NODE],
+        "input_shape": [cfg.batch_size, size, size, 3], "num_classes": num_classes,
+        "labels_offset": cfg.labels_offset or meta.get("labels_offset", 0),
+        "labels": meta.get("labels"),
+        "preprocessing": meta.get("preprocessing") or spec.preprocessing,
+        "batch_norm": bn.as_dict() if bn else None,
+    }
+    if cfg.output_file:
+        _write_pb(frozen, cfg.output_file, sidecar)
+        log(f"wrote {cfg.output_file} (input node '{INPUT_NODE}', output nodes "
+            f"'{LOGITS_NODE}', '{PROBABILITIES_NODE}') and {cfg.output_file}.json")
+    if cfg.output_dir:
+        _write_saved_model(frozen, cfg.output_dir, sidecar)
+        log(f"wrote SavedModel {cfg.output_dir} (signature serving_default: images -> "
+            "logits, probabilities)")
+    return sidecar
