@@ -67,6 +67,11 @@ def run(main):
     from absl import app
 
     def wrapped(argv):
+        from absl import logging as absl_logging
+
+        # TensorFlow logs INFO chatter ("Fingerprint not found") through absl; slimtune
+        # prints its own progress, so only warnings and errors get through.
+        absl_logging.set_verbosity(absl_logging.WARNING)
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         try:

@@ -20,18 +20,19 @@ def keras_end_points(model, layer_names, images):
 
 
 def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=0,
-                 rtol=1e-5, bn=None):
+                 rtol=1e-5):
     """Convert a random checkpoint and assert slim/Keras parity; returns the differences."""
     spec = registry.get(model_name)
-    bn = bn or spec.batch_norm
-    prefix = make_checkpoint(str(tmp_path / "model.ckpt"), model_name, num_classes,
-                             image_size=image_size, seed=seed)
-    model = keras_model.from_tensors(spec, read(prefix), num_classes, bn,
-                                     image_size=image_size)
+    bn = spec.batch_norm
     images = parity.random_images(batch, image_size, seed)
     points = families.module_for(spec).end_points(spec)
-    slim_logits, slim_points = parity.slim_outputs(
-        spec, prefix, images, num_classes, bn, [key for key, _ in points])
+    # The slim reference comes from the graph that saved the checkpoint (built with
+    # is_training=False); tests/test_convert.py covers restoring into a fresh graph.
+    prefix, slim_logits, slim_points = make_checkpoint(
+        str(tmp_path / "model.ckpt"), model_name, num_classes, image_size=image_size,
+        seed=seed, run_on=images, end_point_keys=[key for key, _ in points])
+    model = keras_model.from_tensors(spec, read(prefix), num_classes, bn,
+                                     image_size=image_size)
     keras_logits = np.asarray(model(images, training=False))
     results = {"logits": parity.difference(slim_logits, keras_logits)}
     for (key, _), value in zip(points, keras_end_points(model, [n for _, n in points], images)):

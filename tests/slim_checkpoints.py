@@ -40,20 +40,33 @@ def randomise_batch_norm(sess, variables, seed=0):
     sess.run(assigns, feeds)
 
 
-def make_checkpoint(prefix, model_name, num_classes, image_size=32, seed=0, global_step=1000):
-    """Save a checkpoint of ``model_name`` with ``num_classes`` logits; returns the prefix."""
+def make_checkpoint(prefix, model_name, num_classes, image_size=32, seed=0, global_step=1000,
+                    run_on=None, end_point_keys=()):
+    """Save a checkpoint of ``model_name`` with ``num_classes`` logits; returns the prefix.
+
+    With ``run_on`` (an image batch) the same inference graph also computes the logits
+    and the requested end points of the saved weights, and ``(prefix, logits,
+    end_points)`` is returned: one slim graph build instead of two, which is most of a
+    deep net's parity-test time.
+    """
     spec = registry.get(model_name)
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(seed)
         step = v1.train.get_or_create_global_step()
         images = v1.placeholder(tf.float32, [None, image_size, image_size, 3])
-        spec.build(images, num_classes, is_training=False)
+        logits, end_points = spec.build(images, num_classes, is_training=False)
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             randomise_batch_norm(sess, v1.global_variables(), seed)
             step.load(global_step, sess)
-            return v1.train.Saver().save(sess, prefix, global_step=global_step)
+            saved = v1.train.Saver().save(sess, prefix, global_step=global_step)
+            if run_on is None:
+                return saved
+            out = sess.run({"logits": logits,
+                            "end_points": {k: end_points[k] for k in end_point_keys}},
+                           {images: run_on})
+            return saved, out["logits"], out["end_points"]
 
 
 def read(prefix):

@@ -13,7 +13,7 @@ from slim_checkpoints import make_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = ("train_image_classifier", "eval_image_classifier", "convert_image_folder",
-         "quickstart", "convert_checkpoint", "export_inference_graph")
+         "quickstart", "convert_checkpoint", "export_inference_graph", "verify_model")
 
 
 def tool(name, *flags, env=None, **kwargs):

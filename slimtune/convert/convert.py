@@ -75,9 +75,8 @@ def _class_count(spec, tensors, cfg):
                 if cfg.num_classes == in_checkpoint - 1 and not cfg.drop_background else "")
         raise UsageError(f"--num_classes={cfg.num_classes} but {spec.logits_scopes[0]}/weights "
                          f"has {in_checkpoint} classes{hint}")
-    if cfg.drop_background and in_checkpoint % 1000 != 1:
-        raise UsageError(f"--drop_background: the checkpoint has {in_checkpoint} classes, not a "
-                         "1001-style label set with background class 0")
+    if cfg.drop_background and in_checkpoint < 3:
+        raise UsageError(f"--drop_background: the checkpoint has only {in_checkpoint} classes")
     return in_checkpoint, out
 
 

@@ -1,0 +1,135 @@
+"""slimtune-verify: faithful forms pass, planted faults are caught and named."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slim_checkpoints import make_checkpoint
+from slimtune import export, verify
+from slimtune.convert import convert
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL, SIZE = "resnet_v1_50", 33
+FAULTY_BN = "block2.unit_3.bottleneck_v1.conv1.BatchNorm"
+
+
+@pytest.fixture(scope="module")
+def forms(tmp_path_factory):
+    """A checkpoint and its faithful .keras and .pb; a .keras with one BN epsilon changed."""
+    root = tmp_path_factory.mktemp("verify")
+    prefix = make_checkpoint(str(root / "ckpt" / "model.ckpt"), MODEL, 7, image_size=SIZE)
+    convert.convert(convert.ConvertConfig(checkpoint_path=prefix, output_dir=str(root / "k"),
+                                          image_size=SIZE), log=print)
+    export.export(export.ExportConfig(checkpoint_path=prefix, model_name=MODEL,
+                                      image_size=SIZE, output_file=str(root / "frozen.pb")))
+    model = keras.models.load_model(str(root / "k" / "model.keras"))
+    model.get_layer(FAULTY_BN).epsilon = 1e-2
+    model.save(str(root / "faulty.keras"))
+    return {"ckpt": prefix, "keras": str(root / "k" / "model.keras"),
+            "pb": str(root / "frozen.pb"), "faulty": str(root / "faulty.keras"), "root": root}
+
+
+def _verify(*flags):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "verify_model.py"),
+                             *flags], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return result.returncode, result.stdout, result.stderr.strip().splitlines()
+
+
+def test_faithful_forms_pass(forms, tmp_path):
+    report = tmp_path / "r.json"
+    code, out, err = _verify(f"--reference={forms['ckpt']}", f"--candidate={forms['keras']}",
+                             f"--model_name={MODEL}", "--random=4", f"--image_size={SIZE}",
+                             f"--report_json={report}")
+    assert code == 0, out + "\n".join(err)
+    assert "verdict              PASS" in out
+    data = json.loads(report.read_text())
+    assert data["top1_agreement"] == 1.0 and len(data["per_class_max_abs"]) == 7
+    code, out, _ = _verify(f"--reference={forms['ckpt']}", f"--candidate={forms['pb']}",
+                           f"--model_name={MODEL}", "--random=2", f"--image_size={SIZE}")
+    assert code == 0, out
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """scikit-image's bundled photographs as PNG files."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("photos")
+    paths = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "logo", "hubble_deep_field",
+                 "immunohistochemistry", "colorwheel"):
+        image = getattr(data, name)()[..., :3]
+        path = str(root / f"{name}.png")
+        tf.io.write_file(path, tf.io.encode_png(image))
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("preprocessing,count", [("inception", 1), ("vgg", 8)])
+def test_faithful_conversion_on_real_photos(forms, photos, preprocessing, count):
+    images = verify.inputs(photos[:count], size=SIZE, preprocessing=preprocessing)
+    assert images.shape == (count, SIZE, SIZE, 3)
+    ref = verify.open_form(forms["ckpt"], MODEL)
+    cand = verify.open_form(forms["keras"])
+    report = verify.compare(ref.run(images), cand.run(images))
+    print(preprocessing, count, "\n".join(report.lines()))
+    assert report.passed and report.top1_agreement == 1.0
+
+
+def test_layerwise_names_the_changed_bn_layer(forms):
+    images = verify.inputs(random=2, size=SIZE)
+    ref = verify.open_form(forms["ckpt"], MODEL)
+    report = verify.compare(ref.run(images), verify.open_form(forms["faulty"]).run(images))
+    assert not report.passed
+    rows, bad = verify.layerwise(forms["ckpt"], forms["faulty"], images, MODEL)
+    assert bad is not None
+    key, layer, diff = bad
+    print("first divergence:", key, layer, diff.line())
+    assert key == "resnet_v1_50/block2/unit_3/bottleneck_v1/conv1"
+    assert all(d.max_rel <= 1e-5 for _, _, d in rows[:rows.index(bad)])
+
+
+def test_background_dropped_on_one_side_is_named(forms, tmp_path):
+    convert.convert(convert.ConvertConfig(checkpoint_path=forms["ckpt"], image_size=SIZE,
+                                          output_dir=str(tmp_path / "k6"), drop_background=True))
+    code, out, _ = _verify(f"--reference={forms['ckpt']}",
+                           f"--candidate={tmp_path / 'k6' / 'model.keras'}",
+                           f"--model_name={MODEL}", "--random=4", f"--image_size={SIZE}")
+    assert code == 1
+    assert "CLASS MISALIGNMENT" in out and "class 0" in out
+
+
+def test_compare_detects_off_by_one_and_noise():
+    rng = np.random.RandomState(0)
+    logits = rng.normal(0, 3, (5, 10))
+    assert verify.compare(logits, logits).passed
+    shifted = np.concatenate([logits[:, 1:], rng.normal(0, 3, (5, 1))], axis=1)
+    assert "shifted by one" in verify.compare(logits, shifted).misalignment
+
+
+@pytest.mark.parametrize("kind", ["text file", "missing signature", "unknown node", "sizes"])
+def test_unusable_input_exits_2(forms, tmp_path, kind):
+    if kind == "text file":
+        bogus = tmp_path / "notes.keras"
+        bogus.write_text("hello")
+        flags = [f"--reference={forms['ckpt']}", f"--candidate={bogus}"]
+    elif kind == "missing signature":
+        export.export(export.ExportConfig(checkpoint_path=forms["ckpt"], model_name=MODEL,
+                                          image_size=SIZE, output_dir=str(tmp_path / "sm")))
+        flags = [f"--reference={forms['ckpt']}", f"--candidate={tmp_path / 'sm'}",
+                 "--signature=predict_v9"]
+    elif kind == "unknown node":
+        flags = [f"--reference={forms['ckpt']}", f"--candidate={forms['pb']}",
+                 "--output_node=Softmax_nowhere"]
+    else:
+        flags = [f"--reference={forms['pb']}", f"--candidate={forms['keras']}",
+                 "--image_size=64"]
+    code, out, err = _verify(*flags, f"--model_name={MODEL}", "--random=1")
+    assert code == 2, out + "\n".join(err)
+    assert err[0].startswith("error: ")
