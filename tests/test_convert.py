@@ -73,7 +73,9 @@ def test_outputs_reload_in_a_fresh_process(checkpoint_7, tmp_path):
     expected = np.asarray(in_memory(images, training=False))
     # The SavedModel's signature has open shapes, and TensorFlow picks conv kernels by
     # what it knows of the shapes: run the in-memory model the same way to compare like
-    # with like; eager vs open-shape graph differs only by float32 summation order.
+    # with like.  With oneDNN kernels (slimtune's default) a fresh process may also pick
+    # another algorithm, so reloads match to float32 summation noise (measured 2e-6
+    # relative at max |logit| 250), not bit for bit.
     open_shape = tf.TensorSpec([None, None, None, 3], tf.float32)
     as_graph = np.asarray(tf.function(lambda x: in_memory(x, training=False),
                                       input_signature=[open_shape])(images))
@@ -84,8 +86,8 @@ def test_outputs_reload_in_a_fresh_process(checkpoint_7, tmp_path):
     print("model.keras reloaded:", parity.difference(expected, reloaded).line())
     print("SavedModel vs graph:", parity.difference(as_graph, served).line())
     print("SavedModel vs eager:", parity.difference(expected, served).line())
-    assert parity.difference(expected, reloaded).max_rel <= 1e-6
-    assert parity.difference(as_graph, served).max_rel <= 1e-6
+    assert parity.difference(expected, reloaded).max_rel <= 1e-5
+    assert parity.difference(as_graph, served).max_rel <= 1e-5
     assert parity.difference(expected, served).max_rel <= 1e-5
     # ...and the in-memory conversion equals the slim graph at that size too
     slim, _ = parity.slim_outputs(registry.get(MODEL), checkpoint_7, images, 7,
