@@ -46,6 +46,24 @@ def read_shapes(prefix):
     return {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
 
 
+def logits_classes(spec, shapes, where="checkpoint"):
+    """Class count of the logits layer, from ``{name: shape}`` (or ``{name: array}``).
+
+    The logits kernel is the one ``weights`` variable under the architecture's first
+    logits scope: ``resnet_v1_50/logits/weights``, ``vgg_16/fc8/weights``, but
+    ``InceptionV3/Logits/Conv2d_1c_1x1/weights``.
+    """
+    scope = spec.logits_scopes[0] + "/"
+    kernels = [name for name in shapes if name.startswith(scope) and name.endswith("/weights")]
+    if len(kernels) != 1:
+        raise CheckpointError(
+            f"{where} has {'no' if not kernels else len(kernels)} logits kernels under "
+            f"{scope} ({', '.join(kernels) or 'is it a ' + spec.name + ' checkpoint?'}), so its "
+            "class count is unknown: pass --num_classes")
+    shape = shapes[kernels[0]]
+    return int(shape[-1] if isinstance(shape, (list, tuple)) else shape.shape[-1])
+
+
 def split_scopes(text):
     return [s.strip() for s in (text or "").split(",") if s.strip()]
 

@@ -50,11 +50,7 @@ def _settings(cfg, prefix):
         raise UsageError(f"--image_size={size} is below {spec.name}'s minimum {spec.min_image_size}")
     num_classes = cfg.num_classes or meta.get("num_classes")
     if num_classes is None:
-        shapes = checkpoint.read_shapes(prefix)
-        key = spec.logits_scopes[0] + "/weights"
-        if key not in shapes:
-            raise UsageError(f"checkpoint {prefix} has no {key}: pass --num_classes")
-        num_classes = shapes[key][-1]
+        num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(prefix), prefix)
     bn = spec.batch_norm
     if bn is not None and meta.get("batch_norm"):
         bn = bn.replace(**{k: meta["batch_norm"].get(k) for k in ("decay", "epsilon", "scale")})

@@ -12,6 +12,7 @@ from conversion import check_parity
 from slim_checkpoints import make_checkpoint, read
 from slimtune import registry
 from slimtune.convert import keras_model, parity
+from slimtune.errors import CheckpointError
 
 
 @pytest.mark.parametrize("model_name,image_size", [
@@ -71,3 +72,20 @@ def test_open_size_and_size_checks():
                        ("inception_v2", 257), ("inception_v3", 106), ("inception_v3", 347)):
         with pytest.raises(ValueError):
             keras_model.build(registry.get(name), 5, spec.batch_norm, image_size=size)
+
+
+def test_class_count_is_read_from_each_family_s_logits_kernel():
+    """Inception's logits kernel sits one scope deeper than ResNet's and VGG's, so the
+    class count of a checkpoint without slimtune.json is found by scope, not by a fixed
+    name (export, convert and verify all rely on this)."""
+    from slimtune import checkpoint
+
+    for name, kernel in (("inception_v2", "InceptionV2/Logits/Conv2d_1c_1x1/weights"),
+                         ("inception_v3", "InceptionV3/Logits/Conv2d_1c_1x1/weights"),
+                         ("resnet_v1_50", "resnet_v1_50/logits/weights"),
+                         ("vgg_16", "vgg_16/fc8/weights")):
+        shapes = {kernel: (1, 1, 64, 6), kernel.replace("weights", "biases"): (6,),
+                  "InceptionV3/AuxLogits/Conv2d_2b_1x1/weights": (1, 1, 64, 9)}
+        assert checkpoint.logits_classes(registry.get(name), shapes) == 6
+    with pytest.raises(CheckpointError, match="no logits kernels under InceptionV1/Logits/"):
+        checkpoint.logits_classes(registry.get("inception_v1"), {"x/weights": (3,)})

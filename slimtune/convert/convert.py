@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from slimtune import metadata
+from slimtune import checkpoint, metadata
 from slimtune.convert import keras_model, parity, source
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 
@@ -68,13 +68,13 @@ def batch_norm_for(spec, meta, cfg):
 
 
 def _class_count(spec, tensors, cfg):
-    in_checkpoint = source.logits_classes(spec, tensors)
+    in_checkpoint = checkpoint.logits_classes(spec, tensors)
     out = in_checkpoint - (1 if cfg.drop_background else 0)
     if cfg.num_classes is not None and cfg.num_classes != out:
         hint = (" (add --drop_background to go from 1001 to 1000 classes)"
                 if cfg.num_classes == in_checkpoint - 1 and not cfg.drop_background else "")
-        raise UsageError(f"--num_classes={cfg.num_classes} but {spec.logits_scopes[0]}/weights "
-                         f"has {in_checkpoint} classes{hint}")
+        raise UsageError(f"--num_classes={cfg.num_classes} but the checkpoint's logits "
+                         f"({spec.logits_scopes[0]}) have {in_checkpoint} classes{hint}")
     if cfg.drop_background and in_checkpoint < 3:
         raise UsageError(f"--drop_background: the checkpoint has only {in_checkpoint} classes")
     return in_checkpoint, out

@@ -115,15 +115,6 @@ def detect_model(tensors, model_name=None):
                      "--model_name to choose one")
 
 
-def logits_classes(spec, tensors):
-    """Class count of the checkpoint's logits layer."""
-    key = spec.logits_scopes[0] + "/weights"
-    if key not in tensors:
-        raise CheckpointError(f"checkpoint has no {key}, so its class count is unknown; "
-                              "pass --num_classes")
-    return int(tensors[key].shape[-1])
-
-
 def with_moving_averages(tensors):
     """Each variable replaced by its ExponentialMovingAverage shadow where it has one.
 
