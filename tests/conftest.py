@@ -14,3 +14,16 @@ def digits_dir(tmp_path_factory):
     from slimtune.data import digits
 
     return digits.ensure()
+
+
+@pytest.fixture(autouse=True)
+def _release_models():
+    """Drop each test's Keras state and graphs: the deep-net cases would otherwise keep
+    gigabytes alive for the rest of the session."""
+    yield
+    import gc
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()

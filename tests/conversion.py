@@ -3,24 +3,52 @@
 A checkpoint with random weights, biases and BatchNorm statistics is converted; the
 slim graph (``is_training=False``) and the Keras model (``training=False``) then run on
 one seeded batch, and the logits and every matching end point are compared unsorted.
+With ``forms=True`` the shipped forms are checked too: the frozen ``.pb`` and the
+SavedModel written by slimtune-export and the ``.keras`` file, each reopened from disk
+the way slimtune-verify opens it (which also runs each twice, so a form that is not a
+pure function of its input fails).
 """
 
 import keras
 import numpy as np
 
-from slimtune import registry
+from slimtune import export, registry, verify
 from slimtune.convert import families, keras_model, parity
 from slim_checkpoints import make_checkpoint, read
 
 
 def keras_end_points(model, layer_names, images):
-    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in layer_names])
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in layer_names])
     outputs = probe(images, training=False)
     return [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
 
 
+def check_forms(tmp_path, prefix, model, model_name, image_size, images, slim_logits,
+                rtol=1e-5):
+    """The exported .pb and SavedModel and the saved .keras against the slim logits."""
+    export.export(export.ExportConfig(
+        checkpoint_path=prefix, model_name=model_name, image_size=image_size,
+        output_file=str(tmp_path / "frozen.pb"), output_dir=str(tmp_path / "saved_model")),
+        log=lambda message: None)
+    model.save(str(tmp_path / "model.keras"))
+    reference = verify.Form("checkpoint", prefix, None, deterministic_by_construction=True)
+    reports = {}
+    for path in ("frozen.pb", "saved_model", "model.keras"):
+        form = verify.open_form(str(tmp_path / path))
+        report = verify.check(reference, form, images, rtol=rtol, reference_logits=slim_logits)
+        print(f"{model_name} {image_size}px {form.kind}: max rel {report.max_rel:.3g}, "
+              f"top-1 agreement {report.top1_agreement:.4f}, "
+              f"{[f.label for f in report.findings] or 'no findings'}")
+        reports[form.kind] = report
+        if form.kind == "frozen":
+            assert not any(n.op in ("VariableV2", "VarHandleOp") for n in form.graph_def.node)
+    failed = {kind: r.max_rel for kind, r in reports.items() if not r.passed or r.max_rel > rtol}
+    assert not failed, f"{model_name} at {image_size}px: forms differ from the checkpoint: {failed}"
+    return reports
+
+
 def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=0,
-                 rtol=1e-5):
+                 rtol=1e-5, forms=False):
     """Convert a random checkpoint and assert slim/Keras parity; returns the differences."""
     spec = registry.get(model_name)
     bn = spec.batch_norm
@@ -43,4 +71,6 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
     assert not bad, f"{model_name} at {image_size}px diverges: {bad}"
     assert results["logits"].top1_agreement == 1.0
     assert results["logits"].reference_max > 1e-3, "degenerate test: slim logits are all ~0"
+    if forms:
+        check_forms(tmp_path, prefix, model, model_name, image_size, images, slim_logits, rtol)
     return results

@@ -22,7 +22,15 @@ from slimtune.errors import CheckpointError
     ("inception_v2", 256), ("inception_v2", 33),
     ("inception_v3", 128), ("inception_v3", 107)])
 def test_parity(tmp_path, model_name, image_size):
-    check_parity(tmp_path, model_name, image_size)
+    # v2 at 33 px also checks the exported .pb and SavedModel and the saved .keras;
+    # v1's and v3's forms are checked nightly (test_exported_and_saved_forms).
+    check_parity(tmp_path, model_name, image_size, forms=image_size == 33)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name,image_size", [("inception_v1", 224), ("inception_v3", 107)])
+def test_exported_and_saved_forms(tmp_path, model_name, image_size):
+    check_parity(tmp_path, model_name, image_size, forms=True)
 
 
 @pytest.mark.parametrize("size,aux_kernel", [(107, 1), (299, 5)])

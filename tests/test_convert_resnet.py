@@ -5,7 +5,11 @@ whatever the size, while the SAME max-pools pad asymmetrically only for even map
 are small because the deep slim graphs are slow to build (about a minute per case for
 the 200-layer nets, two graph builds each), not to run.
 
-Every model is checked at one even and one odd size.  The padding code does not depend
+Every model is checked at one even and one odd size.  The default run covers 50, 101
+and 152 of v1 and v2 (both paddings at every depth across v1/v2); the 200-layer nets,
+whose only difference from 152 is the number of units, run nightly.  The frozen ``.pb`` and SavedModel
+from slimtune-export and the saved ``.keras`` are checked for resnet_v2_50 by default
+(resnet_v1_50's in the main job test) and for every other depth in the nightly run.  The padding code does not depend
 on depth, so the second size of each deep model (101/152/200) is marked ``slow`` and left
 to the nightly ``pytest -m slow``; the default run still covers every model, and both
 parities at every depth across v1/v2, in about 7 minutes on 2 shared cores (11 with the
@@ -29,18 +33,30 @@ _SIZES = {
     "resnet_v1_200": (32, 37), "resnet_v2_200": (37, 32),
 }
 _ALWAYS = ("resnet_v1_50", "resnet_v2_50")  # cheap: both sizes in the quick run
+# Deeper than 152 only adds units to block2/block3: same code, a minute per build.
+_NIGHTLY = ("resnet_v1_200", "resnet_v2_200")
 
 
 def _cases():
     for model_name, (first, second) in _SIZES.items():
-        yield pytest.param(model_name, first, id=f"{model_name}-{first}")
+        marks = (pytest.mark.slow,) if model_name in _NIGHTLY else ()
+        yield pytest.param(model_name, first, marks=marks, id=f"{model_name}-{first}")
         marks = () if model_name in _ALWAYS else (pytest.mark.slow,)
         yield pytest.param(model_name, second, marks=marks, id=f"{model_name}-{second}")
 
 
 @pytest.mark.parametrize("model_name,image_size", list(_cases()))
 def test_parity(tmp_path, model_name, image_size):
-    check_parity(tmp_path, model_name, image_size)
+    check_parity(tmp_path, model_name, image_size,
+                 forms=model_name == "resnet_v2_50" and image_size == _SIZES[model_name][0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", [n for n in _SIZES if n != "resnet_v2_50"])
+def test_exported_and_saved_forms(tmp_path, model_name):
+    """The .pb, SavedModel and .keras of every depth (resnet_v2_50's run by default, and
+    resnet_v1_50's in the main job test; the export code does not depend on depth)."""
+    check_parity(tmp_path, model_name, _SIZES[model_name][0], forms=True)
 
 
 def test_wrong_architecture_lists_missing_tensors(tmp_path):

@@ -12,3 +12,12 @@ from conversion import check_parity
     ("alexnet_v2", 224), ("alexnet_v2", 225)])
 def test_parity(tmp_path, model_name, image_size):
     check_parity(tmp_path, model_name, image_size)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", ["vgg_16", "vgg_19", "alexnet_v2"])
+def test_exported_and_saved_forms(tmp_path, model_name):
+    """The .pb, SavedModel and .keras at 224 px: 200-550 MB of weights written and read
+    three more times, so nightly (-m slow); the export code is shared with the ResNets
+    and Inceptions checked by default."""
+    check_parity(tmp_path, model_name, 224, forms=True)

@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint
-from slimtune import export, verify
+from slimtune import compat, export, registry, verify
 from slimtune.convert import convert
+from slimtune.nets import batch_norm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL, SIZE = "resnet_v1_50", 33
@@ -31,8 +32,17 @@ def forms(tmp_path_factory):
     model = keras.models.load_model(str(root / "k" / "model.keras"))
     model.get_layer(FAULTY_BN).epsilon = 1e-2
     model.save(str(root / "faulty.keras"))
+    # Moving statistics reset to their initial values, as when a conversion reads the
+    # wrong tensors or a model is rebuilt and only the trainable weights are copied.
+    model = keras.models.load_model(str(root / "k" / "model.keras"))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.zeros(layer.moving_mean.shape))
+            layer.moving_variance.assign(np.ones(layer.moving_variance.shape))
+    model.save(str(root / "reset.keras"))
     return {"ckpt": prefix, "keras": str(root / "k" / "model.keras"),
-            "pb": str(root / "frozen.pb"), "faulty": str(root / "faulty.keras"), "root": root}
+            "pb": str(root / "frozen.pb"), "faulty": str(root / "faulty.keras"),
+            "reset": str(root / "reset.keras"), "root": root}
 
 
 def _verify(*flags):
@@ -93,6 +103,59 @@ def test_layerwise_names_the_changed_bn_layer(forms):
     print("first divergence:", key, layer, diff.line())
     assert key == "resnet_v1_50/block2/unit_3/bottleneck_v1/conv1"
     assert all(d.max_rel <= 1e-5 for _, _, d in rows[:rows.index(bad)])
+
+
+def test_moving_statistics_reset_to_0_1_are_caught_and_named(forms, tmp_path):
+    report_file = tmp_path / "r.json"
+    code, out, _ = _verify(f"--reference={forms['ckpt']}", f"--candidate={forms['reset']}",
+                           f"--model_name={MODEL}", "--random=2", f"--image_size={SIZE}",
+                           "--layerwise", f"--report_json={report_file}")
+    print(out)
+    assert code == 1
+    assert "verdict              FAIL" in out
+    assert "the candidate's BatchNorm moving statistics are at their initial values" in out
+    assert "in 53 of 53 layers" in out  # every BN layer of resnet_v1_50
+    # The first layer that reads the statistics is the first to diverge.
+    assert json.loads(report_file.read_text())["first_divergence"] == "resnet_v1_50/conv1"
+
+
+def _frozen_with_dropout_active(prefix, path, model_name, size, num_classes):
+    """Freeze a graph the way a user exporting the training graph would: the network
+    built with is_training=True.  BN is frozen (as in a --freeze_batch_norm run), so the
+    only difference from an inference graph is dropout."""
+    compat.apply()
+    v1 = tf.compat.v1
+    spec = registry.get(model_name)
+    bn = spec.batch_norm.replace(mode=batch_norm.FROZEN)
+    with tf.Graph().as_default() as graph:
+        images = v1.placeholder(tf.float32, [None, size, size, 3], name="input")
+        logits, _ = spec.build(images, num_classes, is_training=True, batch_norm=bn)
+        tf.identity(logits, name="logits")
+        with v1.Session() as sess:
+            v1.train.Saver().restore(sess, prefix)
+            frozen = v1.graph_util.convert_variables_to_constants(
+                sess, graph.as_graph_def(), ["logits"])
+    with open(path, "wb") as f:
+        f.write(frozen.SerializeToString())
+
+
+def test_dropout_left_active_in_an_exported_graph_is_reported(tmp_path):
+    model_name, size = "inception_v2", 33
+    prefix = make_checkpoint(str(tmp_path / "model.ckpt"), model_name, 7, image_size=size)
+    _frozen_with_dropout_active(prefix, str(tmp_path / "train_graph.pb"), model_name, size, 7)
+    code, out, _ = _verify(f"--reference={prefix}", f"--candidate={tmp_path / 'train_graph.pb'}",
+                           f"--model_name={model_name}", "--random=4")
+    print(out)
+    assert code == 1
+    assert "NONDETERMINISTIC" in out
+    assert "InceptionV2/Logits/Dropout_1b/dropout/random_uniform/RandomUniform" in out
+    # The fixed variant: the same checkpoint through slimtune-export.
+    export.export(export.ExportConfig(checkpoint_path=prefix, model_name=model_name,
+                                      image_size=size, output_file=str(tmp_path / "ok.pb")))
+    code, out, _ = _verify(f"--reference={prefix}", f"--candidate={tmp_path / 'ok.pb'}",
+                           f"--model_name={model_name}", "--random=4")
+    assert code == 0, out
+    assert "NONDETERMINISTIC" not in out
 
 
 def test_background_dropped_on_one_side_is_named(forms, tmp_path):

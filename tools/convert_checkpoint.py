@@ -15,7 +15,7 @@ training run's slimtune.json when the checkpoint has one (a fine-tune with
 --batch_norm_epsilon=1e-3 converts with that epsilon), else the architecture's
 published values; flags override both.
 
-  slimtune-convert --checkpoint_path=runs/quickstart/train --output_dir=/tmp/keras_digits
+  slimtune-convert --checkpoint_path=runs/quickstart/finetune --output_dir=/tmp/keras_digits
   slimtune-convert --checkpoint_path=inception_v3_2016_08_28.tar.gz \\
       --output_dir=/tmp/iv3 --drop_background --images=cat.jpg,dog.jpg
 """

@@ -10,7 +10,7 @@ TF2's tf.saved_model.load opens.
 Settings the run's slimtune.json knows (architecture, classes, image size, BN
 parameters) are taken from it; flags override.
 
-  slimtune-export --checkpoint_path=runs/quickstart/train --output_file=/tmp/digits.pb \\
+  slimtune-export --checkpoint_path=runs/quickstart/finetune --output_file=/tmp/digits.pb \\
       --output_dir=/tmp/digits_savedmodel
   slimtune-export --model_name=inception_v3 --checkpoint_path=inception_v3.ckpt \\
       --output_file=/tmp/inception_v3_frozen.pb --batch_size=1

@@ -5,20 +5,22 @@ needs --model_name unless it has slimtune.json), a frozen .pb, a SavedModel dire
 (TF1 or TF2) or a .keras file.  Both run on the same preprocessed inputs: --images
 (files), a dataset split, or --random N seeded images.  Prints max abs, max relative
 and mean abs difference, cosine similarity, top-1/top-5 agreement, and names a class
-misalignment (1001 vs 1000 classes, an off-by-one) in words.
+misalignment (1001 vs 1000 classes, an off-by-one) in words.  Each form is also run
+twice: different answers to the same images (dropout left active) fail the check and
+the random ops are named; BatchNorm ops in training mode in a graph, and moving
+statistics at their initial 0/1 values, are named too.
 
 --layerwise (a slim checkpoint against a converted .keras) compares every block's
 output in network order and names the first one beyond --rtol.
 
 Exit code: 0 within --atol or --rtol, 1 beyond, 2 on unusable input.
 
-  slimtune-verify --reference=runs/quickstart/train --candidate=/tmp/digits_keras/model.keras \\
+  slimtune-verify --reference=runs/quickstart/finetune --candidate=/tmp/digits_keras/model.keras \\
       --dataset_name=digits --max_images=200
   slimtune-verify --reference=model.ckpt --model_name=inception_v3 \\
       --candidate=frozen.pb --random=8 --image_size=299
 """
 
-import json
 import sys
 
 from absl import flags
@@ -50,48 +52,10 @@ flags.mark_flags_as_required(["reference", "candidate"])
 
 
 def main(argv):
-    import dataclasses
+    from slimtune import verify
 
-    from slimtune import registry, verify
-
-    v = flags.FLAGS
-    ref = verify.open_form(v.reference, v.model_name, v.input_node, v.output_node, v.signature)
-    cand = verify.open_form(v.candidate, v.model_name, v.input_node, v.output_node, v.signature)
-    fixed = {f.image_size for f in (ref, cand) if f.image_size}
-    if len(fixed) > 1:
-        raise verify.UnusableInput(f"the two models take different input sizes ({sorted(fixed)})")
-    name = ref.model_name or cand.model_name
-    size = v.image_size or (fixed.pop() if fixed else None)
-    if v.image_size and ({ref.image_size, cand.image_size} - {None, v.image_size}):
-        raise verify.UnusableInput(f"--image_size={v.image_size} but a model has a fixed input "
-                                   f"size of {ref.image_size or cand.image_size}")
-    if size is None:
-        size = registry.get(name).default_image_size if name else 224
-    preprocessing = (v.preprocessing_name or ref.preprocessing or cand.preprocessing
-                     or "inception")
-    dataset = ((v.dataset_name, v.dataset_dir, v.dataset_split_name, v.max_images)
-               if v.dataset_name else None)
-    images = verify.inputs(v.images, v.random, v.seed, size, preprocessing, dataset)
-    print(f"reference {ref.kind} {ref.path}\ncandidate {cand.kind} {cand.path}\n"
-          f"{len(images)} images at {size}px, {preprocessing} preprocessing")
-    report = verify.compare(ref.run(images), cand.run(images), v.atol, v.rtol)
-    for line in report.lines():
-        print(line)
-    result = {"reference": ref.path, "candidate": cand.path, **dataclasses.asdict(report)}
-    if v.layerwise:
-        rows, bad = verify.layerwise(v.reference, v.candidate, images, v.model_name, v.rtol)
-        print(f"\n{'end point':<55} {'max rel':>10}")
-        for key, layer, diff in rows:
-            print(f"{key:<55} {diff.max_rel:>10.3g}{'  <- first beyond --rtol' if (key, layer, diff) == bad else ''}")
-        result["layerwise"] = [{"end_point": k, "keras_layer": n, "max_rel": d.max_rel}
-                               for k, n, d in rows]
-        result["first_divergence"] = bad[0] if bad else None
-        print(f"first divergence: {bad[0]} (Keras layer {bad[1]}): {bad[2].line()}" if bad
-              else "every end point within --rtol")
-    if v.report_json:
-        with open(v.report_json, "w") as f:
-            json.dump(result, f, indent=2)
-    sys.exit(0 if report.passed else 1)
+    result = verify.verify(cli.config_from_flags(verify.VerifyConfig))
+    sys.exit(0 if result["passed"] else 1)
 
 
 def run():
