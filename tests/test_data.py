@@ -64,6 +64,23 @@ def test_digits_ensure_is_idempotent(digits_dir):
     assert after == before
 
 
+def test_a_digits_subset_is_a_dataset_of_its_own(digits_dir, tmp_path):
+    """The main job's "new label set": digits 7, 5, 9 become classes 0, 1, 2, named after
+    the digits, and their held-out images are exactly the full set's held-out 7s, 5s, 9s."""
+    subset = digits.ensure(str(tmp_path / "d759"), classes=[7, 5, 9])
+    assert tfrecord.read_labels(subset) == {0: "7", 1: "5", 2: "9"}
+    full = _decode_all(tfrecord.split_files(digits_dir, "validation"))
+    part = _decode_all(tfrecord.split_files(subset, "validation"))
+    expected = sorted((image.tobytes(), [7, 5, 9].index(label)) for image, label in full
+                      if label in (7, 5, 9))
+    assert sorted((image.tobytes(), label) for image, label in part) == expected
+    assert digits.ensure(subset, classes=[7, 5, 9]) == subset  # idempotent
+    with pytest.raises(DataError, match="other classes"):
+        digits.ensure(subset, classes=[0, 1])
+    with pytest.raises(DataError, match="distinct"):
+        digits.ensure(str(tmp_path / "bad"), classes=[3, 3])
+
+
 # --- TFRecord layout -----------------------------------------------------------------
 
 

@@ -1,16 +1,32 @@
-"""The main job end to end: ResNet v1 50 from scratch on digits, evaluated as served.
+"""The main job end to end: README's first command, with its defaults.
 
-This is README's first command.  It takes 5-8 minutes on 2 CPU cores, and it is the
-test that matters most: a BatchNorm whose moving statistics never update, or a decay
-too slow for 300 steps, leaves eval-mode accuracy far below train-mode accuracy.
+Base model on digits 0-4, fine-tuned on digits 5-9 with a new head, evaluated as
+served, exported (.pb, SavedModel), converted (.keras, Keras SavedModel) and every form
+verified against the checkpoint graph.  It is the test that matters most: moving
+statistics that never update, a decay too slow for a few hundred steps, an export in
+training mode or a conversion that loses a BatchNorm parameter each fail it.
 """
 
 from slimtune import quickstart
 
 
-def test_quickstart_reaches_95_percent_as_served(tmp_path, digits_dir):
-    result = quickstart.run(quickstart.QuickstartConfig(work_dir=str(tmp_path / "qs")))
-    print(f"top-1 is_training=False {result['top1']:.4f}, batch statistics "
-          f"{result['top1_batch_statistics']:.4f}, {result['seconds']:.0f} s")
+def test_main_job_fine_tunes_and_every_form_matches_the_checkpoint(tmp_path, digits_dir):
+    lines = []
+
+    def log(message):
+        print(message, flush=True)
+        lines.append(message)
+
+    result = quickstart.run(quickstart.QuickstartConfig(work_dir=str(tmp_path / "qs")), log=log)
     assert result["top1"] >= 0.95
     assert abs(result["gap"]) <= 0.02
+    forms = result["forms"]
+    assert set(forms) == {"slim checkpoint", "frozen .pb", "SavedModel (TF1)", ".keras",
+                          "Keras SavedModel"}
+    for title, figures in forms.items():
+        assert figures["top1"] == forms["slim checkpoint"]["top1"], title
+        if figures["passed"] is not None:
+            assert figures["passed"] and figures["max_rel"] <= 1e-5, title
+    text = "\n".join(lines)
+    assert "main job summary" in text and "[7/7] verify" in text
+    assert "excluding resnet_v1_50/logits" in text

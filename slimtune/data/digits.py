@@ -3,6 +3,10 @@
 1797 scanned 8x8 grey digits (UCI ML digits, shipped inside scikit-learn, so no
 download), upscaled to 32x32 RGB PNGs, split per class into ``train`` (80%) and
 ``validation`` (20%) with a fixed seed.  Written on first use into the cache.
+
+A subset of the digits (``classes=[5, 6, 7, 8, 9]``) is a dataset of its own: labels
+renumbered from 0 and ``labels.txt`` keeping the digits' names.  The main job uses two
+disjoint subsets to stand in for "a published checkpoint" and "your new label set".
 """
 
 import os
@@ -49,27 +53,50 @@ def split_indices(labels, validation_fraction=VALIDATION_FRACTION, seed=SEED):
     return rng.permutation(train), rng.permutation(validation)
 
 
-def ensure(dataset_dir=None):
-    """Write the shards if ``dataset_dir`` (default: the cache) lacks them; return the dir."""
+def _marker_text(classes):
+    return "classes " + ",".join(str(c) for c in classes) + "\n"
+
+
+def ensure(dataset_dir=None, classes=None):
+    """Write the shards if ``dataset_dir`` (default: the cache) lacks them; return the dir.
+
+    ``classes`` keeps only those digits, renumbered 0..k-1 in the given order.
+    """
+    from slimtune.errors import DataError
+
+    classes = list(range(10)) if classes is None else [int(c) for c in classes]
+    if not classes or len(set(classes)) != len(classes) or not set(classes) <= set(range(10)):
+        raise DataError(f"digit classes {classes} must be distinct values in 0..9")
     dataset_dir = dataset_dir or default_dir()
-    if os.path.exists(os.path.join(dataset_dir, _DONE_MARKER)):
-        return dataset_dir
+    marker = os.path.join(dataset_dir, _DONE_MARKER)
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8") as f:
+            written = f.read()
+        # Markers from before subsets existed are empty: the full set.
+        if written == _marker_text(classes) or (not written and classes == list(range(10))):
+            return dataset_dir
+        raise DataError(f"{dataset_dir} already holds digits with other classes "
+                        f"({written.strip()}): choose another directory")
     import tensorflow as tf
 
-    images, labels = load_arrays()
+    images, digit_labels = load_arrays()
+    renumber = {digit: index for index, digit in enumerate(classes)}
     parent = os.path.dirname(os.path.abspath(dataset_dir))
     os.makedirs(parent, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".digits-", dir=parent)
     try:
-        for split, indices in zip(("train", "validation"), split_indices(labels)):
+        # Split the full set, then keep the chosen digits: a subset's held-out images
+        # are held out of every other subset and of the full set too.
+        for split, indices in zip(("train", "validation"), split_indices(digit_labels)):
             records = [
                 tfrecord.image_example(tf.io.encode_png(images[i]).numpy(), "png",
-                                       labels[i], IMAGE_SIZE, IMAGE_SIZE)
-                for i in indices
+                                       renumber[digit_labels[i]], IMAGE_SIZE, IMAGE_SIZE)
+                for i in indices if digit_labels[i] in renumber
             ]
             tfrecord.write_split(work, split, records, num_shards=2)
-        tfrecord.write_labels(work, {i: str(i) for i in range(10)})
-        open(os.path.join(work, _DONE_MARKER), "w").close()
+        tfrecord.write_labels(work, {i: str(d) for i, d in enumerate(classes)})
+        with open(os.path.join(work, _DONE_MARKER), "w", encoding="utf-8") as f:
+            f.write(_marker_text(classes))
         if os.path.isdir(dataset_dir):
             # A half-written or foreign directory: keep its files, add ours beside them.
             for name in os.listdir(work):
