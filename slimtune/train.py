@@ -388,4 +388,17 @@ def train(cfg: TrainConfig, log=_log) -> TrainResult:
     seconds = time.monotonic() - started
     final = tf.train.latest_checkpoint(cfg.train_dir)
     log(f"Finished at step {step} in {format_seconds(seconds)}: {final}")
+    _report_doctor_findings(final, log)
     return TrainResult(final, step, loss, seconds)
+
+
+def _report_doctor_findings(prefix, log):
+    """Print the BatchNorm doctor's checkpoint findings (errors and warnings only)."""
+    from slimtune import doctor
+
+    findings = [f for f in doctor.checkpoint_report(prefix).sorted() if f.severity != doctor.NOTE]
+    if findings:
+        log("slimtune-doctor on the final checkpoint:")
+        for finding in findings:
+            for line in finding.lines():
+                log(line)

@@ -82,3 +82,24 @@ def write(prefix, tensors):
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             return v1.train.Saver(variables).save(sess, prefix)
+
+
+def freeze(prefix, path, model_name, size, num_classes, is_training, batch_norm=None):
+    """Write a frozen GraphDef (nodes ``input`` -> ``logits``) of a checkpoint, built with
+    any ``is_training``: what research/slim's export_inference_graph.py --is_training +
+    freeze_graph produced, mistakes included."""
+    from slimtune import compat
+
+    compat.apply()
+    spec = registry.get(model_name)
+    with tf.Graph().as_default() as graph:
+        images = v1.placeholder(tf.float32, [None, size, size, 3], name="input")
+        logits, _ = spec.build(images, num_classes, is_training=is_training,
+                               batch_norm=batch_norm)
+        tf.identity(logits, name="logits")
+        with v1.Session() as sess:
+            v1.train.Saver().restore(sess, prefix)
+            frozen = v1.graph_util.convert_variables_to_constants(
+                sess, graph.as_graph_def(), ["logits"])
+    with open(path, "wb") as f:
+        f.write(frozen.SerializeToString())

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from slim_checkpoints import make_checkpoint
-from slimtune import compat, export, registry, verify
+from slim_checkpoints import freeze, make_checkpoint
+from slimtune import export, registry, verify
 from slimtune.convert import convert
 from slimtune.nets import batch_norm
 
@@ -119,30 +119,14 @@ def test_moving_statistics_reset_to_0_1_are_caught_and_named(forms, tmp_path):
     assert json.loads(report_file.read_text())["first_divergence"] == "resnet_v1_50/conv1"
 
 
-def _frozen_with_dropout_active(prefix, path, model_name, size, num_classes):
-    """Freeze a graph the way a user exporting the training graph would: the network
-    built with is_training=True.  BN is frozen (as in a --freeze_batch_norm run), so the
-    only difference from an inference graph is dropout."""
-    compat.apply()
-    v1 = tf.compat.v1
-    spec = registry.get(model_name)
-    bn = spec.batch_norm.replace(mode=batch_norm.FROZEN)
-    with tf.Graph().as_default() as graph:
-        images = v1.placeholder(tf.float32, [None, size, size, 3], name="input")
-        logits, _ = spec.build(images, num_classes, is_training=True, batch_norm=bn)
-        tf.identity(logits, name="logits")
-        with v1.Session() as sess:
-            v1.train.Saver().restore(sess, prefix)
-            frozen = v1.graph_util.convert_variables_to_constants(
-                sess, graph.as_graph_def(), ["logits"])
-    with open(path, "wb") as f:
-        f.write(frozen.SerializeToString())
-
-
 def test_dropout_left_active_in_an_exported_graph_is_reported(tmp_path):
     model_name, size = "inception_v2", 33
     prefix = make_checkpoint(str(tmp_path / "model.ckpt"), model_name, 7, image_size=size)
-    _frozen_with_dropout_active(prefix, str(tmp_path / "train_graph.pb"), model_name, size, 7)
+    # The training graph exported as is (BN frozen, as in a --freeze_batch_norm run, so
+    # dropout is the only difference from an inference graph).
+    bn = registry.get(model_name).batch_norm.replace(mode=batch_norm.FROZEN)
+    freeze(prefix, str(tmp_path / "train_graph.pb"), model_name, size, 7, is_training=True,
+           batch_norm=bn)
     code, out, _ = _verify(f"--reference={prefix}", f"--candidate={tmp_path / 'train_graph.pb'}",
                            f"--model_name={model_name}", "--random=4")
     print(out)

@@ -1,0 +1,174 @@
+"""Run the doctor's checks on whatever inputs were given and collect one report."""
+
+import dataclasses
+import os
+from typing import Optional
+
+from slimtune import checkpoint, metadata, registry
+from slimtune.doctor import checkpoint_checks, graph_checks, keras_checks
+from slimtune.doctor.findings import Report
+from slimtune.errors import SlimtuneError, UsageError
+
+
+class UnusableInput(SlimtuneError):
+    """An input the doctor cannot read: exit code 2, since 1 means "errors found"."""
+
+    exit_code = 2
+
+
+@dataclasses.dataclass
+class DoctorConfig:
+    """What ``slimtune-doctor`` takes; field names are its flag names."""
+
+    train_dir: Optional[str] = None
+    checkpoint_path: Optional[str] = None
+    graph: Optional[str] = None  # a MetaGraph (.meta) or a frozen GraphDef (.pb)
+    saved_model: Optional[str] = None
+    keras_model: Optional[str] = None
+    model_name: Optional[str] = None  # for the architecture's default BN decay
+    report_json: Optional[str] = None
+
+
+def _default_decay(meta, model_name):
+    name = model_name or meta.get("model_name")
+    if name:
+        spec = registry.get(name)
+        return spec.batch_norm.decay if spec.batch_norm else None
+    return None
+
+
+def _read_tensors(prefix):
+    import tensorflow as tf
+
+    checkpoint.read_shapes(prefix)  # a clear error for unreadable files
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def _graph_decay(meta_graph_path):
+    """The most common BN decay in a training MetaGraph, or None."""
+    import collections
+
+    import tensorflow as tf
+
+    meta_graph = tf.compat.v1.MetaGraphDef()
+    with open(meta_graph_path, "rb") as f:
+        meta_graph.ParseFromString(f.read())
+    decays = graph_checks.batch_norm_decays(meta_graph.graph_def)
+    if not decays:
+        return None
+    # float32 constants: 0.9997 is stored as 0.99970001
+    return collections.Counter(round(d, 6) for d in decays.values()).most_common(1)[0][0]
+
+
+def checkpoint_report(path, model_name=None):
+    """The checkpoint (and its MetaGraph) checks alone: what training runs at its end."""
+    report = Report()
+    _check_checkpoint(report, path, model_name)
+    return report
+
+
+def _check_checkpoint(report, path, model_name):
+    prefix = checkpoint.resolve(path)
+    meta = metadata.read(prefix)
+    meta_graph = prefix + ".meta" if os.path.exists(prefix + ".meta") else None
+    # The decay actually used: the run's metadata, else the training graph's constants,
+    # else the architecture's published value.
+    decay = (meta_graph and _graph_decay(meta_graph)) or _default_decay(meta, model_name)
+    report.checked.append(f"checkpoint {prefix}")
+    report.add(checkpoint_checks.check(_read_tensors(prefix), meta, decay), prefix)
+    if meta_graph:
+        _check_graph(report, meta_graph)
+
+
+def _check_graph(report, path):
+    import tensorflow as tf
+
+    if not os.path.isfile(path):
+        raise UsageError(f"--graph={path} does not exist: pass a .meta MetaGraph or a frozen .pb")
+    with open(path, "rb") as f:
+        data = f.read()
+    if path.endswith(".meta"):
+        meta_graph = tf.compat.v1.MetaGraphDef()
+        try:
+            meta_graph.ParseFromString(data)
+        except Exception:
+            raise UsageError(f"{path} is not a MetaGraphDef (.meta written by a Saver)") from None
+        report.checked.append(f"training graph {path}")
+        report.add(graph_checks.check_training_graph(meta_graph), path)
+        return
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(data)
+    except Exception:
+        raise UsageError(f"{path} is not a frozen GraphDef (.pb)") from None
+    side = {}
+    if os.path.exists(path + ".json"):
+        import json
+
+        with open(path + ".json", encoding="utf-8") as f:
+            side = json.load(f)
+    report.checked.append(f"serving graph {path}")
+    report.add(graph_checks.check_serving_graph(graph_def, side.get("output_nodes")), path)
+
+
+def _check_saved_model(report, path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto_path = os.path.join(path, "saved_model.pb")
+    if not os.path.isfile(proto_path):
+        raise UsageError(f"--saved_model={path} has no saved_model.pb: pass a SavedModel "
+                         "directory")
+    saved = saved_model_pb2.SavedModel()
+    with open(proto_path, "rb") as f:
+        saved.ParseFromString(f.read())
+    for meta_graph in saved.meta_graphs:
+        for key, signature in meta_graph.signature_def.items():
+            if key.startswith("__"):
+                continue
+            outputs = [t.name.split(":")[0] for t in signature.outputs.values()]
+            report.checked.append(f"SavedModel {path} signature {key}")
+            report.add(graph_checks.check_serving_graph(meta_graph.graph_def, outputs),
+                       f"{path} [{key}]")
+
+
+def _check_keras(report, path):
+    import keras
+
+    try:
+        model = keras.models.load_model(path, safe_mode=True)
+    except Exception as e:
+        raise UsageError(f"cannot load Keras model {path}: {str(e).splitlines()[0]}") from None
+    report.checked.append(f"Keras model {path}")
+    report.add(keras_checks.check(model, metadata.read(os.path.dirname(path) or ".")), path)
+
+
+def diagnose(cfg: DoctorConfig):
+    """The report for every input in ``cfg``; unreadable input is :class:`UnusableInput`."""
+    try:
+        return _diagnose(cfg)
+    except UnusableInput:
+        raise
+    except SlimtuneError as e:
+        raise UnusableInput(str(e)) from None
+
+
+def _diagnose(cfg):
+    from slimtune import compat
+
+    compat.apply()
+    if not any((cfg.train_dir, cfg.checkpoint_path, cfg.graph, cfg.saved_model,
+                cfg.keras_model)):
+        raise UsageError("nothing to examine: pass --train_dir, --checkpoint_path, --graph, "
+                         "--saved_model or --keras_model")
+    report = Report()
+    for path in (cfg.train_dir, cfg.checkpoint_path):
+        if path:
+            _check_checkpoint(report, path, cfg.model_name)
+    if cfg.graph:
+        _check_graph(report, cfg.graph)
+    if cfg.saved_model:
+        _check_saved_model(report, cfg.saved_model)
+    if cfg.keras_model:
+        _check_keras(report, cfg.keras_model)
+    return report

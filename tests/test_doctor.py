@@ -1,0 +1,195 @@
+"""slimtune-doctor: each pitfall built the way users build it is named; its fix is not.
+
+Every scenario comes in two variants, broken and fixed, built the same way apart from
+the one mistake, so a check that fires on everything (or nothing) fails here.  The
+networks are tiny slim conv nets on the real digits: the checks read graphs and
+checkpoints, so depth adds only time.
+"""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slim_checkpoints import freeze, make_checkpoint
+from slimtune import compat, doctor, export, train
+from slimtune.data import digits
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+v1 = tf.compat.v1
+
+
+@pytest.fixture(scope="module")
+def digit_arrays():
+    images, labels = digits.load_arrays()
+    return images.astype(np.float32) / 255.0, labels
+
+
+def _tiny_slim_net(images, is_training, decay):
+    slim = compat.apply()
+    bn = {"decay": decay, "is_training": is_training,
+          "updates_collections": v1.GraphKeys.UPDATE_OPS}
+    with slim.arg_scope([slim.conv2d], normalizer_fn=slim.batch_norm, normalizer_params=bn):
+        net = slim.conv2d(images, 16, [3, 3], stride=2, scope="conv1")
+        net = slim.conv2d(net, 32, [3, 3], stride=2, scope="conv2")
+    net = tf.reduce_mean(net, axis=[1, 2])
+    return slim.fully_connected(net, 10, activation_fn=None, scope="logits")
+
+
+def _train_like_a_user(train_dir, digit_arrays, steps, decay=0.9, run_updates=True,
+                       save_trainable_only=False):
+    """A hand-written TF1 loop: ``optimizer.minimize(loss)``, with or without wrapping it
+    in the UPDATE_OPS dependencies (seed 001's fix), saved by a plain Saver."""
+    images, labels = digit_arrays
+    os.makedirs(train_dir, exist_ok=True)
+    with tf.Graph().as_default():
+        v1.set_random_seed(0)
+        x = v1.placeholder(tf.float32, [None, 32, 32, 3])
+        y = v1.placeholder(tf.int64, [None])
+        logits = _tiny_slim_net(x, True, decay)
+        loss = v1.losses.sparse_softmax_cross_entropy(y, logits)
+        step = v1.train.get_or_create_global_step()
+        optimizer = v1.train.AdamOptimizer(1e-3)
+        if run_updates:
+            with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
+                train_op = optimizer.minimize(loss, global_step=step)
+        else:
+            train_op = optimizer.minimize(loss, global_step=step)
+        to_save = v1.trainable_variables() + [step] if save_trainable_only else None
+        saver = v1.train.Saver(to_save)
+        rng = np.random.RandomState(0)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            for _ in range(steps):
+                batch = rng.randint(0, len(images), 32)
+                sess.run(train_op, {x: images[batch], y: labels[batch]})
+            saver.save(sess, os.path.join(train_dir, "model.ckpt"), global_step=steps)
+    return train_dir
+
+
+def _codes(report, severity=None):
+    return {f.code for f in report.findings if severity is None or f.severity == severity}
+
+
+def test_minimize_without_update_ops_is_an_error_and_the_fix_is_clean(tmp_path, digit_arrays):
+    """Seed 001: the train op never runs the moving-average updates."""
+    broken = _train_like_a_user(str(tmp_path / "broken"), digit_arrays, 30, run_updates=False)
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=broken))
+    print("\n".join(report.lines()))
+    assert {"bn-updates-not-run", "bn-stats-never-updated"} <= _codes(report, "error")
+    text = "\n".join(report.lines())
+    assert "conv1/BatchNorm" in text and "UPDATE_OPS" in text
+
+    fixed = _train_like_a_user(str(tmp_path / "fixed"), digit_arrays, 30, run_updates=True)
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=fixed))
+    assert not report.errors, report.lines()
+    assert "bn-updates-run" in _codes(report)
+
+
+def test_slow_decay_for_a_short_run_is_a_warning(tmp_path, digit_arrays):
+    """Seed 001's second problem: decay 0.9997 for a few hundred steps on small data.
+    The decay is read from the training graph itself (no slimtune.json here)."""
+    slow = _train_like_a_user(str(tmp_path / "slow"), digit_arrays, 300, decay=0.9997)
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=slow))
+    print("\n".join(report.lines()))
+    warning = next(f for f in report.findings if f.code == "bn-decay-too-slow")
+    assert warning.severity == "warning"
+    assert "decay 0.9997 after 300 steps" in warning.evidence
+    assert "--batch_norm_decay=0.99" in warning.fix
+
+    quick = _train_like_a_user(str(tmp_path / "quick"), digit_arrays, 300, decay=0.9)
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=quick))
+    assert "bn-decay-too-slow" not in _codes(report) and "bn-decay-ok" in _codes(report)
+
+
+def test_gamma_beta_without_moving_statistics_is_an_error(tmp_path, digit_arrays):
+    """A Saver given only the trainable variables drops the moving statistics."""
+    partial = _train_like_a_user(str(tmp_path / "partial"), digit_arrays, 5,
+                                 save_trainable_only=True)
+    report = doctor.diagnose(doctor.DoctorConfig(checkpoint_path=partial))
+    assert "bn-stats-missing" in _codes(report, "error")
+
+
+def test_graph_exported_in_training_mode_is_an_error(tmp_path):
+    prefix = make_checkpoint(str(tmp_path / "model.ckpt"), "inception_v2", 7, image_size=33)
+    # research/slim's export_inference_graph.py --is_training=True, then freeze_graph
+    freeze(prefix, str(tmp_path / "training.pb"), "inception_v2", 33, 7, is_training=True)
+    report = doctor.diagnose(doctor.DoctorConfig(graph=str(tmp_path / "training.pb")))
+    print("\n".join(report.lines()))
+    assert {"serving-bn-training-mode", "serving-random-ops"} <= _codes(report, "error")
+
+    export.export(export.ExportConfig(
+        checkpoint_path=prefix, model_name="inception_v2", image_size=33,
+        output_file=str(tmp_path / "ok.pb"), output_dir=str(tmp_path / "saved_model")))
+    report = doctor.diagnose(doctor.DoctorConfig(graph=str(tmp_path / "ok.pb"),
+                                                 saved_model=str(tmp_path / "saved_model")))
+    assert not report.findings, report.lines()
+
+
+def _keras_custom_loop(path, digit_arrays, pass_training):
+    """Seed 002: a Keras 3 custom loop; calling ``model(x)`` without ``training=True``
+    runs BatchNorm in inference mode, so its statistics never move."""
+    images, labels = digit_arrays
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, strides=2),
+        keras.layers.BatchNormalization(), keras.layers.ReLU(),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
+    optimizer = keras.optimizers.Adam(1e-3)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for start in range(0, 320, 32):
+        x, y = images[start:start + 32], labels[start:start + 32]
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True) if pass_training else model(x)
+            loss = loss_fn(y, logits)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    model.save(path)
+    return path
+
+
+def test_keras_loop_without_training_true_leaves_statistics_at_0_1(tmp_path, digit_arrays):
+    broken = _keras_custom_loop(str(tmp_path / "broken.keras"), digit_arrays, False)
+    report = doctor.diagnose(doctor.DoctorConfig(keras_model=broken))
+    assert "keras-bn-stats-initial" in _codes(report, "warning")
+    fixed = _keras_custom_loop(str(tmp_path / "fixed.keras"), digit_arrays, True)
+    report = doctor.diagnose(doctor.DoctorConfig(keras_model=fixed))
+    assert not report.findings, report.lines()
+
+
+def test_train_dir_of_slimtune_train_with_defaults_has_no_error(tmp_path, digits_dir):
+    lines = []
+    result = train.train(train.TrainConfig(
+        train_dir=str(tmp_path / "run"), dataset_name="digits", model_name="resnet_v1_50",
+        train_image_size=32, batch_size=8, max_number_of_steps=3), log=lines.append)
+    # Training itself ends with the checkpoint checks and prints what they found.
+    assert "slimtune-doctor on the final checkpoint:" in lines
+    assert any("WARNING [bn-decay-too-slow]" in line for line in lines)
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=str(tmp_path / "run")))
+    print("\n".join(report.lines()))
+    assert not report.errors
+    assert "bn-updates-run" in _codes(report)
+    # Three steps at the published decay 0.997: the statistics are still mostly 0/1.
+    assert "bn-decay-too-slow" in _codes(report, "warning")
+    assert result.global_step == 3
+
+
+def test_cli_exit_codes_and_json(tmp_path, digit_arrays):
+    broken = _train_like_a_user(str(tmp_path / "broken"), digit_arrays, 3, run_updates=False)
+    report_json = tmp_path / "r.json"
+    tool = os.path.join(ROOT, "tools", "bn_doctor.py")
+    result = subprocess.run([sys.executable, tool, f"--train_dir={broken}",
+                             f"--report_json={report_json}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "ERROR [bn-updates-not-run]" in result.stdout
+    import json
+
+    assert json.loads(report_json.read_text())["errors"] >= 1
+    result = subprocess.run([sys.executable, tool], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[0].startswith("error: nothing to examine")

@@ -1,0 +1,63 @@
+"""Diagnose the BatchNorm and Dropout pitfalls that make served accuracy collapse.
+
+Examines any of:
+  --train_dir        a training run: its latest checkpoint, slimtune.json and MetaGraph
+  --checkpoint_path  a checkpoint (prefix or dir); its .meta too when beside it
+  --graph            a training MetaGraph (.meta) or a frozen inference graph (.pb)
+  --saved_model      a SavedModel directory (every serving signature)
+  --keras_model      a .keras file (and the slimtune.json beside it)
+
+and prints each finding with its severity (error, warning, note), what was seen
+(layer names, numbers), what it means and the fix.  Checks include: BatchNorm update
+ops the train op never runs; moving statistics still exactly 0/1 after training; a
+BN decay too slow for the steps trained (decay**steps still large); gamma/beta without
+moving statistics; BatchNorm in training mode, dropout or a keras_learning_phase
+placeholder in a serving graph; a Keras model whose BN epsilon/scale differ from its
+source checkpoint's.
+
+Exit code: 1 when any error is found, 0 otherwise (2 on unusable input).
+
+  slimtune-doctor --train_dir=runs/quickstart/finetune
+  slimtune-doctor --graph=frozen.pb --keras_model=keras/model.keras --report_json=r.json
+"""
+
+import json
+import os
+import sys
+
+from absl import flags
+
+from slimtune import cli
+
+F = flags
+F.DEFINE_string("train_dir", None, "A training run's directory.")
+F.DEFINE_string("checkpoint_path", None, "A checkpoint prefix or directory.")
+F.DEFINE_string("graph", None, "A MetaGraph (.meta) or frozen GraphDef (.pb).")
+F.DEFINE_string("saved_model", None, "A SavedModel directory.")
+F.DEFINE_string("keras_model", None, "A .keras file.")
+F.DEFINE_string("model_name", None, "Architecture, for its default BN decay when the "
+                "checkpoint has no slimtune.json.")
+F.DEFINE_string("report_json", None, "Also write the findings to this JSON file.")
+
+
+def main(argv):
+    from slimtune import doctor
+
+    cfg = cli.config_from_flags(doctor.DoctorConfig)
+    report = doctor.diagnose(cfg)
+    for line in report.lines():
+        print(line)
+    if cfg.report_json:
+        tmp = f"{cfg.report_json}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(report.as_dict(), f, indent=2)
+        os.replace(tmp, cfg.report_json)
+    sys.exit(1 if report.errors else 0)
+
+
+def run():
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
