@@ -396,7 +396,12 @@ def _report_doctor_findings(prefix, log):
     """Print the BatchNorm doctor's checkpoint findings (errors and warnings only)."""
     from slimtune import doctor
 
-    findings = [f for f in doctor.checkpoint_report(prefix).sorted() if f.severity != doctor.NOTE]
+    try:
+        report = doctor.checkpoint_report(prefix)
+    except Exception as e:  # a diagnosis must never fail a finished run
+        log(f"slimtune-doctor could not check {prefix}: {str(e).splitlines()[0]}")
+        return
+    findings = [f for f in report.sorted() if f.severity != doctor.NOTE]
     if findings:
         log("slimtune-doctor on the final checkpoint:")
         for finding in findings:
