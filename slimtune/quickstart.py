@@ -90,16 +90,6 @@ def _evaluate(checkpoint_path, data, batch_statistics, log):
         batch_statistics=batch_statistics), log=log)
 
 
-def _held_out(data, cfg):
-    """Held-out images (preprocessed as evaluation does) and labels of ``data``."""
-    split = pipeline.open_split(os.path.basename(data[0]), data[0], "validation")
-    batches = pipeline.batches(split, "lenet", cfg.image_size, 60, is_training=False,
-                               num_classes=split.num_classes)
-    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in batches])
-    images, labels = np.concatenate(images), np.concatenate(labels)
-    return images[: cfg.verify_images].astype(np.float32), labels[: cfg.verify_images]
-
-
 def _fresh(path):
     """Remove a previous run's derived output (this job owns ``work_dir``)."""
     if os.path.isdir(path):
@@ -177,7 +167,9 @@ def run(cfg: QuickstartConfig, log=_log):
                                           overwrite=True, rtol=cfg.rtol), log=log)
 
     step("verify every form against the checkpoint graph on the held-out digits")
-    images, labels = _held_out(new_data, cfg)
+    images, labels = pipeline.load_eval_arrays(os.path.basename(new_data[0]), new_data[0],
+                                               "validation", "lenet", cfg.image_size,
+                                               cfg.verify_images)
     reference = verify.open_form(tuned.checkpoint)
     reference_logits = reference.run(images)
     forms = [("slim checkpoint", reference, None)]

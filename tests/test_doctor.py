@@ -193,3 +193,64 @@ def test_cli_exit_codes_and_json(tmp_path, digit_arrays):
     result = subprocess.run([sys.executable, tool], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[0].startswith("error: nothing to examine")
+
+
+def _saved_model_serving(path, training):
+    """A TF2 SavedModel whose serving function calls a trained Keras model with
+    ``training=True`` (copied from the train step), or correctly with ``training=False``."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, strides=2),
+        keras.layers.BatchNormalization(), keras.layers.ReLU(),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
+    model(np.random.RandomState(0).uniform(0, 1, (64, 32, 32, 3)).astype(np.float32),
+          training=True)  # one forward pass in training mode moves the statistics
+
+    class Serving(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
+        def serve(self, images):
+            return {"logits": self.model(images, training=training)}
+
+    module = Serving()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def test_live_batch_dependence_is_an_error(tmp_path, digits_dir):
+    # Keras 3 BatchNormalization computes moments itself (no FusedBatchNorm op), so the
+    # static graph check cannot see it: running the model is what finds it.
+    for training, expected in ((True, {"live-batch-dependent"}), (False, set())):
+        path = _saved_model_serving(str(tmp_path / f"training_{training}"), training)
+        report = doctor.diagnose(doctor.DoctorConfig(
+            saved_model=path, dataset_name="digits", preprocessing_name="lenet",
+            image_size=32, max_images=16))
+        print("\n".join(report.lines()))
+        assert _codes(report, "error") == expected
+
+
+def test_live_dropout_in_a_frozen_graph_is_an_error(tmp_path, digits_dir):
+    prefix = make_checkpoint(str(tmp_path / "model.ckpt"), "inception_v2", 7, image_size=33)
+    freeze(prefix, str(tmp_path / "training.pb"), "inception_v2", 33, 7, is_training=True)
+    report = doctor.diagnose(doctor.DoctorConfig(
+        graph=str(tmp_path / "training.pb"), dataset_name="digits", image_size=33,
+        preprocessing_name="inception", max_images=8))
+    assert "live-nondeterministic" in _codes(report, "error")
+
+
+def test_same_prediction_for_every_image_is_a_warning():
+    from slimtune import verify
+    from slimtune.doctor import data_checks
+
+    images = np.zeros((20, 4, 4, 3), np.float32)
+    labels = np.arange(20) % 5
+    squashed = verify.Form("keras", "m.keras", lambda x: np.tile([[3.0, 1, 0, 0, 0]], (len(x), 1)))
+    codes = {f.code for f in data_checks.check_form(squashed, images, labels)}
+    assert codes == {"live-same-prediction"}
+    rng = np.random.RandomState(0)
+    table = rng.normal(size=(20, 5))
+    healthy = verify.Form("keras", "m.keras", lambda x: table[: len(x)])
+    assert not data_checks.check_form(healthy, images, labels)

@@ -13,12 +13,16 @@ ops the train op never runs; moving statistics still exactly 0/1 after training;
 BN decay too slow for the steps trained (decay**steps still large); gamma/beta without
 moving statistics; BatchNorm in training mode, dropout or a keras_learning_phase
 placeholder in a serving graph; a Keras model whose BN epsilon/scale differ from its
-source checkpoint's.
+source checkpoint's.  With data (--dataset_name/--dataset_dir or --images) every model
+given is also run: the same images twice (dropout left on), an image alone and in a
+batch (BatchNorm on batch statistics at inference), and one class for nearly every
+image (statistics that do not describe the data).
 
 Exit code: 1 when any error is found, 0 otherwise (2 on unusable input).
 
   slimtune-doctor --train_dir=runs/quickstart/finetune
   slimtune-doctor --graph=frozen.pb --keras_model=keras/model.keras --report_json=r.json
+  slimtune-doctor --keras_model=model.keras --dataset_name=digits
 """
 
 import json
@@ -37,6 +41,14 @@ F.DEFINE_string("saved_model", None, "A SavedModel directory.")
 F.DEFINE_string("keras_model", None, "A .keras file.")
 F.DEFINE_string("model_name", None, "Architecture, for its default BN decay when the "
                 "checkpoint has no slimtune.json.")
+F.DEFINE_string("dataset_name", None, "Data for the live checks: 'digits' (built in) or a "
+                "TFRecord dataset name.")
+F.DEFINE_string("dataset_dir", None, "Folder of TFRecord shards for the live checks.")
+F.DEFINE_string("dataset_split_name", "validation", "Split the live checks read.")
+F.DEFINE_list("images", [], "Image files for the live checks (instead of a dataset).")
+F.DEFINE_integer("max_images", 64, "Images the live checks use.")
+F.DEFINE_integer("image_size", None, "Input size (default: as trained/exported).")
+F.DEFINE_string("preprocessing_name", None, "inception, vgg or lenet (default: as trained).")
 F.DEFINE_string("report_json", None, "Also write the findings to this JSON file.")
 
 

@@ -92,3 +92,23 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
     data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training)
     data = data.batch(batch_size, drop_remainder=is_training)
     return data.prefetch(tf.data.AUTOTUNE)
+
+
+def load_eval_arrays(dataset_name, dataset_dir, split_name, preprocessing_name, image_size,
+                     limit=None, batch_size=60):
+    """``(images float32 [N,S,S,3], labels int64 [N])`` of a split, preprocessed for
+    evaluation, at most ``limit`` images: what checks that need numpy arrays run on."""
+    import numpy as np
+
+    split = open_split(dataset_name, dataset_dir, split_name)
+    data = batches(split, preprocessing_name, image_size, batch_size, is_training=False,
+                   num_classes=split.num_classes)
+    images, labels, count = [], [], 0
+    for x, y in data:
+        images.append(x.numpy())
+        labels.append(y.numpy())
+        count += len(y)
+        if limit and count >= limit:
+            break
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    return images[:limit].astype(np.float32), labels[:limit]

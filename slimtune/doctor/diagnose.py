@@ -2,10 +2,10 @@
 
 import dataclasses
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 from slimtune import checkpoint, metadata, registry
-from slimtune.doctor import checkpoint_checks, graph_checks, keras_checks
+from slimtune.doctor import checkpoint_checks, data_checks, graph_checks, keras_checks
 from slimtune.doctor.findings import Report
 from slimtune.errors import SlimtuneError, UsageError
 
@@ -26,6 +26,14 @@ class DoctorConfig:
     saved_model: Optional[str] = None
     keras_model: Optional[str] = None
     model_name: Optional[str] = None  # for the architecture's default BN decay
+    # Data for the live checks (any one): a dataset split, or image files.
+    dataset_name: Optional[str] = None
+    dataset_dir: Optional[str] = None
+    dataset_split_name: str = "validation"
+    images: Sequence[str] = ()
+    max_images: int = 64
+    image_size: Optional[int] = None
+    preprocessing_name: Optional[str] = None
     report_json: Optional[str] = None
 
 
@@ -171,4 +179,32 @@ def _diagnose(cfg):
         _check_saved_model(report, cfg.saved_model)
     if cfg.keras_model:
         _check_keras(report, cfg.keras_model)
+    if cfg.dataset_name or cfg.dataset_dir or cfg.images:
+        _live_checks(report, cfg)
     return report
+
+
+def _live_checks(report, cfg):
+    """Run every given model form on the data (see ``data_checks``)."""
+    from slimtune import verify
+    from slimtune.convert.convert import load_images
+    from slimtune.data import pipeline
+
+    paths = [p for p in (cfg.keras_model, cfg.saved_model, cfg.train_dir, cfg.checkpoint_path)
+             if p]
+    if cfg.graph and not cfg.graph.endswith(".meta"):
+        paths.append(cfg.graph)
+    if not paths:
+        raise UsageError("data was given but no model to run on it: pass --keras_model, "
+                         "--saved_model, --graph (.pb), --train_dir or --checkpoint_path")
+    forms = [verify.open_form(p, cfg.model_name) for p in paths]
+    size, preprocessing = verify.input_settings(cfg, forms)
+    if cfg.images:
+        images, labels = load_images(list(cfg.images), preprocessing, size), None
+    else:
+        images, labels = pipeline.load_eval_arrays(cfg.dataset_name, cfg.dataset_dir,
+                                                   cfg.dataset_split_name, preprocessing,
+                                                   size, cfg.max_images)
+    for form in forms:
+        report.checked.append(f"{len(images)} images through {form.kind} {form.path}")
+        report.add(data_checks.check_form(form, images, labels), form.path)
