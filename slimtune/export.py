@@ -16,6 +16,7 @@ from typing import Optional
 
 from slimtune import checkpoint, metadata, registry
 from slimtune.errors import UsageError
+from slimtune.nets import batch_norm
 
 INPUT_NODE = "input"
 LOGITS_NODE = "logits"
@@ -51,9 +52,7 @@ def _settings(cfg, prefix):
     num_classes = cfg.num_classes or meta.get("num_classes")
     if num_classes is None:
         num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(prefix), prefix)
-    bn = spec.batch_norm
-    if bn is not None and meta.get("batch_norm"):
-        bn = bn.replace(**{k: meta["batch_norm"].get(k) for k in ("decay", "epsilon", "scale")})
+    bn = batch_norm.as_trained(spec.batch_norm, meta)
     return spec, size, int(num_classes), bn, meta
 
 

@@ -21,7 +21,9 @@ import numpy as np
 
 from slimtune import checkpoint, graphs, metadata, registry
 from slimtune.convert import parity
+from slimtune.doctor.findings import listed
 from slimtune.errors import SlimtuneError
+from slimtune.nets import batch_norm
 
 
 class UnusableInput(SlimtuneError):
@@ -51,19 +53,13 @@ class Form:
     bn_statistics: Optional[Callable] = None
 
 
-def _sidecar(path):
+def sidecar(path):
+    """The JSON written beside a model form (``<file>.json`` or ``slimtune.json``), or {}."""
     for candidate in (path + ".json", os.path.join(path, metadata.FILENAME)):
         if os.path.isfile(candidate):
             with open(candidate, encoding="utf-8") as f:
                 return json.load(f)
     return metadata.read(path) if os.path.exists(path) else {}
-
-
-def _batch_norm_of(spec, meta):
-    bn = spec.batch_norm
-    if bn is not None and meta.get("batch_norm"):
-        bn = bn.replace(**{k: meta["batch_norm"].get(k) for k in ("decay", "epsilon", "scale")})
-    return bn
 
 
 def _checkpoint_statistics(prefix):
@@ -85,7 +81,7 @@ def _open_checkpoint(path, model_name):
         raise UnusableInput(f"{path}: a slim checkpoint needs --model_name (no slimtune.json "
                             "beside it)")
     spec = registry.get(name)
-    bn = _batch_norm_of(spec, meta)
+    bn = batch_norm.as_trained(spec.batch_norm, meta)
     num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(prefix), prefix)
 
     def run(images):
@@ -106,7 +102,7 @@ def _open_frozen(path, input_node, output_node):
             graph_def.ParseFromString(f.read())
     except Exception as e:
         raise UnusableInput(f"{path} is not a frozen GraphDef: {str(e).splitlines()[0]}") from None
-    side = _sidecar(path)
+    side = sidecar(path)
     input_node = input_node or side.get("input_node", "input")
     output_node = output_node or (side.get("output_nodes") or ["logits"])[0]
     names = {n.name for n in graph_def.node}
@@ -147,7 +143,7 @@ def _open_saved_model(path, signature_name):
     (arg, spec), = args.items()
     outputs = list(fn.structured_outputs)
     key = "logits" if "logits" in outputs else outputs[0]
-    side = _sidecar(path)
+    side = sidecar(path)
 
     def run(images):
         return fn(**{arg: tf.constant(images)})[key].numpy()
@@ -160,20 +156,11 @@ def _open_saved_model(path, signature_name):
 
 
 def _keras_statistics(model):
-    """Moving statistics of every BatchNormalization layer, nested models included."""
-    import keras
+    """Moving statistics of every BatchNormalization layer, in network order."""
+    from slimtune.doctor.keras_checks import batch_norm_layers
 
-    stats = {}
-
-    def visit(layers):  # network order, so the first listed is the first applied
-        for layer in layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                stats[layer.name] = (np.asarray(layer.moving_mean),
-                                     np.asarray(layer.moving_variance))
-            visit(getattr(layer, "layers", ()))
-
-    visit(model.layers)
-    return stats
+    return {layer.name: (np.asarray(layer.moving_mean), np.asarray(layer.moving_variance))
+            for layer in batch_norm_layers(model)}
 
 
 def _open_keras(path):
@@ -183,7 +170,7 @@ def _open_keras(path):
         model = keras.models.load_model(path, safe_mode=True)
     except Exception as e:
         raise UnusableInput(f"cannot load Keras model {path}: {str(e).splitlines()[0]}") from None
-    side = _sidecar(os.path.dirname(path) or ".")
+    side = sidecar(os.path.dirname(path) or ".")
 
     def run(images):
         out = model(images, training=False)
@@ -302,11 +289,6 @@ def compare(reference, candidate, atol=1e-4, rtol=1e-5):
                   misaligned, per_class, passed)
 
 
-def _listed(names, limit=3):
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
 def findings_of(form, role, images, first_logits, rtol=1e-5):
     """What can be seen wrong in one form by itself (``role``: reference or candidate)."""
     found = []
@@ -315,7 +297,7 @@ def findings_of(form, role, images, first_logits, rtol=1e-5):
         repeat = parity.difference(first_logits, again)
         if repeat.max_rel > rtol:
             randoms = graphs.random_ops(form.graph_def, form.outputs) if form.graph_def else []
-            cause = (f"it depends on random ops ({_listed(randoms)}): dropout left active, "
+            cause = (f"it depends on random ops ({listed(randoms)}): dropout left active, "
                      "exported with is_training=True" if randoms else
                      "dropout or another random op is active at inference")
             found.append(Finding(
@@ -327,7 +309,7 @@ def findings_of(form, role, images, first_logits, rtol=1e-5):
         if training:
             found.append(Finding(
                 "BN IN TRAINING MODE", f"the {role} has {len(training)} BatchNorm ops with "
-                f"is_training=True ({_listed(training)}): each image is normalised with its "
+                f"is_training=True ({listed(training)}): each image is normalised with its "
                 "batch's statistics, not the moving ones; export with is_training=False",
                 fatal=True))
     if form.bn_statistics is not None:
@@ -337,7 +319,7 @@ def findings_of(form, role, images, first_logits, rtol=1e-5):
             found.append(Finding(
                 "BN STATS AT 0/1", f"the {role}'s BatchNorm moving statistics are at their "
                 f"initial values (mean 0, variance 1) in {len(initial)} of {len(stats)} layers "
-                f"({_listed(initial)}): they were never updated in training or were "
+                f"({listed(initial)}): they were never updated in training or were "
                 "lost in conversion; train with the UPDATE_OPS dependency (slimtune-train "
                 "does) or convert the checkpoint that holds them", fatal=False))
     return found
@@ -371,11 +353,8 @@ def inputs(image_files: Sequence[str] = (), random=0, seed=0, size=224, preproce
         from slimtune.data import pipeline
 
         name, directory, split_name, limit = dataset
-        split = pipeline.open_split(name, directory, split_name)
-        data = pipeline.batches(split, preprocessing, size, 50, is_training=False,
-                                num_classes=split.num_classes)
-        images = np.concatenate([b[0].numpy() for b in data])[:limit]
-        batches.append(images.astype(np.float32))
+        batches.append(pipeline.load_eval_arrays(name, directory, split_name, preprocessing,
+                                                 size, limit)[0])
     if random:
         batches.append(parity.random_images(random, size, seed))
     if not batches:
@@ -397,7 +376,7 @@ def layerwise(checkpoint_path, keras_path, images, model_name=None, rtol=1e-5):
     ref = _open_checkpoint(checkpoint_path, model_name)
     spec = registry.get(ref.model_name)
     meta = metadata.read(ref.path)
-    bn = _batch_norm_of(spec, meta)
+    bn = batch_norm.as_trained(spec.batch_norm, meta)
     num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(ref.path), ref.path)
     points = families.module_for(spec).end_points(spec)
     model = keras.models.load_model(keras_path, safe_mode=True)

@@ -18,6 +18,7 @@ import numpy as np
 from slimtune import checkpoint, metadata
 from slimtune.convert import keras_model, parity, source
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
+from slimtune.nets import batch_norm
 
 FORMAT = "slimtune.keras/1"
 KERAS_FILE = "model.keras"
@@ -57,10 +58,7 @@ def batch_norm_for(spec, meta, cfg):
     """Architecture defaults < training metadata < flags (None: the net has no BN)."""
     if spec.batch_norm is None:
         return None
-    bn = spec.batch_norm
-    trained = meta.get("batch_norm") or {}
-    bn = bn.replace(decay=trained.get("decay"), epsilon=trained.get("epsilon"),
-                    scale=trained.get("scale"))
+    bn = batch_norm.as_trained(spec.batch_norm, meta)
     bn = bn.replace(decay=cfg.batch_norm_decay, epsilon=cfg.batch_norm_epsilon,
                     scale=cfg.batch_norm_scale)
     # The Keras model is a plain model: freezing is the user's trainable=False later.

@@ -12,6 +12,7 @@ Read from the tensors alone (plus the run's slimtune.json when there is one):
 
 import numpy as np
 
+from slimtune import graphs
 from slimtune.doctor.findings import ERROR, NOTE, WARNING, Finding, listed
 
 # Above this weight of the starting values, the moving statistics do not yet describe
@@ -69,9 +70,8 @@ def check(tensors, meta=None, default_decay=None):
             "save every global variable (tf.compat.v1.train.Saver() with no var_list, or "
             "slim.get_variables_to_restore()), not just the trainable ones"))
     complete = [s for s, kinds in scopes.items() if {"moving_mean", "moving_variance"} <= kinds]
-    initial = [s for s in complete
-               if np.all(tensors[s + "/moving_mean"] == 0)
-               and np.all(tensors[s + "/moving_variance"] == 1)]
+    initial = graphs.initial_statistics(
+        {s: (tensors[s + "/moving_mean"], tensors[s + "/moving_variance"]) for s in complete})
     bn = meta.get("batch_norm") or {}
     frozen = bn.get("mode") == "frozen"
     if initial and step and frozen:

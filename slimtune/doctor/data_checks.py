@@ -14,6 +14,7 @@ per-example:
 
 import numpy as np
 
+from slimtune.convert import parity
 from slimtune.doctor.findings import ERROR, WARNING, Finding
 
 # A class taking this share of predictions on data with at least this many labels'
@@ -21,17 +22,12 @@ from slimtune.doctor.findings import ERROR, WARNING, Finding
 _SAME_CLASS_SHARE = 0.9
 
 
-def _relative(a, b):
-    scale = max(1.0, float(np.abs(a).max()))
-    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max()) / scale
-
-
 def check_form(form, images, labels=None, rtol=1e-4):
     """Findings for one opened form (``slimtune.verify.Form``) on ``images`` [N,H,W,3]."""
     findings = []
     first = np.asarray(form.run(images))
     again = np.asarray(form.run(images))
-    repeat = _relative(first, again)
+    repeat = parity.difference(first, again).max_rel
     if repeat > rtol:
         findings.append(Finding(
             ERROR, "live-nondeterministic", "the same images give different outputs twice",
@@ -42,7 +38,7 @@ def check_form(form, images, labels=None, rtol=1e-4):
             "training=False)"))
     if len(images) > 1:
         alone = np.asarray(form.run(images[:1]))
-        shift = _relative(first[:1], alone)
+        shift = parity.difference(first[:1], alone).max_rel
         if shift > rtol and repeat <= rtol:
             findings.append(Finding(
                 ERROR, "live-batch-dependent", "an image's output depends on the rest of "

@@ -53,15 +53,22 @@ def _read_tensors(prefix):
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
-def _graph_decay(meta_graph_path):
-    """The most common BN decay in a training MetaGraph, or None."""
-    import collections
-
+def _read_meta_graph(path):
     import tensorflow as tf
 
     meta_graph = tf.compat.v1.MetaGraphDef()
-    with open(meta_graph_path, "rb") as f:
-        meta_graph.ParseFromString(f.read())
+    try:
+        with open(path, "rb") as f:
+            meta_graph.ParseFromString(f.read())
+    except Exception:
+        raise UsageError(f"{path} is not a MetaGraphDef (.meta written by a Saver)") from None
+    return meta_graph
+
+
+def _graph_decay(meta_graph):
+    """The most common BN decay in a training MetaGraphDef, or None."""
+    import collections
+
     decays = graph_checks.batch_norm_decays(meta_graph.graph_def)
     if not decays:
         return None
@@ -79,14 +86,20 @@ def checkpoint_report(path, model_name=None):
 def _check_checkpoint(report, path, model_name):
     prefix = checkpoint.resolve(path)
     meta = metadata.read(prefix)
-    meta_graph = prefix + ".meta" if os.path.exists(prefix + ".meta") else None
+    graph_path = prefix + ".meta"
+    meta_graph = _read_meta_graph(graph_path) if os.path.exists(graph_path) else None
     # The decay actually used: the run's metadata, else the training graph's constants,
     # else the architecture's published value.
     decay = (meta_graph and _graph_decay(meta_graph)) or _default_decay(meta, model_name)
     report.checked.append(f"checkpoint {prefix}")
     report.add(checkpoint_checks.check(_read_tensors(prefix), meta, decay), prefix)
     if meta_graph:
-        _check_graph(report, meta_graph)
+        _check_training_graph(report, graph_path, meta_graph)
+
+
+def _check_training_graph(report, path, meta_graph):
+    report.checked.append(f"training graph {path}")
+    report.add(graph_checks.check_training_graph(meta_graph), path)
 
 
 def _check_graph(report, path):
@@ -94,28 +107,18 @@ def _check_graph(report, path):
 
     if not os.path.isfile(path):
         raise UsageError(f"--graph={path} does not exist: pass a .meta MetaGraph or a frozen .pb")
-    with open(path, "rb") as f:
-        data = f.read()
     if path.endswith(".meta"):
-        meta_graph = tf.compat.v1.MetaGraphDef()
-        try:
-            meta_graph.ParseFromString(data)
-        except Exception:
-            raise UsageError(f"{path} is not a MetaGraphDef (.meta written by a Saver)") from None
-        report.checked.append(f"training graph {path}")
-        report.add(graph_checks.check_training_graph(meta_graph), path)
+        _check_training_graph(report, path, _read_meta_graph(path))
         return
+    from slimtune.verify import sidecar
+
     graph_def = tf.compat.v1.GraphDef()
     try:
-        graph_def.ParseFromString(data)
+        with open(path, "rb") as f:
+            graph_def.ParseFromString(f.read())
     except Exception:
         raise UsageError(f"{path} is not a frozen GraphDef (.pb)") from None
-    side = {}
-    if os.path.exists(path + ".json"):
-        import json
-
-        with open(path + ".json", encoding="utf-8") as f:
-            side = json.load(f)
+    side = sidecar(path)
     report.checked.append(f"serving graph {path}")
     report.add(graph_checks.check_serving_graph(graph_def, side.get("output_nodes")), path)
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from slimtune import graphs
 from slimtune.doctor.findings import ERROR, WARNING, Finding, listed
 
 
@@ -26,9 +27,8 @@ def check(model, meta=None):
     meta = meta or {}
     layers = batch_norm_layers(model)
     findings = []
-    initial = [layer.name for layer in layers
-               if np.all(np.asarray(layer.moving_mean) == 0)
-               and np.all(np.asarray(layer.moving_variance) == 1)]
+    initial = graphs.initial_statistics(
+        {layer.name: (layer.moving_mean, layer.moving_variance) for layer in layers})
     if initial:
         findings.append(Finding(
             WARNING, "keras-bn-stats-initial", "BatchNorm moving statistics at their "
