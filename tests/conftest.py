@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# slimtune's own default (see slimtune/__init__.py), set before any test module imports
+# TensorFlow ahead of slimtune: the suite measures what users run.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import pytest  # noqa: E402
 

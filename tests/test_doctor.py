@@ -130,35 +130,156 @@ def test_graph_exported_in_training_mode_is_an_error(tmp_path):
     assert not report.findings, report.lines()
 
 
-def _keras_custom_loop(path, digit_arrays, pass_training):
-    """Seed 002: a Keras 3 custom loop; calling ``model(x)`` without ``training=True``
-    runs BatchNorm in inference mode, so its statistics never move."""
-    images, labels = digit_arrays
+def _small_keras_net():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, strides=2),
-        keras.layers.BatchNormalization(), keras.layers.ReLU(),
+    return keras.Sequential([
+        keras.Input((32, 32, 3)), keras.layers.Conv2D(16, 3, strides=2),
+        keras.layers.BatchNormalization(momentum=0.9), keras.layers.ReLU(),
         keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
-    optimizer = keras.optimizers.Adam(1e-3)
+
+
+def _seed_002_step(model, pass_training):
+    """Seed 002's train step: calling ``model(x)`` without ``training=True`` runs
+    BatchNorm in inference mode, so its statistics never move."""
+    optimizer = keras.optimizers.Adam(1e-2)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    for start in range(0, 320, 32):
-        x, y = images[start:start + 32], labels[start:start + 32]
+
+    def step(x, y):
         with tf.GradientTape() as tape:
             logits = model(x, training=True) if pass_training else model(x)
             loss = loss_fn(y, logits)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+    return step
+
+
+@pytest.fixture(scope="module")
+def lenet_digits(digits_dir):
+    """Digits as the live checks read them (``--preprocessing_name=lenet``), so a Keras
+    model trained on these sees the same inputs in training and in the doctor."""
+    from slimtune.data import pipeline
+
+    return pipeline.load_eval_arrays("digits", digits_dir, "train", "lenet", 32, 320)
+
+
+def _keras_custom_loop(path, data, pass_training):
+    images, labels = data
+    model = _small_keras_net()
+    step = _seed_002_step(model, pass_training)
+    for start in list(range(0, 320, 32)) * 4:  # 40 steps: 0.9**40 of the start remains
+        step(images[start:start + 32], labels[start:start + 32])
     model.save(path)
     return path
 
 
-def test_keras_loop_without_training_true_leaves_statistics_at_0_1(tmp_path, digit_arrays):
-    broken = _keras_custom_loop(str(tmp_path / "broken.keras"), digit_arrays, False)
-    report = doctor.diagnose(doctor.DoctorConfig(keras_model=broken))
+def test_keras_loop_without_training_true_leaves_statistics_at_0_1(tmp_path, lenet_digits):
+    data = {"dataset_name": "digits", "preprocessing_name": "lenet", "image_size": 32}
+    broken = _keras_custom_loop(str(tmp_path / "broken.keras"), lenet_digits, False)
+    report = doctor.diagnose(doctor.DoctorConfig(keras_model=broken, **data))
+    print("\n".join(report.lines()))
     assert "keras-bn-stats-initial" in _codes(report, "warning")
-    fixed = _keras_custom_loop(str(tmp_path / "fixed.keras"), digit_arrays, True)
-    report = doctor.diagnose(doctor.DoctorConfig(keras_model=fixed))
-    assert not report.findings, report.lines()
+    # Run on the data, the layer's input is nowhere near mean 0 / variance 1.
+    assert "bn-stats-mismatch" in _codes(report, "warning")
+    fixed = _keras_custom_loop(str(tmp_path / "fixed.keras"), lenet_digits, True)
+    report = doctor.diagnose(doctor.DoctorConfig(keras_model=fixed, **data))
+    assert _codes(report) == {"bn-stats-match-data"}, report.lines()
+
+
+def test_live_train_step_that_leaves_statistics_alone_is_an_error(lenet_digits):
+    """The live form of seed 002: run the user's own step once and look."""
+    x, y = lenet_digits[0][:32], lenet_digits[1][:32]
+    model = _small_keras_net()
+    findings = doctor.check_train_step(model, _seed_002_step(model, False), x, y)
+    assert [f.code for f in findings] == ["keras-step-no-bn-update"]
+    assert findings[0].severity == "error" and "batch_normalization" in findings[0].evidence
+    model = _small_keras_net()
+    findings = doctor.check_train_step(model, _seed_002_step(model, True), x, y)
+    assert [f.code for f in findings] == ["keras-step-updates-bn"]
+
+
+def _fine_tune_model(path, training_kwargs):
+    """Keras' transfer-learning recipe: a pretrained base inside a new model; the base
+    is unfrozen to fine-tune, and only ``base(x, training=False)`` keeps its BN frozen."""
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential([
+        keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3), keras.layers.BatchNormalization(),
+        keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D()], name="base")
+    base.trainable = True
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.Dense(10)(base(inputs, **training_kwargs))
+    keras.Model(inputs, outputs, name="classifier").save(path)
+    return path
+
+
+def test_nested_base_model_called_without_training_false_is_a_warning(tmp_path):
+    report = doctor.diagnose(doctor.DoctorConfig(
+        keras_model=_fine_tune_model(str(tmp_path / "broken.keras"), {})))
+    print("\n".join(report.lines()))
+    finding = next(f for f in report.findings if f.code == "keras-nested-bn-training")
+    assert finding.severity == "warning"
+    assert "classifier calls base without training=False" in finding.evidence
+    report = doctor.diagnose(doctor.DoctorConfig(
+        keras_model=_fine_tune_model(str(tmp_path / "fixed.keras"), {"training": False})))
+    assert "keras-nested-bn-training" not in _codes(report)
+
+
+def _single_example_training_graph(path, batch):
+    """A classifier head with BatchNorm after its fully connected layer, trained one
+    example at a time (``batch=1``) or on batches of any size (``batch=None``)."""
+    slim = compat.apply()
+    with tf.Graph().as_default():
+        features = v1.placeholder(tf.float32, [batch, 64])
+        labels = v1.placeholder(tf.int64, [batch])
+        net = slim.fully_connected(features, 32, normalizer_fn=slim.batch_norm,
+                                   normalizer_params={"is_training": True}, scope="fc1")
+        logits = slim.fully_connected(net, 10, activation_fn=None, scope="logits")
+        loss = v1.losses.sparse_softmax_cross_entropy(labels, logits)
+        train_op = slim.learning.create_train_op(loss, v1.train.GradientDescentOptimizer(0.1))
+        v1.add_to_collection(v1.GraphKeys.TRAIN_OP, train_op)
+        v1.train.export_meta_graph(path)
+    return path
+
+
+def test_batch_norm_over_a_single_value_is_an_error(tmp_path):
+    broken = _single_example_training_graph(str(tmp_path / "one.meta"), 1)
+    report = doctor.diagnose(doctor.DoctorConfig(graph=broken))
+    print("\n".join(report.lines()))
+    finding = next(f for f in report.findings if f.code == "bn-single-value")
+    assert finding.severity == "error" and "fc1/BatchNorm" in finding.evidence
+    fixed = _single_example_training_graph(str(tmp_path / "any.meta"), None)
+    report = doctor.diagnose(doctor.DoctorConfig(graph=fixed))
+    assert not report.errors, report.lines()
+
+
+def test_seed_001_end_to_end_eval_gap_names_batch_norm(tmp_path, digits_dir):
+    """Train well, evaluate with is_training=False and get chance; "set is_training=True
+    at test time and it works again".  The doctor runs the same weights both ways on
+    held-out digits and names BatchNorm, and the first layer whose statistics are off."""
+    from slimtune.data import pipeline
+
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    import seed_001_user_script as seed_001
+
+    images, labels = pipeline.load_eval_arrays("digits", digits_dir, "train", "vgg", 32)
+    check = {"model_name": "resnet_v1_50", "dataset_name": "digits", "image_size": 32}
+    broken = seed_001.train(str(tmp_path / "broken"), images, labels, fixed=False)
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=broken, **check))
+    print("\n".join(report.lines()))
+    gap = next(f for f in report.findings if f.code == "bn-eval-gap")
+    assert gap.severity == "error"
+    served, batch_stats = (float(v) for v in
+                           gap.evidence.split("top-1 ")[1].split(" with")[0].split(
+                               " in inference mode vs "))
+    assert served < 0.3 and batch_stats > 0.7, gap.evidence
+    assert "first layer off is resnet_v1_50/conv1/BatchNorm" in gap.evidence
+    assert "bn-stats-mismatch" in _codes(report, "warning")
+
+    fixed = seed_001.train(str(tmp_path / "fixed"), images, labels, fixed=True)
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=fixed, **check))
+    print("\n".join(report.lines()))
+    assert not report.errors
+    assert {"bn-eval-gap-ok", "bn-stats-match-data"} <= _codes(report)
 
 
 def test_train_dir_of_slimtune_train_with_defaults_has_no_error(tmp_path, digits_dir):

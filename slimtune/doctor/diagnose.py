@@ -5,8 +5,9 @@ import os
 from typing import Optional, Sequence
 
 from slimtune import checkpoint, metadata, registry
-from slimtune.doctor import checkpoint_checks, data_checks, graph_checks, keras_checks
-from slimtune.doctor.findings import Report
+from slimtune.doctor import (checkpoint_checks, data_checks, graph_checks, keras_checks,
+                             statistics_checks)
+from slimtune.doctor.findings import NOTE, Finding, Report
 from slimtune.errors import SlimtuneError, UsageError
 
 
@@ -211,3 +212,49 @@ def _live_checks(report, cfg):
     for form in forms:
         report.checked.append(f"{len(images)} images through {form.kind} {form.path}")
         report.add(data_checks.check_form(form, images, labels), form.path)
+        if form.kind == "checkpoint":
+            _checkpoint_statistics(report, form, images, labels)
+        elif form.kind == "keras":
+            _keras_statistics(report, form.path, images)
+
+
+def _checkpoint_statistics(report, form, images, labels):
+    """Per-layer statistics and the eval-vs-train gap of a slim checkpoint."""
+    from slimtune.nets import batch_norm
+
+    spec = registry.get(form.model_name)
+    if spec.batch_norm is None:
+        return
+    meta = metadata.read(form.path)
+    bn = batch_norm.as_trained(spec.batch_norm, meta)
+    num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(form.path), form.path)
+    if labels is not None:
+        labels = labels - meta.get("labels_offset", 0)
+        if labels.min() < 0 or labels.max() >= num_classes:
+            report.add([Finding(
+                NOTE, "labels-not-comparable", "accuracy not measured",
+                f"the data's labels run {labels.min()}..{labels.max()}; the model has "
+                f"{num_classes} classes", "the eval-vs-train gap is judged by agreement "
+                "instead", "pass the dataset the model was trained on")], form.path)
+            labels = None
+    served, batch_logits, layers = statistics_checks.slim_measurements(
+        spec, form.path, images, num_classes, bn)
+    where = f"{spec.name} {form.path}"
+    report.add(statistics_checks.layer_findings(layers, where), form.path)
+    report.add(statistics_checks.gap_findings(served, batch_logits, labels, layers, where),
+               form.path)
+
+
+def _keras_statistics(report, path, images):
+    import keras
+
+    model = keras.models.load_model(path, safe_mode=True)
+    layers = statistics_checks.keras_layer_statistics(model, images)
+    if layers is None:
+        report.add([Finding(
+            NOTE, "keras-stats-not-measured", "per-layer statistics not "
+            "measured", "the BatchNorm layers' inputs are not reachable from the model's "
+            "input (nested models)", "the other live checks still ran", "nothing to do")],
+            path)
+        return
+    report.add(statistics_checks.layer_findings(layers, path), path)

@@ -8,7 +8,13 @@ that never runs them (seed 001).
 Serving graphs (a frozen ``.pb``, a SavedModel signature): BatchNorm in training mode,
 random ops the outputs depend on (dropout left active), and a ``keras_learning_phase``
 placeholder that decides the mode at run time.
+
+Both: BatchNorm in training mode on one value per channel (a rank-2 input with a static
+batch of 1, as after a fully connected layer fed one example at a time): the variance
+is 0, so the output is beta whatever the input and no gradient flows back.
 """
+
+import numpy as np
 
 from slimtune import graphs
 from slimtune.doctor.findings import ERROR, NOTE, WARNING, Finding, listed
@@ -64,8 +70,66 @@ def batch_norm_decays(graph_def):
     return decays
 
 
+def single_value_batch_norms(graph_def):
+    """``[(BN op name, input shape)]`` of training-mode BatchNorms that normalise over
+    exactly one value per channel (static shapes, so only what the graph fixes).
+
+    slim reshapes a rank-2 input ``[B, C]`` to ``[B, 1, 1, C]`` for its fused kernel, so
+    a rank-2 BN at batch 1 is a ``FusedBatchNorm*`` over ``1x1x1``; ``tf.nn.moments``
+    based BNs show as ``.../moments/mean`` ``Mean`` ops over axes of size 1.
+    """
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    try:
+        with graph.as_default():
+            tf.graph_util.import_graph_def(graph_def, name="")
+    except Exception:  # custom ops or a graph TF cannot rebuild: no static shapes to read
+        return []
+    found = []
+    for op in graph.get_operations():
+        if op.type.startswith("FusedBatchNorm") and op.get_attr("is_training"):
+            shape = op.inputs[0].shape
+            if shape.rank != 4:
+                continue
+            nchw = op.get_attr("data_format") in (b"NCHW", "NCHW")
+            reduced = [shape[0], shape[2], shape[3]] if nchw else list(shape)[:3]
+        elif op.type == "Mean" and op.name.endswith("moments/mean"):
+            axes = tf.get_static_value(op.inputs[1])
+            shape = op.inputs[0].shape
+            if axes is None or shape.rank is None:
+                continue
+            reduced = [shape[int(a)] for a in np.atleast_1d(axes)]
+        else:
+            continue
+        if all(d is not None for d in reduced) and int(np.prod(reduced)) == 1:
+            found.append((op.name, shape.as_list()))
+    return found
+
+
+def _single_value_findings(graph_def):
+    found = single_value_batch_norms(graph_def)
+    if not found:
+        return []
+    shown = [f"{name} on {shape}" for name, shape in found]
+    return [Finding(
+        ERROR, "bn-single-value", "BatchNorm in training mode over one value per channel",
+        f"{len(found)} BatchNorm ops normalise a static batch of 1 with no spatial extent: "
+        f"{listed(shown, 2)}",
+        "the batch variance is 0 and the mean is the value itself, so the output is beta "
+        "for every input, no gradient reaches earlier layers, and the moving statistics "
+        "learn nothing useful",
+        "train with batches larger than 1 (leave the batch dimension None), or drop "
+        "BatchNorm after that fully connected layer / use is_training=False there")]
+
+
 def check_training_graph(meta_graph_def):
     """Findings for a training MetaGraphDef (what a train dir's ``.meta`` holds)."""
+    graph_def = meta_graph_def.graph_def
+    return _single_value_findings(graph_def) + _update_findings(meta_graph_def)
+
+
+def _update_findings(meta_graph_def):
     graph_def = meta_graph_def.graph_def
     targets = []
     if "train_op" in meta_graph_def.collection_def:
@@ -112,7 +176,7 @@ def sinks(graph_def):
 def check_serving_graph(graph_def, outputs=None):
     """Findings for an inference graph; ``outputs`` default to its sink nodes."""
     outputs = outputs or sinks(graph_def)
-    findings = []
+    findings = _single_value_findings(graph_def)
     training = graphs.training_batch_norms(graph_def, outputs)
     if training:
         findings.append(Finding(
