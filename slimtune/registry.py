@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from slimtune.errors import UsageError
 from slimtune.nets.batch_norm import BatchNormConfig
 
-_FAMILIES = ("resnet", "inception", "vgg")
+_FAMILIES = ("resnet", "inception", "vgg", "densenet")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,7 +47,7 @@ F.DEFINE_integer("labels_offset", 0, "Subtract this from every label, e.g. 1 to 
 # Model and input
 F.DEFINE_string("model_name", "inception_v3", "Architecture; see --helpfull for the list "
                 "or run with a wrong name to get it.")
-F.DEFINE_string("preprocessing_name", None, "inception, vgg or lenet (default: the "
+F.DEFINE_string("preprocessing_name", None, "inception, vgg, densenet or lenet (default: the "
                 "architecture's own).")
 F.DEFINE_integer("train_image_size", None, "Input size (default: the architecture's).")
 F.DEFINE_integer("batch_size", 32, "Images per step.")

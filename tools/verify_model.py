@@ -40,7 +40,7 @@ F.DEFINE_integer("random", 0, "Seeded random images to add.")
 F.DEFINE_integer("seed", 0, "Seed of the random images.")
 F.DEFINE_integer("image_size", None, "Input size (default: a fixed size of either model, "
                  "else as trained, else the architecture's).")
-F.DEFINE_string("preprocessing_name", None, "inception, vgg or lenet (default: as trained).")
+F.DEFINE_string("preprocessing_name", None, "inception, vgg, densenet or lenet (default: as trained).")
 F.DEFINE_float("atol", 1e-4, "Pass when max abs difference <= atol ...")
 F.DEFINE_float("rtol", 1e-5, "... or max abs / max(1, max |reference|) <= rtol.")
 F.DEFINE_boolean("layerwise", False, "Checkpoint vs .keras: compare every end point.")

@@ -23,7 +23,7 @@ import importlib
 
 # registry family -> converter module; later families add one line each.
 _MODULES = {"resnet_v1": "resnet", "resnet_v2": "resnet", "inception": "inception",
-            "vgg": "vgg", "alexnet": "vgg"}
+            "vgg": "vgg", "alexnet": "vgg", "densenet": "densenet"}
 
 
 def module_for(spec):

@@ -8,6 +8,8 @@ Each function takes a uint8 ``[H, W, 3]`` image and returns float32 ``[h, w, 3]`
 - ``vgg``: train = aspect-preserving resize of the shorter side to a random length in
   [256, 512] (scaled with the output size; exactly these at 224), random crop, flip;
   eval = shorter side to 256 (scaled likewise), central crop.  RGB means subtracted.
+- ``densenet``: ``vgg``'s geometry, then the mean-subtracted RGB times 0.017 (about
+  1/std), as pudae/tensorflow-densenet's checkpoints were trained.
 - ``lenet``: crop or pad to the output size, then (x - 128) / 128.  No augmentation:
   for small centred images such as the built-in digits.
 """
@@ -84,14 +86,27 @@ def _vgg_eval(image, height, width):
     return image - tf.constant(VGG_MEANS)
 
 
+DENSENET_SCALE = 0.017
+
+
+def _densenet_train(image, height, width):
+    return _vgg_train(image, height, width) * DENSENET_SCALE
+
+
+def _densenet_eval(image, height, width):
+    return _vgg_eval(image, height, width) * DENSENET_SCALE
+
+
 def _lenet(image, height, width):
     tf = _tf()
     image = tf.image.resize_with_crop_or_pad(tf.cast(image, tf.float32), height, width)
     return (image - 128.0) / 128.0
 
 
-_TRAIN = {"inception": _inception_train, "vgg": _vgg_train, "lenet": _lenet}
-_EVAL = {"inception": _inception_eval, "vgg": _vgg_eval, "lenet": _lenet}
+_TRAIN = {"inception": _inception_train, "vgg": _vgg_train, "densenet": _densenet_train,
+          "lenet": _lenet}
+_EVAL = {"inception": _inception_eval, "vgg": _vgg_eval, "densenet": _densenet_eval,
+         "lenet": _lenet}
 NAMES = tuple(sorted(_TRAIN))
 
 
