@@ -11,11 +11,15 @@ from slimtune.errors import CheckpointError
 
 
 def resolve(path):
-    """A checkpoint prefix from a prefix, a ``.index``/``.data`` file, or a directory (latest)."""
+    """A checkpoint prefix from a prefix, a ``.index``/``.data`` file, a directory (latest),
+    a checkpoint archive (``.tar.gz``) or a published checkpoint's manifest name."""
     import tensorflow as tf
+
+    from slimtune import published
 
     if not path:
         raise CheckpointError("no checkpoint given: pass --checkpoint_path")
+    path = published.local(path)
     if os.path.isdir(path):
         latest = tf.train.latest_checkpoint(path)
         if latest is None:

@@ -19,6 +19,12 @@ def digits_dir(tmp_path_factory):
     return digits.ensure()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _checkpoint_cache(tmp_path_factory):
+    """Archives and manifest names unpack here, never into the repository's cache."""
+    os.environ["SLIMTUNE_CHECKPOINTS"] = str(tmp_path_factory.mktemp("checkpoint-cache"))
+
+
 @pytest.fixture(autouse=True)
 def _release_models():
     """Drop each test's Keras state and graphs: the deep-net cases would otherwise keep

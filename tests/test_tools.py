@@ -13,7 +13,8 @@ from slim_checkpoints import make_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = ("train_image_classifier", "eval_image_classifier", "convert_image_folder",
-         "quickstart", "convert_checkpoint", "export_inference_graph", "verify_model")
+         "quickstart", "convert_checkpoint", "export_inference_graph", "verify_model",
+         "bn_doctor", "download_checkpoint")
 
 
 def tool(name, *flags, env=None, **kwargs):

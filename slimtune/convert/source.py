@@ -1,16 +1,14 @@
 """Open the checkpoint a conversion starts from: resolve it, read it, work out what it is.
 
-Accepts a prefix, a directory (its latest checkpoint) or a ``.tar.gz`` archive of a
-published checkpoint (extracted into a temporary directory with tarfile's ``data``
-filter, which refuses absolute paths, ``..``, links out of the tree and devices).
+Accepts anything ``checkpoint.resolve`` does: a prefix, a directory (its latest
+checkpoint), a ``.tar.gz`` archive or a published checkpoint's manifest name (both
+unpacked into the checkpoint cache by ``slimtune.published``).
 """
 
 import contextlib
 import dataclasses
 import hashlib
 import os
-import tarfile
-import tempfile
 
 from slimtune import checkpoint, metadata, registry
 from slimtune.errors import CheckpointError, UsageError
@@ -27,30 +25,9 @@ class Source:
 
 @contextlib.contextmanager
 def opened(path):
-    """Yield a checkpoint prefix for ``path``; archives are unpacked for the duration."""
-    if path and path.endswith((".tar.gz", ".tgz", ".tar")):
-        if not os.path.isfile(path):
-            raise CheckpointError(f"checkpoint archive {path} does not exist: check "
-                                  "--checkpoint_path")
-        with tempfile.TemporaryDirectory(prefix="slimtune-ckpt-") as tmp:
-            try:
-                with tarfile.open(path) as archive:
-                    archive.extractall(tmp, filter="data")
-            except (tarfile.TarError, OSError, EOFError) as e:
-                raise CheckpointError(f"cannot unpack checkpoint archive {path}: {e}; download "
-                                      "it again") from None
-            yield _prefix_in(tmp, path)
-    else:
-        yield checkpoint.resolve(path)
-
-
-def _prefix_in(directory, archive):
-    indexes = [os.path.join(root, f) for root, _, files in os.walk(directory)
-               for f in files if f.endswith(".index")]
-    if len(indexes) != 1:
-        raise CheckpointError(f"archive {archive} holds {len(indexes)} checkpoints (.index "
-                              "files); extract it and pass one prefix as --checkpoint_path")
-    return indexes[0][: -len(".index")]
+    """Yield a checkpoint prefix for ``path`` (see :func:`slimtune.checkpoint.resolve`:
+    archives and manifest names are unpacked into the checkpoint cache, safely)."""
+    yield checkpoint.resolve(path)
 
 
 def _file_hashes(prefix):

@@ -1,0 +1,157 @@
+"""Download a file with progress and a checksum; unpack a checkpoint archive safely.
+
+Both leave nothing half-written: a download streams into ``<dest>.part-<pid>`` and is
+renamed only once complete and its sha256 checked; an archive is unpacked into a
+temporary sibling directory renamed into place when every member is out.
+
+Archives come from the internet, so members are checked *before* anything is written:
+absolute paths, ``..`` components, symbolic and hard links, and device/FIFO entries
+are refused (a checkpoint archive holds regular files and directories only).
+"""
+
+import hashlib
+import os
+import shutil
+import tarfile
+import time
+import urllib.error
+import urllib.request
+
+from slimtune.errors import CheckpointError
+from slimtune.progress import format_seconds
+
+_CHUNK = 1 << 20
+
+
+class DownloadError(CheckpointError):
+    """The file could not be fetched (no network, HTTP error)."""
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _progress_line(done, total, started):
+    elapsed = max(time.monotonic() - started, 1e-6)
+    rate = done / elapsed
+    line = f"{done / 1e6:.1f}"
+    if total:
+        eta = (total - done) / rate if rate > 0 else 0
+        line += f"/{total / 1e6:.1f} MB {100 * done / total:3.0f}%"
+        line += f" {rate / 1e6:.1f} MB/s ETA {format_seconds(eta)}"
+    else:
+        line += f" MB {rate / 1e6:.1f} MB/s"
+    return line
+
+
+def fetch(url, dest, expected_sha256=None, log=print, timeout=60, manual_hint=""):
+    """Download ``url`` to ``dest``; returns its sha256.  A mismatch with
+    ``expected_sha256`` deletes the download and raises :class:`CheckpointError`."""
+    part = f"{dest}.part-{os.getpid()}"
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            done, started, shown = 0, time.monotonic(), 0.0
+            while True:
+                block = response.read(_CHUNK)
+                if not block:
+                    break
+                out.write(block)
+                digest.update(block)
+                done += len(block)
+                if time.monotonic() - shown > 1.0:
+                    log(f"downloading {os.path.basename(dest)}: "
+                        f"{_progress_line(done, total, started)}")
+                    shown = time.monotonic()
+        if total and done != total:
+            raise DownloadError(f"download of {url} stopped at {done} of {total} bytes: run "
+                                "the same command again")
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        remove_quietly(part)
+        reason = getattr(e, "reason", None) or e
+        raise DownloadError(f"cannot download {url} ({reason}){manual_hint}") from None
+    except BaseException:
+        remove_quietly(part)
+        raise
+    actual = digest.hexdigest()
+    if expected_sha256 and actual != expected_sha256.lower():
+        remove_quietly(part)
+        raise CheckpointError(f"sha256 mismatch for {url}: expected {expected_sha256}, got "
+                              f"{actual}; the download was deleted (corrupt transfer or a "
+                              "changed file): try again, or check the manifest entry")
+    os.replace(part, dest)
+    log(f"downloaded {os.path.basename(dest)}: {done / 1e6:.1f} MB, sha256 {actual}")
+    return actual
+
+
+def remove_quietly(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def unsafe_member(member):
+    """Why a tar member may not be extracted, or ``None`` when it is a plain file/dir."""
+    name = member.name
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "an absolute path"
+    if ".." in parts:
+        return "a '..' path component"
+    if member.issym() or member.islnk():
+        return f"a link (to {member.linkname})"
+    if not (member.isfile() or member.isdir()):
+        return "a device, FIFO or other special file"
+    return None
+
+
+def safe_extract(archive, dest_dir):
+    """Unpack ``archive`` into ``dest_dir`` (which must not exist yet), all or nothing."""
+    tmp = f"{dest_dir}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            for member in members:
+                why = unsafe_member(member)
+                if why:
+                    raise CheckpointError(f"refusing archive {archive}: member {member.name!r} "
+                                          f"is {why}; a checkpoint archive holds only regular "
+                                          "files (fetch it again from the official URL)")
+            os.makedirs(tmp)
+            tar.extractall(tmp, members=members, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"cannot unpack checkpoint archive {archive}: {e}; download it "
+                              "again") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.replace(tmp, dest_dir)
+    return dest_dir
+
+
+def checkpoint_prefix_in(directory, archive, member=None):
+    """The checkpoint prefix inside an unpacked archive: ``member`` when given (e.g.
+    ``resnet_v1_50.ckpt``), else the only one there is."""
+    indexes = sorted(os.path.join(root, f) for root, _, files in os.walk(directory)
+                     for f in files if f.endswith(".index"))
+    prefixes = [path[: -len(".index")] for path in indexes]
+    if member:
+        chosen = [p for p in prefixes if os.path.basename(p) == member]
+        if len(chosen) == 1:
+            return chosen[0]
+        raise CheckpointError(f"archive {archive} has no checkpoint {member} (it holds "
+                              f"{[os.path.basename(p) for p in prefixes]}): the manifest entry "
+                              "is wrong or the archive changed")
+    if len(prefixes) != 1:
+        raise CheckpointError(f"archive {archive} holds {len(prefixes)} checkpoints (.index "
+                              "files); extract it and pass one prefix as --checkpoint_path")
+    return prefixes[0]

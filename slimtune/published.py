@@ -1,0 +1,183 @@
+"""Published slim checkpoints: the manifest, the local cache, and names as checkpoint paths.
+
+``checkpoints/manifest.json`` lists each published checkpoint (architecture, archive
+URL, the checkpoint inside it, classes, image size, preprocessing, published top-1/5).
+:func:`ensure` downloads one into the cache and unpacks it, once; every tool's
+``--checkpoint_path`` goes through :func:`local`, so it also takes a manifest name
+(``resnet_v1_50``) or a local ``.tar.gz``.
+
+The cache is ``checkpoints/cache`` beside the manifest, or ``$SLIMTUNE_CHECKPOINTS``.
+Each entry unpacks into ``<cache>/<name>/`` with a ``download.json`` written last, so a
+directory without it is an interrupted run and is redone.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+from typing import Optional
+
+from slimtune import download
+from slimtune.errors import CheckpointError, UsageError
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MANIFEST = os.path.join(_ROOT, "checkpoints", "manifest.json")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_DONE = "download.json"
+_RECORDED = "sha256.json"  # first-download checksums of entries without a published one
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    name: str
+    architecture: str
+    url: str
+    member: str  # checkpoint prefix inside the archive, e.g. resnet_v1_50.ckpt
+    num_classes: int
+    image_size: int
+    preprocessing: str
+    top1: float
+    top5: float
+    sha256: Optional[str]
+    manual: bool  # the URL is a web page, not a direct download
+    source: str
+
+    @property
+    def archive_name(self):
+        if self.manual:
+            return self.member.rsplit(".ckpt", 1)[0] + ".tar.gz"
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def manifest(path=None):
+    """``{name: Entry}`` from the manifest file (default: checkpoints/manifest.json)."""
+    path = path or MANIFEST
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = json.load(f)["checkpoints"]
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"cannot read the checkpoint manifest {path}: {e}; reinstall slimtune "
+                         "from its repository (pip install -e .)") from None
+    fields = {f.name for f in dataclasses.fields(Entry)}
+    return {row["name"]: Entry(**{k: v for k, v in row.items() if k in fields}) for row in rows}
+
+
+def get(name):
+    entries = manifest()
+    if name not in entries:
+        raise UsageError(f"no published checkpoint {name!r}: choose one of "
+                         f"{', '.join(sorted(entries))} (slimtune-download --list)")
+    return entries[name]
+
+
+def cache_root():
+    return os.environ.get("SLIMTUNE_CHECKPOINTS") or os.path.join(_ROOT, "checkpoints", "cache")
+
+
+def _recorded(cache):
+    path = os.path.join(cache, _RECORDED)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    return {}
+
+
+def _record(cache, name, digest):
+    table = _recorded(cache)
+    table[name] = digest
+    tmp = os.path.join(cache, f"{_RECORDED}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(table, f, indent=1, sort_keys=True)
+    os.replace(tmp, os.path.join(cache, _RECORDED))
+
+
+def _remove_if_empty(directory):
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
+
+
+def _manual_hint(entry, cache):
+    return (f"; fetch {entry.url} by hand (a browser works), then run slimtune-download "
+            f"--name={entry.name} --archive=/path/to/{entry.archive_name}, or pass the file as "
+            f"--checkpoint_path=/path/to/{entry.archive_name}")
+
+
+def ensure(name, archive=None, cache=None, log=print):
+    """The local checkpoint prefix of manifest entry ``name``, downloading it (or taking
+    the ``archive`` file given) and unpacking it into the cache the first time."""
+    entry = get(name)
+    cache = cache or cache_root()
+    target = os.path.join(cache, entry.name)
+    if os.path.isfile(os.path.join(target, _DONE)):
+        return download.checkpoint_prefix_in(target, target, entry.member)
+    os.makedirs(cache, exist_ok=True)
+    expected = entry.sha256 or _recorded(cache).get(entry.name)
+    if archive is None:
+        if entry.manual:
+            raise download.DownloadError(f"{entry.name} has no direct download URL"
+                                         + _manual_hint(entry, cache))
+        archive = os.path.join(cache, "downloads", entry.archive_name)
+        log(f"fetching {entry.name} from {entry.url}")
+        try:
+            digest = download.fetch(entry.url, archive, expected, log,
+                                    manual_hint=_manual_hint(entry, cache))
+        except BaseException:
+            _remove_if_empty(os.path.dirname(archive))
+            raise
+        downloaded = True
+    else:
+        if not os.path.isfile(archive):
+            raise UsageError(f"--archive={archive} does not exist")
+        digest = download.sha256_of(archive)
+        if expected and digest != expected:
+            raise CheckpointError(f"sha256 mismatch for {archive}: expected {expected} for "
+                                  f"{entry.name}, got {digest}; it is not the published file")
+        downloaded = False
+    try:
+        shutil.rmtree(target, ignore_errors=True)  # an interrupted earlier run
+        download.safe_extract(archive, target)
+        prefix = download.checkpoint_prefix_in(target, archive, entry.member)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    finally:
+        if downloaded:
+            download.remove_quietly(archive)
+            _remove_if_empty(os.path.dirname(archive))
+    if not entry.sha256 and not _recorded(cache).get(entry.name):
+        _record(cache, entry.name, digest)
+        log(f"recorded sha256 {digest} for {entry.name} (no published value); later "
+            f"downloads must match it ({os.path.join(cache, _RECORDED)})")
+    with open(os.path.join(target, _DONE), "w", encoding="utf-8") as f:
+        json.dump({**dataclasses.asdict(entry), "archive_sha256": digest}, f, indent=1)
+    log(f"{entry.name}: {prefix}")
+    return prefix
+
+
+def unpack_archive(path, cache=None):
+    """The checkpoint prefix inside a local archive, unpacked once into the cache (keyed
+    by the archive's sha256, so the same file is never unpacked twice)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint archive {path} does not exist: check "
+                              "--checkpoint_path")
+    cache = cache or cache_root()
+    digest = download.sha256_of(path)
+    target = os.path.join(cache, "archives", digest[:16])
+    if not os.path.isdir(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        download.safe_extract(path, target)
+    return download.checkpoint_prefix_in(target, path)
+
+
+def local(path, log=print):
+    """``path`` unchanged, or the local prefix for an archive file or a manifest name."""
+    if not path:
+        return path
+    if path.endswith(ARCHIVE_SUFFIXES):
+        return unpack_archive(path)
+    if (not os.path.exists(path) and not os.path.exists(path + ".index") and "/" not in path
+            and path in manifest()):
+        return ensure(path, log=log)
+    return path

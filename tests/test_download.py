@@ -1,0 +1,201 @@
+"""slimtune-download and manifest names as --checkpoint_path, against a local HTTP server.
+
+The server on 127.0.0.1 serves archives the tests build; the manifest is a test copy
+whose URLs point at it.  Nothing here touches the network or the repository's cache.
+"""
+
+import hashlib
+import http.server
+import io
+import json
+import os
+import tarfile
+import threading
+
+import pytest
+
+from slimtune import checkpoint, download, published
+from slimtune.errors import CheckpointError
+
+
+class _Server:
+    """Serves ``files`` (``{path: bytes}``) and counts the requests for each."""
+
+    def __init__(self):
+        self.files, self.hits = {}, {}
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = server.files.get(self.path)
+                server.hits[self.path] = server.hits.get(self.path, 0) + 1
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def server():
+    s = _Server()
+    yield s
+    s.httpd.shutdown()
+
+
+def _archive(members):
+    """A .tar.gz in memory; ``members`` are ``(name, bytes)`` or ``(name, TarInfo setup)``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            if callable(content):
+                content(info)
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def _checkpoint_members(prefix):
+    return [(os.path.basename(prefix) + suffix, open(prefix + suffix, "rb").read())
+            for suffix in (".index", ".data-00000-of-00001")]
+
+
+@pytest.fixture
+def manifest(tmp_path, monkeypatch):
+    """Write a test manifest of ``{name: fields}`` and point slimtune at it."""
+    path = tmp_path / "manifest.json"
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(published, "MANIFEST", str(path))
+    monkeypatch.setenv("SLIMTUNE_CHECKPOINTS", str(cache))
+
+    def write(**entries):
+        defaults = dict(architecture="resnet_v1_50", member="resnet_v1_50.ckpt",
+                        num_classes=1000, image_size=224, preprocessing="vgg", top1=75.2,
+                        top5=92.2, sha256=None, manual=False, source="test")
+        rows = [{**defaults, "name": name, **fields} for name, fields in entries.items()]
+        path.write_text(json.dumps({"checkpoints": rows}))
+        return cache
+
+    return write
+
+
+@pytest.fixture(scope="module")
+def real_checkpoint(tmp_path_factory):
+    from slim_checkpoints import make_checkpoint
+
+    prefix = str(tmp_path_factory.mktemp("published") / "resnet_v1_50.ckpt")
+    saved = make_checkpoint(prefix, "resnet_v1_50", 1000, global_step=0)
+    for suffix in (".index", ".data-00000-of-00001"):  # published names have no -step
+        os.replace(saved + suffix, prefix + suffix)
+    return prefix
+
+
+def test_download_unpack_and_reuse_the_cache(server, manifest, real_checkpoint):
+    body = _archive(_checkpoint_members(real_checkpoint))
+    server.files["/resnet_v1_50_2016_08_28.tar.gz"] = body
+    cache = manifest(resnet_v1_50={
+        "url": server.url + "/resnet_v1_50_2016_08_28.tar.gz",
+        "sha256": hashlib.sha256(body).hexdigest()})
+    lines = []
+    prefix = published.ensure("resnet_v1_50", log=lines.append)
+    assert prefix == str(cache / "resnet_v1_50" / "resnet_v1_50.ckpt")
+    assert checkpoint.read_shapes(prefix)["resnet_v1_50/logits/weights"] == (1, 1, 2048, 1000)
+    assert any(line.startswith("downloaded resnet_v1_50_2016_08_28.tar.gz") for line in lines)
+    assert not (cache / "downloads").exists(), "the archive is removed once unpacked"
+    # Again, and through --checkpoint_path's resolver: the cache answers, no request.
+    assert published.ensure("resnet_v1_50", log=lines.append) == prefix
+    assert checkpoint.resolve("resnet_v1_50") == prefix
+    assert server.hits == {"/resnet_v1_50_2016_08_28.tar.gz": 1}
+
+
+def test_unknown_checksum_is_recorded_then_enforced(server, manifest, tmp_path):
+    body = _archive([("m.ckpt.index", b"index"), ("m.ckpt.data-00000-of-00001", b"data")])
+    server.files["/m.tgz"] = body
+    cache = manifest(m={"url": server.url + "/m.tgz", "member": "m.ckpt"})
+    lines = []
+    published.ensure("m", log=lines.append)
+    digest = hashlib.sha256(body).hexdigest()
+    assert json.loads((cache / "sha256.json").read_text()) == {"m": digest}
+    assert any(f"recorded sha256 {digest}" in line for line in lines)
+    # The cache is lost and the server now serves something else: refused.
+    import shutil
+
+    shutil.rmtree(cache / "m")
+    server.files["/m.tgz"] = _archive([("m.ckpt.index", b"other")])
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+        published.ensure("m", log=lines.append)
+
+
+def test_checksum_mismatch_leaves_the_cache_clean(server, manifest):
+    server.files["/a.tar.gz"] = _archive([("resnet_v1_50.ckpt.index", b"x")])
+    cache = manifest(a={"url": server.url + "/a.tar.gz", "sha256": "0" * 64})
+    with pytest.raises(CheckpointError) as error:
+        published.ensure("a", log=lambda line: None)
+    assert str(error.value).startswith("sha256 mismatch for http://127.0.0.1")
+    leftovers = [os.path.join(root, f) for root, _, files in os.walk(cache) for f in files]
+    assert leftovers == [] and not (cache / "a").exists()
+
+
+def _symlink(info):
+    info.type = tarfile.SYMTYPE
+    info.linkname = "/etc/passwd"
+
+
+@pytest.mark.parametrize("member,content,why", [
+    ("../escaped.index", b"x", "'..'"),
+    ("/abs/resnet_v1_50.ckpt.index", b"x", "absolute"),
+    ("resnet_v1_50.ckpt.index", _symlink, "a link"),
+])
+def test_unsafe_archives_are_refused_and_nothing_is_written(server, manifest, tmp_path, member,
+                                                            content, why):
+    server.files["/evil.tar.gz"] = _archive([("ok.txt", b"fine"), (member, content)])
+    cache = manifest(evil={"url": server.url + "/evil.tar.gz"})
+    with pytest.raises(CheckpointError, match=f"refusing archive .*{why}"):
+        published.ensure("evil", log=lambda line: None)
+    assert not (cache / "evil").exists()
+    assert not (cache / "escaped.index").exists() and not (tmp_path / "escaped.index").exists()
+    assert not [f for _, _, files in os.walk(cache) for f in files if f != "sha256.json"]
+
+
+def test_no_network_says_which_url_to_fetch_and_which_flag_takes_it(manifest):
+    cache = manifest(offline={"url": "http://127.0.0.1:9/offline.tar.gz"})  # nothing on 9
+    with pytest.raises(download.DownloadError) as error:
+        published.ensure("offline", log=lambda line: None)
+    assert not [f for _, dirs, files in os.walk(cache) for f in files + dirs]
+    message = str(error.value)
+    assert message.startswith("cannot download http://127.0.0.1:9/offline.tar.gz")
+    assert "slimtune-download --name=offline --archive=/path/to/offline.tar.gz" in message
+    assert "--checkpoint_path=/path/to/offline.tar.gz" in message
+
+
+def test_an_archive_fetched_by_hand(manifest, tmp_path, real_checkpoint):
+    archive = tmp_path / "tf-densenet121.tar.gz"
+    archive.write_bytes(_archive(_checkpoint_members(real_checkpoint)))
+    manifest(manual={"url": "https://example.org/page", "manual": True})
+    with pytest.raises(download.DownloadError, match="has no direct download URL"):
+        published.ensure("manual", log=lambda line: None)
+    prefix = published.ensure("manual", archive=str(archive), log=lambda line: None)
+    assert os.path.basename(prefix) == "resnet_v1_50.ckpt"
+    # A local archive given straight to --checkpoint_path is unpacked once, by content.
+    assert checkpoint.resolve(str(archive)) == checkpoint.resolve(str(archive))
+
+
+def test_the_shipped_manifest_is_complete():
+    entries = published.manifest()
+    assert {"resnet_v1_50", "inception_v3", "vgg_16", "densenet121",
+            "mobilenet_v1_1.0_224", "inception_resnet_v2"} <= set(entries)
+    for entry in entries.values():
+        assert entry.url.startswith(("http://", "https://")) and entry.member.endswith(".ckpt")
+        assert 0 < entry.top1 < entry.top5 < 100 and entry.num_classes in (1000, 1001)
