@@ -10,7 +10,7 @@ torchvision's and keras.applications' DenseNets, whose counts agree): 7,978,856 
 import pytest
 import tensorflow as tf
 
-from conversion import check_parity
+from conversion import check_parity, check_tools_path
 from slimtune import compat, registry
 
 v1 = tf.compat.v1
@@ -72,32 +72,6 @@ def test_parity(tmp_path, model_name, image_size):
 
 @pytest.mark.slow
 def test_densenet_fine_tunes_evaluates_and_converts(tmp_path, digits_dir):
-    """The tools' path for a new family: fine-tune a (random, 1000-class) densenet121 on
-    digits with a new head, evaluate in inference mode, convert with no flags.  Two
-    minutes on 2 cores, so nightly; export and verify of densenet121 run by default
-    (test_parity's forms at 33 px)."""
-    import os
-
-    from slim_checkpoints import make_checkpoint
-    from slimtune import evaluate, train
-    from slimtune.convert import convert
-
-    pretrained = make_checkpoint(str(tmp_path / "pretrained" / "model.ckpt"), "densenet121",
-                                 1000)
-    train_dir = str(tmp_path / "run")
-    result = train.train(train.TrainConfig(
-        train_dir=train_dir, dataset_name="digits", model_name="densenet121",
-        train_image_size=32, batch_size=8, max_number_of_steps=3,
-        checkpoint_path=pretrained, checkpoint_exclude_scopes="densenet121/logits"),
-        log=lambda line: None)
-    assert result.global_step == 3
-    scores = evaluate.evaluate(evaluate.EvalConfig(
-        checkpoint_path=train_dir, dataset_name="digits", max_num_batches=1, batch_size=16),
-        log=lambda line: None)
-    assert scores.count == 16
-    meta = convert.convert(convert.ConvertConfig(checkpoint_path=train_dir,
-                                                 output_dir=str(tmp_path / "keras")))
-    assert meta["model_name"] == "densenet121" and meta["num_classes"] == 10
-    assert meta["preprocessing"] == "densenet" and meta["image_size"] == 32
-    assert meta["parity"]["random"]["max_rel"] <= 1e-5
-    assert os.path.isfile(tmp_path / "keras" / "model.keras")
+    """Two minutes on 2 cores, so nightly; export and verify of densenet121 run by
+    default (test_parity's forms at 33 px)."""
+    check_tools_path(tmp_path, "densenet121", 1000)

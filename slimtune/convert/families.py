@@ -23,7 +23,8 @@ import importlib
 
 # registry family -> converter module; later families add one line each.
 _MODULES = {"resnet_v1": "resnet", "resnet_v2": "resnet", "inception": "inception",
-            "vgg": "vgg", "alexnet": "vgg", "densenet": "densenet"}
+            "vgg": "vgg", "alexnet": "vgg", "densenet": "densenet",
+            "mobilenet_v1": "mobilenet"}
 
 
 def module_for(spec):

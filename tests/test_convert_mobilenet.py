@@ -1,0 +1,62 @@
+"""MobileNet v1 at every published depth multiplier: the slim graphs have the published
+checkpoints' variables, and convert to Keras 3 with parity at even and odd sizes.
+
+Reference counts: at 1.0 and 1000 classes, 4,231,976 trainable parameters and 21,888
+moving-statistics values, as keras.applications.MobileNet (the same network) reports;
+research/slim's mobilenet_v1.md gives 4.24, 2.59, 1.34 and 0.47 million parameters for
+1.0, 0.75, 0.5 and 0.25.
+"""
+
+import pytest
+import tensorflow as tf
+
+from conversion import check_parity, check_tools_path
+from slimtune import compat, registry
+
+v1 = tf.compat.v1
+
+
+def _variables(model_name, num_classes=1001, size=224):
+    compat.apply()
+    with tf.Graph().as_default():
+        images = v1.placeholder(tf.float32, [None, size, size, 3])
+        registry.get(model_name).build(images, num_classes, is_training=True)
+        shapes = {v.op.name: v.shape.as_list() for v in v1.global_variables()}
+        trainable = sum(v.shape.num_elements() for v in v1.trainable_variables())
+    return shapes, trainable
+
+
+def test_mobilenet_v1_variables_are_the_published_checkpoint_s():
+    shapes, trainable = _variables("mobilenet_v1", num_classes=1000)
+    assert trainable == 4_231_976
+    moving = sum(s[0] for n, s in shapes.items() if n.endswith("/moving_mean"))
+    assert 2 * moving == 21_888
+    # 27 convs with weights and 4 BatchNorm variables each, and the logits' 2.
+    assert len(shapes) == 27 * 5 + 2
+    assert shapes["MobilenetV1/Conv2d_0/weights"] == [3, 3, 3, 32]
+    assert shapes["MobilenetV1/Conv2d_1_depthwise/depthwise_weights"] == [3, 3, 32, 1]
+    assert shapes["MobilenetV1/Conv2d_1_pointwise/weights"] == [1, 1, 32, 64]
+    assert shapes["MobilenetV1/Conv2d_13_pointwise/BatchNorm/gamma"] == [1024]
+    assert shapes["MobilenetV1/Logits/Conv2d_1c_1x1/weights"] == [1, 1, 1024, 1000]
+
+
+@pytest.mark.parametrize("model_name,millions,last", [
+    ("mobilenet_v1_075", 2.59, 768), ("mobilenet_v1_050", 1.34, 512),
+    ("mobilenet_v1_025", 0.47, 256)])
+def test_depth_multipliers_scale_every_conv(model_name, millions, last):
+    shapes, trainable = _variables(model_name, size=128)
+    assert abs(trainable / 1e6 - millions) < 0.012, trainable
+    assert shapes["MobilenetV1/Conv2d_13_pointwise/weights"][-1] == last
+    assert shapes["MobilenetV1/Logits/Conv2d_1c_1x1/weights"] == [1, 1, last, 1001]
+
+
+@pytest.mark.parametrize("model_name,image_size", [
+    ("mobilenet_v1", 64), ("mobilenet_v1", 97), ("mobilenet_v1_075", 33),
+    ("mobilenet_v1_050", 64), ("mobilenet_v1_025", 35)])
+def test_parity(tmp_path, model_name, image_size):
+    check_parity(tmp_path, model_name, image_size,
+                 forms=model_name == "mobilenet_v1" and image_size == 97)
+
+
+def test_mobilenet_fine_tunes_evaluates_and_converts(tmp_path, digits_dir):
+    check_tools_path(tmp_path, "mobilenet_v1_050", 1001)
