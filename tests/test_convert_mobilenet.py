@@ -1,10 +1,13 @@
-"""MobileNet v1 at every published depth multiplier: the slim graphs have the published
-checkpoints' variables, and convert to Keras 3 with parity at even and odd sizes.
+"""MobileNet v1 and v2 at every published depth multiplier: the slim graphs have the
+published checkpoints' variables, and convert to Keras 3 with parity at even and odd
+sizes.
 
-Reference counts: at 1.0 and 1000 classes, 4,231,976 trainable parameters and 21,888
-moving-statistics values, as keras.applications.MobileNet (the same network) reports;
-research/slim's mobilenet_v1.md gives 4.24, 2.59, 1.34 and 0.47 million parameters for
-1.0, 0.75, 0.5 and 0.25.
+Reference counts: v1 at 1.0 and 1000 classes has 4,231,976 trainable parameters and
+21,888 moving-statistics values, as keras.applications.MobileNet (the same network)
+reports; research/slim's mobilenet_v1.md gives 4.24, 2.59, 1.34 and 0.47 million
+parameters for 1.0, 0.75, 0.5 and 0.25.  v2 at 1.0 and 1000 classes: 3,504,872
+trainable, 34,112 moving-statistics values (keras.applications.MobileNetV2); the
+published checkpoint holds 262 variables.
 """
 
 import pytest
@@ -50,12 +53,36 @@ def test_depth_multipliers_scale_every_conv(model_name, millions, last):
     assert shapes["MobilenetV1/Logits/Conv2d_1c_1x1/weights"] == [1, 1, last, 1001]
 
 
+def test_mobilenet_v2_variables_are_the_published_checkpoint_s():
+    shapes, trainable = _variables("mobilenet_v2", num_classes=1000)
+    assert trainable == 3_504_872
+    moving = sum(s[0] for n, s in shapes.items() if n.endswith("/moving_mean"))
+    assert 2 * moving == 34_112
+    assert len(shapes) == 262
+    assert "MobilenetV2/expanded_conv/expand/weights" not in shapes  # expansion 1
+    assert shapes["MobilenetV2/expanded_conv/depthwise/depthwise_weights"] == [3, 3, 32, 1]
+    assert shapes["MobilenetV2/expanded_conv/project/weights"] == [1, 1, 32, 16]
+    assert shapes["MobilenetV2/expanded_conv_1/expand/weights"] == [1, 1, 16, 96]
+    assert shapes["MobilenetV2/expanded_conv_16/project/weights"] == [1, 1, 960, 320]
+    assert shapes["MobilenetV2/Conv_1/weights"] == [1, 1, 320, 1280]
+    assert shapes["MobilenetV2/Logits/Conv2d_1c_1x1/weights"] == [1, 1, 1280, 1000]
+
+
+def test_mobilenet_v2_140_widens_every_layer_and_the_last_conv():
+    shapes, trainable = _variables("mobilenet_v2_140", size=128)
+    assert shapes["MobilenetV2/Conv/weights"] == [3, 3, 3, 48]
+    assert shapes["MobilenetV2/expanded_conv/project/weights"] == [1, 1, 48, 24]
+    assert shapes["MobilenetV2/Conv_1/weights"] == [1, 1, 448, 1792]
+    assert abs(trainable / 1e6 - 6.06) < 0.1, trainable  # mobilenet README: 6.06 M
+
+
 @pytest.mark.parametrize("model_name,image_size", [
     ("mobilenet_v1", 64), ("mobilenet_v1", 97), ("mobilenet_v1_075", 33),
-    ("mobilenet_v1_050", 64), ("mobilenet_v1_025", 35)])
+    ("mobilenet_v1_050", 64), ("mobilenet_v1_025", 35),
+    ("mobilenet_v2", 64), ("mobilenet_v2", 65), ("mobilenet_v2_140", 33)])
 def test_parity(tmp_path, model_name, image_size):
     check_parity(tmp_path, model_name, image_size,
-                 forms=model_name == "mobilenet_v1" and image_size == 97)
+                 forms=(model_name, image_size) in (("mobilenet_v1", 97), ("mobilenet_v2", 65)))
 
 
 def test_mobilenet_fine_tunes_evaluates_and_converts(tmp_path, digits_dir):

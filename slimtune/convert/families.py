@@ -24,7 +24,7 @@ import importlib
 # registry family -> converter module; later families add one line each.
 _MODULES = {"resnet_v1": "resnet", "resnet_v2": "resnet", "inception": "inception",
             "vgg": "vgg", "alexnet": "vgg", "densenet": "densenet",
-            "mobilenet_v1": "mobilenet"}
+            "mobilenet_v1": "mobilenet", "mobilenet_v2": "mobilenet"}
 
 
 def module_for(spec):

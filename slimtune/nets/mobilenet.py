@@ -1,5 +1,5 @@
-"""MobileNet v1 (depth multipliers 1.0, 0.75, 0.5, 0.25) as slim graphs, with the
-variable layout of research/slim's published checkpoints.
+"""MobileNet v1 (depth multipliers 1.0, 0.75, 0.5, 0.25) and v2 (1.0, 1.4) as slim
+graphs, with the variable layout of research/slim's published checkpoints.
 
 ``tf_slim.nets`` has no MobileNet.  The published checkpoints hold, under the scope
 ``MobilenetV1``:
@@ -13,13 +13,20 @@ Every conv is SAME-padded and followed by BatchNorm (with gamma) and relu6.  The
 average pool is 7x7 VALID, shrunk to the final map when the input is smaller than
 224 px, so the logits are always 1x1.  A depth multiplier scales every conv's
 channels (never below 8), not the logits.
+
+MobileNet v2, under ``MobilenetV2``: a 3x3/2 ``Conv`` (BN, relu6); 17 inverted
+residual blocks ``expanded_conv`` and ``expanded_conv_1`` .. ``_16``, each an
+optional 1x1 ``expand`` (to 6x its input; BN, relu6), a 3x3 ``depthwise`` (BN, relu6)
+and a linear 1x1 ``project`` (BN, no activation), with the input added back when the
+stride is 1 and the depth unchanged; a 1x1 ``Conv_1`` to 1280 (BN, relu6); a global
+average, dropout and ``Logits/Conv2d_1c_1x1``.  Depths are rounded to multiples of 8.
 """
 
 from slimtune import compat
 from slimtune.nets.batch_norm import BatchNormConfig, slim_params
 from slimtune.registry import ModelSpec
 
-# research/slim mobilenet_v1_arg_scope: decay 0.9997, epsilon 1e-3, with gamma.
+# research/slim mobilenet_arg_scope: decay 0.9997, epsilon 1e-3, with gamma.
 MOBILENET_V1_BN = BatchNormConfig(decay=0.9997, epsilon=1e-3, scale=True)
 
 # (stride, channels at multiplier 1.0) of the 13 depthwise-separable layers.
@@ -41,7 +48,7 @@ def pool_size(final_map):
     return min(7, final_map)
 
 
-def mobilenet_v1_arg_scope(weight_decay, bn):
+def mobilenet_arg_scope(weight_decay, bn):
     """relu6 convs with BatchNorm; ``normalizer_params`` given explicitly so a forced BN
     mode beats the network's own ``arg_scope([batch_norm], is_training=...)``.  As
     upstream, depthwise kernels get no weight decay."""
@@ -93,21 +100,99 @@ def _net(name):
     return build
 
 
-def _spec(name):
+# MobileNet v2: (expansion, output depth at 1.0, stride) of each inverted residual block.
+V2_BLOCKS = ((1, 16, 1),
+             (6, 24, 2), (6, 24, 1),
+             (6, 32, 2), (6, 32, 1), (6, 32, 1),
+             (6, 64, 2), (6, 64, 1), (6, 64, 1), (6, 64, 1),
+             (6, 96, 1), (6, 96, 1), (6, 96, 1),
+             (6, 160, 2), (6, 160, 1), (6, 160, 1),
+             (6, 320, 1))
+V2_FINAL = 1280
+V2_DROPOUT_KEEP = 0.8  # research/slim's mobilenet_v2 training scope
+V2_MULTIPLIERS = {"mobilenet_v2": 1.0, "mobilenet_v2_140": 1.4}
+# research/slim mobilenet_v2 training_scope: decay 0.997, epsilon 1e-3, with gamma.
+MOBILENET_V2_BN = BatchNormConfig(decay=0.997, epsilon=1e-3, scale=True)
+
+
+def divisible(value, divisor=8):
+    """Round to the nearest multiple of ``divisor`` (at least ``divisor``), going up a
+    step when rounding down would lose more than 10%: MobileNet v2's depth rule."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def v2_plan(multiplier):
+    """``(scope, expanded depth or None, output depth, stride, residual)`` per block."""
+    rows, depth_in = [], divisible(32 * multiplier)
+    for i, (expansion, depth, stride) in enumerate(V2_BLOCKS):
+        out = divisible(depth * multiplier)
+        inner = divisible(depth_in * expansion) if expansion > 1 else None
+        scope = "expanded_conv" + (f"_{i}" if i else "")
+        rows.append((scope, inner, out, stride, stride == 1 and depth_in == out))
+        depth_in = out
+    return rows
+
+
+def v2_final_depth(multiplier):
+    return divisible(V2_FINAL * max(multiplier, 1.0))
+
+
+def _v2_net(name):
+    multiplier = V2_MULTIPLIERS[name]
+
+    def build(images, num_classes, is_training, scope):
+        import tensorflow as tf
+
+        slim = compat.apply()
+        end_points = {}
+        with tf.compat.v1.variable_scope(scope, "MobilenetV2", [images]), \
+                slim.arg_scope([slim.batch_norm, slim.dropout], is_training=is_training):
+            net = slim.conv2d(images, divisible(32 * multiplier), [3, 3], stride=2,
+                              scope="Conv")
+            end_points["Conv"] = net
+            for block, inner, out, stride, residual in v2_plan(multiplier):
+                with tf.compat.v1.variable_scope(block):
+                    x = net
+                    if inner:
+                        x = slim.conv2d(x, inner, [1, 1], scope="expand")
+                    x = slim.separable_conv2d(x, None, [3, 3], depth_multiplier=1,
+                                              stride=stride, scope="depthwise")
+                    x = slim.conv2d(x, out, [1, 1], activation_fn=None, scope="project")
+                    net = x + net if residual else x
+                end_points[block] = net
+            net = slim.conv2d(net, v2_final_depth(multiplier), [1, 1], scope="Conv_1")
+            end_points["Conv_1"] = net
+            with tf.compat.v1.variable_scope("Logits"):
+                net = tf.reduce_mean(net, axis=[1, 2], keepdims=True, name="global_pool")
+                net = slim.dropout(net, keep_prob=V2_DROPOUT_KEEP, scope="Dropout")
+                net = slim.conv2d(net, num_classes, [1, 1], activation_fn=None,
+                                  normalizer_fn=None,
+                                  biases_initializer=tf.zeros_initializer(),
+                                  scope="Conv2d_1c_1x1")
+            end_points["Logits"] = net
+        return net, end_points
+
+    return build
+
+
+def _spec(name, version):
+    v2 = version == 2
     return ModelSpec(
         name=name,
-        family="mobilenet_v1",
-        scope="MobilenetV1",
-        net_fn=_net(name),
-        arg_scope_fn=mobilenet_v1_arg_scope,
+        family=f"mobilenet_v{version}",
+        scope=f"MobilenetV{version}",
+        net_fn=(_v2_net if v2 else _net)(name),
+        arg_scope_fn=mobilenet_arg_scope,
         default_image_size=224,
         min_image_size=32,
         num_classes=1001,
-        logits_scopes=("MobilenetV1/Logits",),
+        logits_scopes=(f"MobilenetV{version}/Logits",),
         preprocessing="inception",
-        batch_norm=MOBILENET_V1_BN,
+        batch_norm=MOBILENET_V2_BN if v2 else MOBILENET_V1_BN,
         has_dropout=True,
     )
 
 
-SPECS = tuple(_spec(name) for name in MULTIPLIERS)
+SPECS = (tuple(_spec(name, 1) for name in MULTIPLIERS)
+         + tuple(_spec(name, 2) for name in V2_MULTIPLIERS))
