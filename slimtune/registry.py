@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from slimtune.errors import UsageError
 from slimtune.nets.batch_norm import BatchNormConfig
 
-_FAMILIES = ("resnet", "inception", "vgg", "densenet", "mobilenet")
+_FAMILIES = ("resnet", "inception", "inception_v4", "vgg", "densenet", "mobilenet")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Inception v1/v2/v3 convert to Keras 3 with logits, end point and aux-logits parity.
+"""Inception v1/v2/v3/v4 convert to Keras 3 with logits, end point and aux-logits parity.
 
 Each model runs at an even and an odd size (TF SAME padding of stride-2 layers splits
 differently) kept small where the converter is size-generic, including v1's and v3's
@@ -20,7 +20,8 @@ from slimtune.errors import CheckpointError
     # 256 px: an 8x8 last map, where slim's stride-2 7x7 window averages only the
     # top-left cells; 33 px: a 2x2 map, where slim shrinks the window to 2x2.
     ("inception_v2", 256), ("inception_v2", 33),
-    ("inception_v3", 128), ("inception_v3", 107)])
+    ("inception_v3", 128), ("inception_v3", 107),
+    ("inception_v4", 107), ("inception_v4", 120)])
 def test_parity(tmp_path, model_name, image_size):
     # v2 at 33 px also checks the exported .pb and SavedModel and the saved .keras;
     # v1's and v3's forms are checked nightly (test_exported_and_saved_forms).
@@ -28,7 +29,8 @@ def test_parity(tmp_path, model_name, image_size):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model_name,image_size", [("inception_v1", 224), ("inception_v3", 107)])
+@pytest.mark.parametrize("model_name,image_size", [("inception_v1", 224), ("inception_v3", 107),
+                                                   ("inception_v4", 107)])
 def test_exported_and_saved_forms(tmp_path, model_name, image_size):
     check_parity(tmp_path, model_name, image_size, forms=True)
 
@@ -97,3 +99,35 @@ def test_class_count_is_read_from_each_family_s_logits_kernel():
         assert checkpoint.logits_classes(registry.get(name), shapes) == 6
     with pytest.raises(CheckpointError, match="no logits kernels under InceptionV1/Logits/"):
         checkpoint.logits_classes(registry.get("inception_v1"), {"x/weights": (3,)})
+
+
+def test_inception_v4_variables_are_the_published_checkpoint_s():
+    """slimtune's own Inception v4 (tf_slim.nets has none) against research/slim's
+    checkpoint layout: 149 + 2 BatchNorms without gamma, a fully connected head, the
+    auxiliary head on Mixed_6h."""
+    import tensorflow as tf
+
+    from slimtune import compat
+
+    compat.apply()
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        images = v1.placeholder(tf.float32, [None, 299, 299, 3])
+        registry.get("inception_v4").build(images, 1001, is_training=True)
+        shapes = {v.op.name: v.shape.as_list() for v in v1.global_variables()}
+        trainable = sum(v.shape.num_elements() for v in v1.trainable_variables()
+                        if "/AuxLogits/" not in v.op.name)
+    root = "InceptionV4/"
+    assert sum(n.endswith("/moving_mean") for n in shapes) == 149 + 2  # body + aux head
+    assert not any(n.endswith("/gamma") for n in shapes)
+    assert shapes[root + "Conv2d_1a_3x3/weights"] == [3, 3, 3, 32]
+    assert shapes[root + "Mixed_4a/Branch_1/Conv2d_0b_1x7/weights"] == [1, 7, 64, 64]
+    assert shapes[root + "Mixed_6a/Branch_0/Conv2d_1a_3x3/weights"] == [3, 3, 384, 384]
+    assert shapes[root + "Mixed_7d/Branch_2/Conv2d_0c_1x3/weights"] == [1, 3, 448, 512]
+    assert shapes[root + "Mixed_7d/Branch_2/Conv2d_0e_3x1/weights"] == [3, 1, 512, 256]
+    assert shapes[root + "AuxLogits/Conv2d_2a/weights"] == [5, 5, 128, 768]
+    assert shapes[root + "AuxLogits/Aux_logits/weights"] == [768, 1001]
+    assert shapes[root + "Logits/Logits/weights"] == [1536, 1001]
+    print("inception_v4 trainable parameters without the auxiliary head:", trainable)
+    # timm's inception_v4 (the same network, plus BN gammas): 42.68 M; 42.65 M here.
+    assert abs(trainable / 1e6 - 42.68) < 0.05

@@ -1,4 +1,4 @@
-"""Inception v1, v2 and v3: Keras mirrors and weight tables.
+"""Inception v1, v2, v3 and v4: Keras mirrors and weight tables.
 
 Each network is a table (``_NETS``): a sequence of root-level layers and Mixed blocks,
 each block a tuple of branches, each branch a tuple of layers whose scopes are relative
@@ -38,64 +38,17 @@ conv is ``Conv2d_2a_{k}x{k}``, ``k = min(5, pooled Mixed_6e map)``), so includin
 requires a fixed ``image_size``.
 """
 
-from typing import NamedTuple, Tuple, Union
+from typing import NamedTuple
 
 import keras
 
 from slimtune.convert import layers as L
+from slimtune.nets.inception_table import Block, Conv, Fork, Pool, SeparableConv
+from slimtune.nets.inception_table import conv_branch as _conv_branch
+from slimtune.nets.inception_v4 import INCEPTION_V4
 
-MODELS = ("inception_v1", "inception_v2", "inception_v3")
+MODELS = ("inception_v1", "inception_v2", "inception_v3", "inception_v4")
 _DROPOUT = 0.2  # slim's dropout_keep_prob 0.8
-
-Kernel = Union[int, Tuple[int, int]]
-
-
-# -- the layer kinds of the tables ---------------------------------------------------------
-class Conv(NamedTuple):
-    """slim.conv2d with BatchNorm and relu (the Inception arg scope)."""
-
-    scope: str
-    filters: int
-    kernel: Kernel
-    stride: int = 1
-    padding: str = "same"
-
-
-class SeparableConv(NamedTuple):
-    """slim.separable_conv2d: depthwise then 1x1, with biases and relu, no BatchNorm."""
-
-    scope: str
-    filters: int
-    kernel: Kernel
-    depth_multiplier: int
-    stride: int = 1
-    padding: str = "same"
-
-
-class Pool(NamedTuple):
-    scope: str
-    kind: str  # "max" or "avg"
-    size: int
-    stride: int = 1
-    padding: str = "same"
-
-
-class Fork(NamedTuple):
-    """Convs applied side by side to one input, concatenated (v3 ``Mixed_7b``/``7c``)."""
-
-    convs: Tuple[Conv, ...]
-
-
-class Block(NamedTuple):
-    """A Mixed block: branch ``i`` lives under ``<name>/Branch_<i>``; outputs concatenated."""
-
-    name: str
-    branches: Tuple[tuple, ...]
-
-
-def _conv_branch(*convs):
-    return tuple(Conv(*c) for c in convs)
-
 
 # -- Inception v1 (GoogLeNet with BatchNorm) -----------------------------------------------
 def _v1_mixed(name, b0, b1, b2, b3, b2_scope="Conv2d_0b_3x3"):
@@ -241,12 +194,13 @@ _V3 = (  # the stem is VALID unless marked; the Mixed blocks are SAME unless mar
     _v3_mixed_8("Mixed_7c", "Conv2d_0c_3x1"),
 )
 
-_NETS = {"inception_v1": _V1, "inception_v2": _V2, "inception_v3": _V3}
+_NETS = {"inception_v1": _V1, "inception_v2": _V2, "inception_v3": _V3,
+         "inception_v4": INCEPTION_V4}
 
 
 class _Head(NamedTuple):
     pool: str  # scope; "{k}" is the window slim picks
-    window: int  # slim's window (shrunk to the map if ``shrinks``)
+    window: int  # slim's window (shrunk to the map if ``shrinks``); None: the whole map
     stride: int
     shrinks: bool  # _reduced_kernel_size_for_small_input
     dropout: str
@@ -260,6 +214,9 @@ _HEADS = {
                           "Logits/Conv2d_1c_1x1"),
     "inception_v3": _Head("Logits/AvgPool_1a_{k}x{k}", 8, 2, True, "Logits/Dropout_1b",
                           "Logits/Conv2d_1c_1x1"),
+    # v4 pools the whole last map and ends in a fully connected layer (2-D weights).
+    "inception_v4": _Head("Logits/AvgPool_1a", None, 1, True, "Logits/Dropout_1b",
+                          "Logits/Logits"),
 }
 
 # v3's auxiliary head on Mixed_6e: avg-pool 5x5/3 VALID, 1x1 conv, a k x k VALID conv
@@ -294,6 +251,8 @@ def _aux_kernel(mixed_6e_size):
 def _head_window(spec, size):
     """slim's logits pool window on a ``size`` map (``None``: open, slim's default)."""
     head = _HEADS[spec.name]
+    if head.window is None:
+        return size
     if size is None or not head.shrinks:
         return head.window
     return min(size, head.window)
@@ -358,6 +317,9 @@ def _aux_head(x, num_classes, bn):
 def build(spec, num_classes, bn, include_aux_logits=False, image_size=None):
     if include_aux_logits and not spec.aux_logits:
         raise ValueError(f"{spec.name} has no auxiliary logits")
+    if include_aux_logits and spec.name == "inception_v4":
+        raise ValueError("converting inception_v4's auxiliary head is not supported yet: "
+                         "convert without it (its variables are skipped)")
     if include_aux_logits and image_size is None:
         raise ValueError(f"{spec.name}'s auxiliary head depends on the input size: "
                          "give image_size to include it")

@@ -1,0 +1,141 @@
+"""Inception v4 as a slim graph with the variable layout of research/slim's checkpoint.
+
+``tf_slim.nets`` has no Inception v4.  The network is the table :data:`INCEPTION_V4`
+(see ``slimtune.nets.inception_table``), built in slim by walking it and in Keras by
+``slimtune.convert.inception``, so both have the same layers by construction; the
+counts test pins the table to the published checkpoint's variables.
+
+Layout under ``InceptionV4``: a VALID stem (``Conv2d_1a_3x3`` .. ``Mixed_5a``), four
+35x35 ``block_inception_a`` (``Mixed_5b``..``5e``), reduction ``Mixed_6a``, seven 17x17
+``block_inception_b`` (``Mixed_6b``..``6h``), reduction ``Mixed_7a``, three 8x8
+``block_inception_c`` (``Mixed_7b``..``7d``); ``AuxLogits`` on ``Mixed_6h``; the
+head average-pools the whole last map, applies dropout (keep 0.8) and a fully
+connected ``Logits/Logits``.  Every conv: BatchNorm without gamma, relu, no bias.
+"""
+
+from slimtune import compat
+from slimtune.nets.inception import INCEPTION_BN, inception_arg_scope
+from slimtune.nets.inception_table import Block, Conv, Fork, Pool, conv_branch
+from slimtune.registry import ModelSpec
+
+DROPOUT_KEEP = 0.8
+
+
+def _block_a(name):
+    return Block(name, (
+        conv_branch(("Conv2d_0a_1x1", 96, 1)),
+        conv_branch(("Conv2d_0a_1x1", 64, 1), ("Conv2d_0b_3x3", 96, 3)),
+        conv_branch(("Conv2d_0a_1x1", 64, 1), ("Conv2d_0b_3x3", 96, 3),
+                    ("Conv2d_0c_3x3", 96, 3)),
+        (Pool("AvgPool_0a_3x3", "avg", 3), Conv("Conv2d_0b_1x1", 96, 1)),
+    ))
+
+
+def _block_b(name):
+    return Block(name, (
+        conv_branch(("Conv2d_0a_1x1", 384, 1)),
+        conv_branch(("Conv2d_0a_1x1", 192, 1), ("Conv2d_0b_1x7", 224, (1, 7)),
+                    ("Conv2d_0c_7x1", 256, (7, 1))),
+        conv_branch(("Conv2d_0a_1x1", 192, 1), ("Conv2d_0b_7x1", 192, (7, 1)),
+                    ("Conv2d_0c_1x7", 224, (1, 7)), ("Conv2d_0d_7x1", 224, (7, 1)),
+                    ("Conv2d_0e_1x7", 256, (1, 7))),
+        (Pool("AvgPool_0a_3x3", "avg", 3), Conv("Conv2d_0b_1x1", 128, 1)),
+    ))
+
+
+def _block_c(name):
+    return Block(name, (
+        conv_branch(("Conv2d_0a_1x1", 256, 1)),
+        (Conv("Conv2d_0a_1x1", 384, 1),
+         Fork(conv_branch(("Conv2d_0b_1x3", 256, (1, 3)), ("Conv2d_0c_3x1", 256, (3, 1))))),
+        (Conv("Conv2d_0a_1x1", 384, 1), Conv("Conv2d_0b_3x1", 448, (3, 1)),
+         Conv("Conv2d_0c_1x3", 512, (1, 3)),
+         Fork(conv_branch(("Conv2d_0d_1x3", 256, (1, 3)), ("Conv2d_0e_3x1", 256, (3, 1))))),
+        (Pool("AvgPool_0a_3x3", "avg", 3), Conv("Conv2d_0b_1x1", 256, 1)),
+    ))
+
+
+INCEPTION_V4 = (
+    Conv("Conv2d_1a_3x3", 32, 3, 2, "valid"),
+    Conv("Conv2d_2a_3x3", 32, 3, 1, "valid"),
+    Conv("Conv2d_2b_3x3", 64, 3),
+    Block("Mixed_3a", (
+        (Pool("MaxPool_0a_3x3", "max", 3, 2, "valid"),),
+        conv_branch(("Conv2d_0a_3x3", 96, 3, 2, "valid")),
+    )),
+    Block("Mixed_4a", (
+        conv_branch(("Conv2d_0a_1x1", 64, 1), ("Conv2d_1a_3x3", 96, 3, 1, "valid")),
+        conv_branch(("Conv2d_0a_1x1", 64, 1), ("Conv2d_0b_1x7", 64, (1, 7)),
+                    ("Conv2d_0c_7x1", 64, (7, 1)), ("Conv2d_1a_3x3", 96, 3, 1, "valid")),
+    )),
+    Block("Mixed_5a", (
+        conv_branch(("Conv2d_1a_3x3", 192, 3, 2, "valid")),
+        (Pool("MaxPool_1a_3x3", "max", 3, 2, "valid"),),
+    )),
+    *[_block_a(f"Mixed_5{c}") for c in "bcde"],
+    Block("Mixed_6a", (
+        conv_branch(("Conv2d_1a_3x3", 384, 3, 2, "valid")),
+        conv_branch(("Conv2d_0a_1x1", 192, 1), ("Conv2d_0b_3x3", 224, 3),
+                    ("Conv2d_1a_3x3", 256, 3, 2, "valid")),
+        (Pool("MaxPool_1a_3x3", "max", 3, 2, "valid"),),
+    )),
+    *[_block_b(f"Mixed_6{c}") for c in "bcdefgh"],
+    Block("Mixed_7a", (
+        conv_branch(("Conv2d_0a_1x1", 192, 1), ("Conv2d_1a_3x3", 192, 3, 2, "valid")),
+        conv_branch(("Conv2d_0a_1x1", 256, 1), ("Conv2d_0b_1x7", 256, (1, 7)),
+                    ("Conv2d_0c_7x1", 320, (7, 1)), ("Conv2d_1a_3x3", 320, 3, 2, "valid")),
+        (Pool("MaxPool_1a_3x3", "max", 3, 2, "valid"),),
+    )),
+    *[_block_c(f"Mixed_7{c}") for c in "bcd"],
+)
+AUX_ON = "Mixed_6h"
+
+
+def _net(images, num_classes, is_training, scope):
+    import tensorflow as tf
+
+    from slimtune.nets.inception_table import slim_layer
+
+    slim = compat.apply()
+    end_points = {}
+    with tf.compat.v1.variable_scope(scope, "InceptionV4", [images]), \
+            slim.arg_scope([slim.batch_norm, slim.dropout], is_training=is_training):
+        net = images
+        for op in INCEPTION_V4:
+            net = slim_layer(net, op, end_points)
+            end_points.setdefault(getattr(op, "scope", None) or op.name, net)
+        with tf.compat.v1.variable_scope("AuxLogits"):
+            aux = slim.avg_pool2d(end_points[AUX_ON], [5, 5], stride=3, padding="VALID",
+                                  scope="AvgPool_1a_5x5")
+            aux = slim.conv2d(aux, 128, [1, 1], scope="Conv2d_1b_1x1")
+            aux = slim.conv2d(aux, 768, aux.shape[1:3].as_list(), padding="VALID",
+                              scope="Conv2d_2a")
+            aux = slim.fully_connected(slim.flatten(aux), num_classes, activation_fn=None,
+                                       scope="Aux_logits")
+        end_points["AuxLogits"] = aux
+        with tf.compat.v1.variable_scope("Logits"):
+            net = slim.avg_pool2d(net, net.shape[1:3].as_list(), padding="VALID",
+                                 scope="AvgPool_1a")
+            end_points["global_pool"] = net
+            net = slim.dropout(net, DROPOUT_KEEP, scope="Dropout_1b")
+            net = slim.flatten(net, scope="PreLogitsFlatten")
+            logits = slim.fully_connected(net, num_classes, activation_fn=None, scope="Logits")
+        end_points["Logits"] = logits
+    return logits, end_points
+
+
+SPECS = (ModelSpec(
+    name="inception_v4",
+    family="inception",
+    scope="InceptionV4",
+    net_fn=_net,
+    arg_scope_fn=inception_arg_scope,
+    default_image_size=299,
+    min_image_size=107,  # the auxiliary head needs a 5x5 Mixed_6h map
+    num_classes=1001,
+    logits_scopes=("InceptionV4/Logits", "InceptionV4/AuxLogits"),
+    preprocessing="inception",
+    batch_norm=INCEPTION_BN,
+    has_dropout=True,
+    aux_logits="AuxLogits",
+),)
