@@ -14,7 +14,8 @@ from typing import Callable, Optional
 from slimtune.errors import UsageError
 from slimtune.nets.batch_norm import BatchNormConfig
 
-_FAMILIES = ("resnet", "inception", "inception_v4", "vgg", "densenet", "mobilenet")
+_FAMILIES = ("resnet", "inception", "inception_v4", "inception_resnet_v2", "vgg", "densenet",
+             "mobilenet")
 
 
 @dataclasses.dataclass(frozen=True)

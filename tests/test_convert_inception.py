@@ -21,7 +21,11 @@ from slimtune.errors import CheckpointError
     # top-left cells; 33 px: a 2x2 map, where slim shrinks the window to 2x2.
     ("inception_v2", 256), ("inception_v2", 33),
     ("inception_v3", 128), ("inception_v3", 107),
-    ("inception_v4", 107), ("inception_v4", 120)])
+    # v4 and Inception-ResNet v2 have no SAME stride-2 layer, so even and odd sizes
+    # exercise the same padding; the second size runs nightly.
+    ("inception_v4", 107), pytest.param("inception_v4", 120, marks=pytest.mark.slow),
+    ("inception_resnet_v2", 107),
+    pytest.param("inception_resnet_v2", 122, marks=pytest.mark.slow)])
 def test_parity(tmp_path, model_name, image_size):
     # v2 at 33 px also checks the exported .pb and SavedModel and the saved .keras;
     # v1's and v3's forms are checked nightly (test_exported_and_saved_forms).
@@ -101,10 +105,8 @@ def test_class_count_is_read_from_each_family_s_logits_kernel():
         checkpoint.logits_classes(registry.get("inception_v1"), {"x/weights": (3,)})
 
 
-def test_inception_v4_variables_are_the_published_checkpoint_s():
-    """slimtune's own Inception v4 (tf_slim.nets has none) against research/slim's
-    checkpoint layout: 149 + 2 BatchNorms without gamma, a fully connected head, the
-    auxiliary head on Mixed_6h."""
+def _published_layout(model_name, num_classes):
+    """``({variable: shape}, trainable parameters without the auxiliary head)`` at 299 px."""
     import tensorflow as tf
 
     from slimtune import compat
@@ -113,10 +115,18 @@ def test_inception_v4_variables_are_the_published_checkpoint_s():
     v1 = tf.compat.v1
     with tf.Graph().as_default():
         images = v1.placeholder(tf.float32, [None, 299, 299, 3])
-        registry.get("inception_v4").build(images, 1001, is_training=True)
+        registry.get(model_name).build(images, num_classes, is_training=True)
         shapes = {v.op.name: v.shape.as_list() for v in v1.global_variables()}
         trainable = sum(v.shape.num_elements() for v in v1.trainable_variables()
                         if "/AuxLogits/" not in v.op.name)
+    return shapes, trainable
+
+
+def test_inception_v4_variables_are_the_published_checkpoint_s():
+    """slimtune's own Inception v4 (tf_slim.nets has none) against research/slim's
+    checkpoint layout: 149 + 2 BatchNorms without gamma, a fully connected head, the
+    auxiliary head on Mixed_6h."""
+    shapes, trainable = _published_layout("inception_v4", 1001)
     root = "InceptionV4/"
     assert sum(n.endswith("/moving_mean") for n in shapes) == 149 + 2  # body + aux head
     assert not any(n.endswith("/gamma") for n in shapes)
@@ -131,3 +141,23 @@ def test_inception_v4_variables_are_the_published_checkpoint_s():
     print("inception_v4 trainable parameters without the auxiliary head:", trainable)
     # timm's inception_v4 (the same network, plus BN gammas): 42.68 M; 42.65 M here.
     assert abs(trainable / 1e6 - 42.68) < 0.05
+
+
+def test_inception_resnet_v2_variables_are_the_published_checkpoint_s():
+    """slimtune's own Inception-ResNet v2 against research/slim's checkpoint layout and
+    keras.applications.InceptionResNetV2 (the same network, ported from that
+    checkpoint): 55,813,192 trainable parameters at 1000 classes without the
+    auxiliary head."""
+    shapes, trainable = _published_layout("inception_resnet_v2", 1000)
+    root = "InceptionResnetV2/"
+    assert trainable == 55_813_192
+    assert not any(n.endswith("/gamma") for n in shapes)
+    assert shapes[root + "Mixed_5b/Branch_1/Conv2d_0b_5x5/weights"] == [5, 5, 48, 64]
+    assert shapes[root + "Repeat/block35_10/Conv2d_1x1/weights"] == [1, 1, 128, 320]
+    assert shapes[root + "Repeat/block35_10/Conv2d_1x1/biases"] == [320]
+    assert shapes[root + "Repeat_1/block17_20/Branch_1/Conv2d_0b_1x7/weights"] == [1, 7, 128, 160]
+    assert shapes[root + "Repeat_2/block8_9/Conv2d_1x1/weights"] == [1, 1, 448, 2080]
+    assert shapes[root + "Block8/Conv2d_1x1/biases"] == [2080]
+    assert shapes[root + "Conv2d_7b_1x1/weights"] == [1, 1, 2080, 1536]
+    assert shapes[root + "AuxLogits/Conv2d_2a_5x5/weights"] == [5, 5, 128, 768]
+    assert shapes[root + "Logits/Logits/weights"] == [1536, 1000]

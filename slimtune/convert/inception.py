@@ -43,11 +43,13 @@ from typing import NamedTuple
 import keras
 
 from slimtune.convert import layers as L
-from slimtune.nets.inception_table import Block, Conv, Fork, Pool, SeparableConv
+from slimtune.nets.inception_resnet_v2 import INCEPTION_RESNET_V2
+from slimtune.nets.inception_table import Block, Conv, Fork, Pool, Residual, SeparableConv
 from slimtune.nets.inception_table import conv_branch as _conv_branch
 from slimtune.nets.inception_v4 import INCEPTION_V4
 
-MODELS = ("inception_v1", "inception_v2", "inception_v3", "inception_v4")
+MODELS = ("inception_v1", "inception_v2", "inception_v3", "inception_v4",
+          "inception_resnet_v2")
 _DROPOUT = 0.2  # slim's dropout_keep_prob 0.8
 
 # -- Inception v1 (GoogLeNet with BatchNorm) -----------------------------------------------
@@ -195,7 +197,7 @@ _V3 = (  # the stem is VALID unless marked; the Mixed blocks are SAME unless mar
 )
 
 _NETS = {"inception_v1": _V1, "inception_v2": _V2, "inception_v3": _V3,
-         "inception_v4": INCEPTION_V4}
+         "inception_v4": INCEPTION_V4, "inception_resnet_v2": INCEPTION_RESNET_V2}
 
 
 class _Head(NamedTuple):
@@ -217,6 +219,8 @@ _HEADS = {
     # v4 pools the whole last map and ends in a fully connected layer (2-D weights).
     "inception_v4": _Head("Logits/AvgPool_1a", None, 1, True, "Logits/Dropout_1b",
                           "Logits/Logits"),
+    "inception_resnet_v2": _Head("Logits/AvgPool_1a_8x8", None, 1, True, "Logits/Dropout",
+                                 "Logits/Logits"),
 }
 
 # v3's auxiliary head on Mixed_6e: avg-pool 5x5/3 VALID, 1x1 conv, a k x k VALID conv
@@ -276,15 +280,31 @@ def _layer(x, op, prefix, bn):
     if isinstance(op, Fork):
         outputs = [_layer(x, conv, prefix, bn) for conv in op.convs]
         return keras.layers.Concatenate(axis=-1, name=L.keras_name(prefix + "concat"))(outputs)
-    if isinstance(op, Block):
+    if isinstance(op, (Block, Residual)):
         outputs = []
         for i, branch in enumerate(op.branches):
             y = x
             for branch_op in branch:
                 y = _layer(y, branch_op, f"{op.name}/Branch_{i}/", bn)
             outputs.append(y)
-        return keras.layers.Concatenate(axis=-1, name=op.name)(outputs)
+        name = L.keras_name(op.name)
+        if isinstance(op, Block):
+            return keras.layers.Concatenate(axis=-1, name=name)(outputs)
+        return _residual(x, op, keras.layers.Concatenate(axis=-1, name=name + ".concat")(outputs))
     raise TypeError(op)
+
+
+def _residual(x, op, mixed):
+    """Inception-ResNet: ``x + scale * conv1x1(mixed)`` (the conv with biases, no BN),
+    then relu unless the block is the last ``Block8``; the block's output layer is
+    named after it."""
+    name = L.keras_name(op.name)
+    up = L.conv2d(mixed, op.name + "/Conv2d_1x1", op.depth, 1, fn=None)
+    up = keras.layers.Rescaling(op.scale, name=name + ".scale")(up)
+    if not op.activate:
+        return keras.layers.Add(name=name)([x, up])
+    x = keras.layers.Add(name=name + ".add")([x, up])
+    return keras.layers.ReLU(name=name)(x)
 
 
 def _pool_head(x, spec):
@@ -317,8 +337,8 @@ def _aux_head(x, num_classes, bn):
 def build(spec, num_classes, bn, include_aux_logits=False, image_size=None):
     if include_aux_logits and not spec.aux_logits:
         raise ValueError(f"{spec.name} has no auxiliary logits")
-    if include_aux_logits and spec.name == "inception_v4":
-        raise ValueError("converting inception_v4's auxiliary head is not supported yet: "
+    if include_aux_logits and spec.name != "inception_v3":
+        raise ValueError(f"converting {spec.name}'s auxiliary head is not supported yet: "
                          "convert without it (its variables are skipped)")
     if include_aux_logits and image_size is None:
         raise ValueError(f"{spec.name}'s auxiliary head depends on the input size: "
@@ -354,10 +374,12 @@ def _port_layer(porter, op, prefix):
     elif isinstance(op, Fork):
         for conv in op.convs:
             _port_layer(porter, conv, prefix)
-    elif isinstance(op, Block):
+    elif isinstance(op, (Block, Residual)):
         for i, branch in enumerate(op.branches):
             for branch_op in branch:
                 _port_layer(porter, branch_op, f"{op.name}/Branch_{i}/")
+        if isinstance(op, Residual):
+            porter.conv(op.name + "/Conv2d_1x1", bn=False)
     # Pool: no weights
 
 
@@ -381,8 +403,8 @@ def end_points(spec):
     then v3's ``PreLogits`` (the dropout output, ``[B, 1, 1, 2048]``) and ``Logits``."""
     points = []
     for op in _NETS[spec.name]:
-        if isinstance(op, Block):
-            points.append((op.name, op.name))
+        if isinstance(op, (Block, Residual)):
+            points.append((op.name, L.keras_name(op.name)))
         elif isinstance(op, Pool):
             points.append((op.scope, L.keras_name(op.scope)))
         else:

@@ -13,13 +13,10 @@ head average-pools the whole last map, applies dropout (keep 0.8) and a fully
 connected ``Logits/Logits``.  Every conv: BatchNorm without gamma, relu, no bias.
 """
 
-from slimtune import compat
 from slimtune.nets.inception import INCEPTION_BN, inception_arg_scope
-from slimtune.nets.inception_table import Block, Conv, Fork, Pool, conv_branch
+from slimtune.nets.inception_table import (Block, Conv, Fork, Heads, Pool, conv_branch,
+                                           slim_table_net)
 from slimtune.registry import ModelSpec
-
-DROPOUT_KEEP = 0.8
-
 
 def _block_a(name):
     return Block(name, (
@@ -88,40 +85,14 @@ INCEPTION_V4 = (
     )),
     *[_block_c(f"Mixed_7{c}") for c in "bcd"],
 )
-AUX_ON = "Mixed_6h"
+HEADS = Heads(aux_on="Mixed_6h", aux_pool="AvgPool_1a_5x5", aux_conv="Conv2d_2a",
+              aux_logits="Aux_logits", pool="AvgPool_1a", dropout="Dropout_1b",
+              flatten_first=False)
 
 
 def _net(images, num_classes, is_training, scope):
-    import tensorflow as tf
-
-    from slimtune.nets.inception_table import slim_layer
-
-    slim = compat.apply()
-    end_points = {}
-    with tf.compat.v1.variable_scope(scope, "InceptionV4", [images]), \
-            slim.arg_scope([slim.batch_norm, slim.dropout], is_training=is_training):
-        net = images
-        for op in INCEPTION_V4:
-            net = slim_layer(net, op, end_points)
-            end_points.setdefault(getattr(op, "scope", None) or op.name, net)
-        with tf.compat.v1.variable_scope("AuxLogits"):
-            aux = slim.avg_pool2d(end_points[AUX_ON], [5, 5], stride=3, padding="VALID",
-                                  scope="AvgPool_1a_5x5")
-            aux = slim.conv2d(aux, 128, [1, 1], scope="Conv2d_1b_1x1")
-            aux = slim.conv2d(aux, 768, aux.shape[1:3].as_list(), padding="VALID",
-                              scope="Conv2d_2a")
-            aux = slim.fully_connected(slim.flatten(aux), num_classes, activation_fn=None,
-                                       scope="Aux_logits")
-        end_points["AuxLogits"] = aux
-        with tf.compat.v1.variable_scope("Logits"):
-            net = slim.avg_pool2d(net, net.shape[1:3].as_list(), padding="VALID",
-                                 scope="AvgPool_1a")
-            end_points["global_pool"] = net
-            net = slim.dropout(net, DROPOUT_KEEP, scope="Dropout_1b")
-            net = slim.flatten(net, scope="PreLogitsFlatten")
-            logits = slim.fully_connected(net, num_classes, activation_fn=None, scope="Logits")
-        end_points["Logits"] = logits
-    return logits, end_points
+    return slim_table_net(images, num_classes, is_training, scope, "InceptionV4", INCEPTION_V4,
+                          HEADS)
 
 
 SPECS = (ModelSpec(
