@@ -7,8 +7,10 @@ URL, the checkpoint inside it, classes, image size, preprocessing, published top
 (``resnet_v1_50``) or a local ``.tar.gz``.
 
 The cache is ``checkpoints/cache`` beside the manifest, or ``$SLIMTUNE_CHECKPOINTS``.
-Each entry unpacks into ``<cache>/<name>/`` with a ``download.json`` written last, so a
-directory without it is an interrupted run and is redone.
+Each entry unpacks into ``<cache>/<name>/`` with a ``slimtune.json`` beside the
+checkpoint (architecture, classes, size, preprocessing from the manifest, so no tool
+needs ``--model_name``) and a ``download.json`` written last, so a directory without
+it is an interrupted run and is redone.
 """
 
 import dataclasses
@@ -17,7 +19,7 @@ import os
 import shutil
 from typing import Optional
 
-from slimtune import download
+from slimtune import download, metadata
 from slimtune.errors import CheckpointError, UsageError
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,6 +152,11 @@ def ensure(name, archive=None, cache=None, log=print):
         _record(cache, entry.name, digest)
         log(f"recorded sha256 {digest} for {entry.name} (no published value); later "
             f"downloads must match it ({os.path.join(cache, _RECORDED)})")
+    # What the manifest knows, where every tool looks for it: no --model_name needed.
+    metadata.write(os.path.dirname(prefix), {
+        "model_name": entry.architecture, "num_classes": entry.num_classes,
+        "image_size": entry.image_size, "preprocessing": entry.preprocessing,
+        "published_checkpoint": entry.name})
     with open(os.path.join(target, _DONE), "w", encoding="utf-8") as f:
         json.dump({**dataclasses.asdict(entry), "archive_sha256": digest}, f, indent=1)
     log(f"{entry.name}: {prefix}")

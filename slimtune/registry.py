@@ -33,6 +33,9 @@ class ModelSpec:
     batch_norm: Optional[BatchNormConfig]  # None: the network has no BatchNorm
     has_dropout: bool
     aux_logits: Optional[str] = None  # end point key of an auxiliary head, if any
+    # Tells apart architectures that share a root scope (MobileNet depth multipliers):
+    # (a variable under the root scope, the size of its last dimension).
+    fingerprint: Optional[tuple] = None
 
     def build(self, images, num_classes, is_training, batch_norm=None, weight_decay=0.0):
         """Build the slim graph; returns ``(logits [B, C], end_points)``.

@@ -87,3 +87,19 @@ def test_parity(tmp_path, model_name, image_size):
 
 def test_mobilenet_fine_tunes_evaluates_and_converts(tmp_path, digits_dir):
     check_tools_path(tmp_path, "mobilenet_v1_050", 1001)
+
+
+@pytest.mark.parametrize("stem,expected", [
+    ("MobilenetV1/Conv2d_0/weights", {32: "mobilenet_v1", 24: "mobilenet_v1_075",
+                                      16: "mobilenet_v1_050", 8: "mobilenet_v1_025"}),
+    ("MobilenetV2/Conv/weights", {32: "mobilenet_v2", 48: "mobilenet_v2_140"})])
+def test_the_width_is_read_from_the_checkpoint(stem, expected):
+    """Every MobileNet width shares its root scope: conversion without --model_name
+    tells them apart by the stem's output channels."""
+    import numpy as np
+
+    from slimtune.convert import source
+
+    for channels, name in expected.items():
+        tensors = {stem: np.zeros((3, 3, 3, channels), np.float32)}
+        assert source.detect_model(tensors).name == name

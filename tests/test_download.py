@@ -112,6 +112,9 @@ def test_download_unpack_and_reuse_the_cache(server, manifest, real_checkpoint):
     prefix = published.ensure("resnet_v1_50", log=lines.append)
     assert prefix == str(cache / "resnet_v1_50" / "resnet_v1_50.ckpt")
     assert checkpoint.read_shapes(prefix)["resnet_v1_50/logits/weights"] == (1, 1, 2048, 1000)
+    from slimtune import metadata
+
+    assert metadata.read(prefix)["model_name"] == "resnet_v1_50"  # tools need no --model_name
     assert any(line.startswith("downloaded resnet_v1_50_2016_08_28.tar.gz") for line in lines)
     assert not (cache / "downloads").exists(), "the archive is removed once unpacked"
     # Again, and through --checkpoint_path's resolver: the cache answers, no request.

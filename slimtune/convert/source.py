@@ -71,8 +71,8 @@ def detect_model(tensors, model_name=None):
     so the roots of the model variables name the architecture.
     """
     roots = sorted({n.split("/", 1)[0] for n in tensors if "/" in n and not is_training_state(n)})
-    by_scope = {registry.get(n).scope: n for n in registry.names()}
-    found = [by_scope[r] for r in roots if r in by_scope]
+    found = [n for n in registry.names()
+             if registry.get(n).scope in roots and _fingerprint_matches(registry.get(n), tensors)]
     if model_name:
         spec = registry.get(model_name)
         if spec.scope not in roots:
@@ -90,6 +90,16 @@ def detect_model(tensors, model_name=None):
                          f"--model_name (one of {', '.join(registry.names())})")
     raise UsageError(f"the checkpoint holds several networks ({', '.join(found)}); pass "
                      "--model_name to choose one")
+
+
+def _fingerprint_matches(spec, tensors):
+    """False when ``spec`` shares its root scope with others and the checkpoint's
+    distinguishing variable has another size (a MobileNet of another width)."""
+    if not spec.fingerprint:
+        return True
+    name, size = spec.fingerprint
+    value = tensors.get(f"{spec.scope}/{name}")
+    return value is None or tuple(getattr(value, "shape", value))[-1] == size
 
 
 def with_moving_averages(tensors):

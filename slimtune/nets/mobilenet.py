@@ -191,6 +191,8 @@ def _spec(name, version):
         preprocessing="inception",
         batch_norm=MOBILENET_V2_BN if v2 else MOBILENET_V1_BN,
         has_dropout=True,
+        fingerprint=("Conv/weights", divisible(32 * V2_MULTIPLIERS[name])) if v2
+        else ("Conv2d_0/weights", channels(STEM_CHANNELS, MULTIPLIERS[name])),
     )
 
 
