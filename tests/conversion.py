@@ -76,10 +76,10 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
     return results
 
 
-def check_tools_path(tmp_path, model_name, pretrained_classes):
+def check_tools_path(tmp_path, model_name, pretrained_classes, image_size=32):
     """What the tools do with a new architecture: fine-tune a random "published"
-    checkpoint on digits with a new head (3 steps at 32 px), evaluate in inference
-    mode, and convert the train dir with no flags."""
+    checkpoint on digits with a new head (3 steps), evaluate in inference mode, and
+    convert the train dir with no flags."""
     import os
 
     from slimtune import evaluate, train
@@ -87,11 +87,11 @@ def check_tools_path(tmp_path, model_name, pretrained_classes):
 
     spec = registry.get(model_name)
     pretrained = make_checkpoint(str(tmp_path / "pretrained" / "model.ckpt"), model_name,
-                                 pretrained_classes)
+                                 pretrained_classes, image_size=image_size)
     train_dir = str(tmp_path / "run")
     result = train.train(train.TrainConfig(
         train_dir=train_dir, dataset_name="digits", model_name=model_name,
-        train_image_size=32, batch_size=8, max_number_of_steps=3,
+        train_image_size=image_size, batch_size=8, max_number_of_steps=3,
         checkpoint_path=pretrained, checkpoint_exclude_scopes=",".join(spec.logits_scopes)),
         log=lambda line: None)
     assert result.global_step == 3
@@ -102,6 +102,6 @@ def check_tools_path(tmp_path, model_name, pretrained_classes):
     meta = convert.convert(convert.ConvertConfig(checkpoint_path=train_dir,
                                                  output_dir=str(tmp_path / "keras")))
     assert meta["model_name"] == model_name and meta["num_classes"] == 10
-    assert meta["preprocessing"] == spec.preprocessing and meta["image_size"] == 32
+    assert meta["preprocessing"] == spec.preprocessing and meta["image_size"] == image_size
     assert meta["parity"]["random"]["max_rel"] <= 1e-5
     assert os.path.isfile(tmp_path / "keras" / "model.keras")

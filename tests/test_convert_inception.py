@@ -8,7 +8,7 @@ smallest sizes.
 import numpy as np
 import pytest
 
-from conversion import check_parity
+from conversion import check_parity, check_tools_path
 from slim_checkpoints import make_checkpoint, read
 from slimtune import registry
 from slimtune.convert import keras_model, parity
@@ -161,3 +161,11 @@ def test_inception_resnet_v2_variables_are_the_published_checkpoint_s():
     assert shapes[root + "Conv2d_7b_1x1/weights"] == [1, 1, 2080, 1536]
     assert shapes[root + "AuxLogits/Conv2d_2a_5x5/weights"] == [5, 5, 128, 768]
     assert shapes[root + "Logits/Logits/weights"] == [1536, 1000]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", ["inception_v4", "inception_resnet_v2"])
+def test_new_inceptions_fine_tune_evaluate_and_convert(tmp_path, digits_dir, model_name):
+    """The tools' path (train with the auxiliary loss, evaluate, convert) at the
+    smallest size the auxiliary heads build: minutes each, so nightly."""
+    check_tools_path(tmp_path, model_name, 1001, image_size=107)

@@ -89,6 +89,11 @@ def test_mobilenet_fine_tunes_evaluates_and_converts(tmp_path, digits_dir):
     check_tools_path(tmp_path, "mobilenet_v1_050", 1001)
 
 
+@pytest.mark.slow
+def test_mobilenet_v2_fine_tunes_evaluates_and_converts(tmp_path, digits_dir):
+    check_tools_path(tmp_path, "mobilenet_v2", 1001)
+
+
 @pytest.mark.parametrize("stem,expected", [
     ("MobilenetV1/Conv2d_0/weights", {32: "mobilenet_v1", 24: "mobilenet_v1_075",
                                       16: "mobilenet_v1_050", 8: "mobilenet_v1_025"}),
