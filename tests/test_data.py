@@ -147,7 +147,17 @@ _RANGES = {
     "inception": (np.full(3, -1.0), np.full(3, 1.0)),
     "vgg": (-np.array(preprocessing.VGG_MEANS), 255.0 - np.array(preprocessing.VGG_MEANS)),
     "lenet": (np.full(3, -1.0), np.full(3, 127.0 / 128.0)),
+    "densenet": (-np.array(preprocessing.VGG_MEANS) * preprocessing.DENSENET_SCALE,
+                 (255.0 - np.array(preprocessing.VGG_MEANS)) * preprocessing.DENSENET_SCALE),
 }
+
+
+def test_densenet_eval_is_vgg_eval_times_0_017():
+    """pudae's DenseNet checkpoints: (RGB - VGG means) * 0.017, VGG's framing."""
+    image = _photo(300, 256)
+    vgg = preprocessing.preprocess("vgg", image, 224, 224, is_training=False).numpy()
+    densenet = preprocessing.preprocess("densenet", image, 224, 224, is_training=False).numpy()
+    np.testing.assert_allclose(densenet, vgg * 0.017, rtol=1e-6)
 
 
 @pytest.mark.parametrize("is_training", [True, False], ids=["train", "eval"])
