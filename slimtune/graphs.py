@@ -17,8 +17,15 @@ _RANDOM_TYPES = {"TruncatedNormal", "Multinomial", "StatefulUniform", "StatefulU
                  "StatefulStandardNormalV2", "StatefulTruncatedNormal"}
 
 
+_STATELESS_RANDOM_PREFIXES = ("StatelessTruncatedNormal", "StatelessMultinomial",
+                              "StatelessParameterizedTruncatedNormal")
+
+
 def is_random(op_type):
-    return "Random" in op_type or op_type in _RANDOM_TYPES or op_type.startswith("Stateless")
+    """Random ops, stateless ones included; ``StatelessIf``/``StatelessWhile`` (TF2
+    control flow, e.g. a ``tf.cond`` on the learning phase) are not."""
+    return ("Random" in op_type or op_type in _RANDOM_TYPES
+            or op_type.startswith(_STATELESS_RANDOM_PREFIXES))
 
 
 def _function_bodies(graph_def):

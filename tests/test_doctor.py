@@ -293,3 +293,120 @@ def test_seed_001_fixed_has_no_gap(tmp_path, seed_001):
     print("\n".join(report.lines()))
     assert not report.errors
     assert {"bn-eval-gap-ok", "bn-stats-match-data"} <= _codes(report)
+
+
+def test_train_dir_of_slimtune_train_with_defaults_has_no_error(tmp_path, digits_dir):
+    lines = []
+    result = train.train(train.TrainConfig(
+        train_dir=str(tmp_path / "run"), dataset_name="digits", model_name="resnet_v1_50",
+        train_image_size=32, batch_size=8, max_number_of_steps=3), log=lines.append)
+    # Training itself ends with the checkpoint checks and prints what they found.
+    assert "slimtune-doctor on the final checkpoint:" in lines
+    assert any("WARNING [bn-decay-too-slow]" in line for line in lines)
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=str(tmp_path / "run")))
+    print("\n".join(report.lines()))
+    assert not report.errors
+    assert "bn-updates-run" in _codes(report)
+    # Three steps at the published decay 0.997: the statistics are still mostly 0/1.
+    assert "bn-decay-too-slow" in _codes(report, "warning")
+    assert result.global_step == 3
+
+
+def test_cli_exit_codes_and_json(tmp_path, digit_arrays):
+    broken = _train_like_a_user(str(tmp_path / "broken"), digit_arrays, 3, run_updates=False)
+    report_json = tmp_path / "r.json"
+    tool = os.path.join(ROOT, "tools", "bn_doctor.py")
+    result = subprocess.run([sys.executable, tool, f"--train_dir={broken}",
+                             f"--report_json={report_json}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "ERROR [bn-updates-not-run]" in result.stdout
+    import json
+
+    assert json.loads(report_json.read_text())["errors"] >= 1
+    result = subprocess.run([sys.executable, tool], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[0].startswith("error: nothing to examine")
+
+
+def _saved_model_serving(path, training):
+    """A TF2 SavedModel whose serving function calls a trained Keras model with
+    ``training=True`` (copied from the train step), or correctly with ``training=False``."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, strides=2),
+        keras.layers.BatchNormalization(), keras.layers.ReLU(),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
+    model(np.random.RandomState(0).uniform(0, 1, (64, 32, 32, 3)).astype(np.float32),
+          training=True)  # one forward pass in training mode moves the statistics
+
+    class Serving(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
+        def serve(self, images):
+            return {"logits": self.model(images, training=training)}
+
+    module = Serving()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def test_live_batch_dependence_is_an_error(tmp_path, digits_dir):
+    # Keras 3 BatchNormalization computes moments itself (no FusedBatchNorm op), so the
+    # static graph check cannot see it: running the model is what finds it.
+    for training, expected in ((True, {"live-batch-dependent"}), (False, set())):
+        path = _saved_model_serving(str(tmp_path / f"training_{training}"), training)
+        report = doctor.diagnose(doctor.DoctorConfig(
+            saved_model=path, dataset_name="digits", preprocessing_name="lenet",
+            image_size=32, max_images=16))
+        print("\n".join(report.lines()))
+        assert _codes(report, "error") == expected
+
+
+def test_live_dropout_in_a_frozen_graph_is_an_error(tmp_path, digits_dir):
+    prefix = make_checkpoint(str(tmp_path / "model.ckpt"), "inception_v2", 7, image_size=33)
+    freeze(prefix, str(tmp_path / "training.pb"), "inception_v2", 33, 7, is_training=True)
+    report = doctor.diagnose(doctor.DoctorConfig(
+        graph=str(tmp_path / "training.pb"), dataset_name="digits", image_size=33,
+        preprocessing_name="inception", max_images=8))
+    assert "live-nondeterministic" in _codes(report, "error")
+
+
+def test_same_prediction_for_every_image_is_a_warning():
+    from slimtune import verify
+    from slimtune.doctor import data_checks
+
+    images = np.zeros((20, 4, 4, 3), np.float32)
+    labels = np.arange(20) % 5
+    squashed = verify.Form("keras", "m.keras", lambda x: np.tile([[3.0, 1, 0, 0, 0]], (len(x), 1)))
+    codes = {f.code for f in data_checks.check_form(squashed, images, labels)}
+    assert codes == {"live-same-prediction"}
+    rng = np.random.RandomState(0)
+    table = rng.normal(size=(20, 5))
+    healthy = verify.Form("keras", "m.keras", lambda x: table[: len(x)])
+    assert not data_checks.check_form(healthy, images, labels)
+
+
+def _keras_style_serving_graph(with_learning_phase):
+    """A TF1 Keras export: the learning phase is a placeholder (default 0) that picks
+    dropout's branch at run time, unless the graph was built in inference mode."""
+    with tf.Graph().as_default() as graph:
+        images = v1.placeholder(tf.float32, [None, 4], name="input")
+        net = tf.identity(images)
+        if with_learning_phase:
+            phase = v1.placeholder_with_default(False, [], name="keras_learning_phase")
+            net = tf.cond(phase, lambda: net * 2.0, lambda: net)
+        tf.identity(net, name="logits")
+    return graph.as_graph_def()
+
+
+def test_learning_phase_placeholder_in_a_serving_graph_is_a_warning():
+    from slimtune.doctor import graph_checks
+
+    findings = graph_checks.check_serving_graph(_keras_style_serving_graph(True), ["logits"])
+    assert [f.code for f in findings] == ["serving-learning-phase"]
+    assert findings[0].severity == "warning" and "keras_learning_phase" in findings[0].evidence
+    assert not graph_checks.check_serving_graph(_keras_style_serving_graph(False), ["logits"])
