@@ -20,11 +20,12 @@ from slimtune.errors import CheckpointError
     # 256 px: an 8x8 last map, where slim's stride-2 7x7 window averages only the
     # top-left cells; 33 px: a 2x2 map, where slim shrinks the window to 2x2.
     ("inception_v2", 256), ("inception_v2", 33),
-    ("inception_v3", 128), ("inception_v3", 107),
+    pytest.param("inception_v3", 128, marks=pytest.mark.slow), ("inception_v3", 107),
     # v4 and Inception-ResNet v2 have no SAME stride-2 layer, so even and odd sizes
     # exercise the same padding; the second size runs nightly.
     ("inception_v4", 107), pytest.param("inception_v4", 120, marks=pytest.mark.slow),
-    ("inception_resnet_v2", 107),
+    # IRv2's table entries are v4's plus Residual; its count test runs by default.
+    pytest.param("inception_resnet_v2", 107, marks=pytest.mark.slow),
     pytest.param("inception_resnet_v2", 122, marks=pytest.mark.slow)])
 def test_parity(tmp_path, model_name, image_size):
     # v2 at 33 px also checks the exported .pb and SavedModel and the saved .keras;
@@ -39,7 +40,8 @@ def test_exported_and_saved_forms(tmp_path, model_name, image_size):
     check_parity(tmp_path, model_name, image_size, forms=True)
 
 
-@pytest.mark.parametrize("size,aux_kernel", [(107, 1), (299, 5)])
+@pytest.mark.parametrize("size,aux_kernel", [
+    (107, 1), pytest.param(299, 5, marks=pytest.mark.slow)])
 def test_v3_aux_logits(tmp_path, size, aux_kernel, num_classes=7):
     """The auxiliary head against slim's, with and without the background class.
 

@@ -85,6 +85,7 @@ def test_parity(tmp_path, model_name, image_size):
                  forms=(model_name, image_size) in (("mobilenet_v1", 97), ("mobilenet_v2", 65)))
 
 
+@pytest.mark.slow
 def test_mobilenet_fine_tunes_evaluates_and_converts(tmp_path, digits_dir):
     check_tools_path(tmp_path, "mobilenet_v1_050", 1001)
 

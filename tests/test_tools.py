@@ -58,6 +58,7 @@ def _train_command(train_dir, warm_start):
             "--checkpoint_exclude_scopes=resnet_v1_50/logits", "--seed=0"]
 
 
+@pytest.mark.slow  # a minute of subprocess training; resume itself is tested in test_train
 def test_sigkill_then_same_command_resumes(tmp_path, digits_dir):
     """kill -9 after the first checkpoint; rerunning the same command continues from it."""
     warm_start = make_checkpoint(str(tmp_path / "pre" / "model.ckpt"), "resnet_v1_50", 1000)
