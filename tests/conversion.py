@@ -48,8 +48,11 @@ def check_forms(tmp_path, prefix, model, model_name, image_size, images, slim_lo
 
 
 def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=0,
-                 rtol=1e-5, forms=False):
-    """Convert a random checkpoint and assert slim/Keras parity; returns the differences."""
+                 rtol=1e-5, forms=False, aux=False):
+    """Convert a random checkpoint and assert slim/Keras parity; returns the differences.
+
+    ``aux`` converts the auxiliary head too and compares it with slim's ``AuxLogits``.
+    """
     spec = registry.get(model_name)
     bn = spec.batch_norm
     images = parity.random_images(batch, image_size, seed)
@@ -58,11 +61,16 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
     # is_training=False); tests/test_convert.py covers restoring into a fresh graph.
     prefix, slim_logits, slim_points = make_checkpoint(
         str(tmp_path / "model.ckpt"), model_name, num_classes, image_size=image_size,
-        seed=seed, run_on=images, end_point_keys=[key for key, _ in points])
+        seed=seed, run_on=images,
+        end_point_keys=[key for key, _ in points] + (["AuxLogits"] if aux else []))
     model = keras_model.from_tensors(spec, read(prefix), num_classes, bn,
-                                     image_size=image_size)
-    keras_logits = np.asarray(model(images, training=False))
+                                     image_size=image_size, include_aux_logits=aux)
+    outputs = model(images, training=False)
+    keras_logits = np.asarray(outputs[0] if aux else outputs)
     results = {"logits": parity.difference(slim_logits, keras_logits)}
+    if aux:
+        results["AuxLogits"] = parity.difference(slim_points["AuxLogits"], np.asarray(outputs[1]))
+        assert results["AuxLogits"].reference_max > 1e-3, "degenerate test: aux logits ~0"
     for (key, _), value in zip(points, keras_end_points(model, [n for _, n in points], images)):
         results[key] = parity.difference(slim_points[key], value)
     for key, diff in results.items():
@@ -76,10 +84,11 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
     return results
 
 
-def check_tools_path(tmp_path, model_name, pretrained_classes, image_size=32):
+def check_tools_path(tmp_path, model_name, pretrained_classes, image_size=32, aux=False):
     """What the tools do with a new architecture: fine-tune a random "published"
     checkpoint on digits with a new head (3 steps), evaluate in inference mode, and
-    convert the train dir with no flags."""
+    convert the train dir with no flags (``aux``: with the auxiliary head, which the
+    parity check then covers too)."""
     import os
 
     from slimtune import evaluate, train
@@ -100,8 +109,11 @@ def check_tools_path(tmp_path, model_name, pretrained_classes, image_size=32):
         log=lambda line: None)
     assert scores.count == 16
     meta = convert.convert(convert.ConvertConfig(checkpoint_path=train_dir,
-                                                 output_dir=str(tmp_path / "keras")))
+                                                 output_dir=str(tmp_path / "keras"),
+                                                 include_aux_logits=aux))
     assert meta["model_name"] == model_name and meta["num_classes"] == 10
     assert meta["preprocessing"] == spec.preprocessing and meta["image_size"] == image_size
     assert meta["parity"]["random"]["max_rel"] <= 1e-5
+    if aux:
+        assert meta["parity"]["random aux"]["max_rel"] <= 1e-5
     assert os.path.isfile(tmp_path / "keras" / "model.keras")

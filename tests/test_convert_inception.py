@@ -11,7 +11,7 @@ import pytest
 from conversion import check_parity, check_tools_path
 from slim_checkpoints import make_checkpoint, read
 from slimtune import registry
-from slimtune.convert import keras_model, parity
+from slimtune.convert import convert, keras_model, parity
 from slimtune.errors import CheckpointError
 
 
@@ -22,15 +22,19 @@ from slimtune.errors import CheckpointError
     ("inception_v2", 256), ("inception_v2", 33),
     pytest.param("inception_v3", 128, marks=pytest.mark.slow), ("inception_v3", 107),
     # v4 and Inception-ResNet v2 have no SAME stride-2 layer, so even and odd sizes
-    # exercise the same padding; the second size runs nightly.
-    ("inception_v4", 107), pytest.param("inception_v4", 120, marks=pytest.mark.slow),
+    # exercise the same padding; the second size runs nightly.  Both include the
+    # auxiliary head, whose conv kernel is the pooled map: 2x2 at 155 px, 1x1 at 107 to
+    # 122 px, 5x5 at the published 299 px.
+    ("inception_v4", 155), pytest.param("inception_v4", 120, marks=pytest.mark.slow),
     # IRv2's table entries are v4's plus Residual; its count test runs by default.
-    pytest.param("inception_resnet_v2", 107, marks=pytest.mark.slow),
-    pytest.param("inception_resnet_v2", 122, marks=pytest.mark.slow)])
+    pytest.param("inception_resnet_v2", 155, marks=pytest.mark.slow),
+    pytest.param("inception_resnet_v2", 122, marks=pytest.mark.slow),
+    pytest.param("inception_resnet_v2", 299, marks=pytest.mark.slow)])
 def test_parity(tmp_path, model_name, image_size):
     # v2 at 33 px also checks the exported .pb and SavedModel and the saved .keras;
     # v1's and v3's forms are checked nightly (test_exported_and_saved_forms).
-    check_parity(tmp_path, model_name, image_size, forms=image_size == 33)
+    check_parity(tmp_path, model_name, image_size, forms=image_size == 33,
+                 aux=model_name in ("inception_v4", "inception_resnet_v2"))
 
 
 @pytest.mark.slow
@@ -71,6 +75,12 @@ def test_v3_aux_logits(tmp_path, size, aux_kernel, num_classes=7):
                   f"{diff.line()}")
             assert diff.max_rel < 1e-5 and diff.top1_agreement == 1.0, (key, diff)
             assert diff.reference_max > 1e-3
+    # slimtune-convert's own parity check covers the auxiliary head too.
+    meta = convert.convert(convert.ConvertConfig(
+        checkpoint_path=prefix, output_dir=str(tmp_path / "keras"), model_name=spec.name,
+        drop_background=True, include_aux_logits=True, image_size=size, random_images=2))
+    assert meta["parity"]["random aux"]["max_rel"] < 1e-5
+    assert meta["parity"]["random aux"]["reference_max"] > 1e-3
 
 
 def test_open_size_and_size_checks():
@@ -170,4 +180,4 @@ def test_inception_resnet_v2_variables_are_the_published_checkpoint_s():
 def test_new_inceptions_fine_tune_evaluate_and_convert(tmp_path, digits_dir, model_name):
     """The tools' path (train with the auxiliary loss, evaluate, convert) at the
     smallest size the auxiliary heads build: minutes each, so nightly."""
-    check_tools_path(tmp_path, model_name, 1001, image_size=107)
+    check_tools_path(tmp_path, model_name, 1001, image_size=107, aux=True)

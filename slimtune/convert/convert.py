@@ -122,17 +122,23 @@ def check_parity(spec, src, model, num_classes, bn, cfg, size, variable_map, log
                                        or spec.preprocessing, size)
     report = {"image_size": size, "rtol": cfg.rtol}
     failures = []
+    first = 1 if cfg.drop_background else 0
     for name, images in inputs.items():
-        slim_logits, _ = parity.slim_outputs(spec, src.prefix, images, num_classes, bn,
-                                             drop_background=cfg.drop_background,
-                                             variable_map=variable_map)
-        keras_logits = np.asarray(model(images, training=False)[0]
-                                  if cfg.include_aux_logits else model(images, training=False))
-        diff = parity.difference(slim_logits, keras_logits)
-        log(f"parity on {len(images)} {name} images at {size}px: {diff.line()}")
-        report[name] = dataclasses.asdict(diff)
-        if not diff.max_rel <= cfg.rtol:
-            failures.append(f"{name} images: max rel {diff.max_rel:.3g} > --rtol {cfg.rtol:g}")
+        slim_logits, slim_points = parity.slim_outputs(
+            spec, src.prefix, images, num_classes, bn, drop_background=cfg.drop_background,
+            variable_map=variable_map,
+            end_point_keys=[spec.aux_logits] if cfg.include_aux_logits else [])
+        outputs = model(images, training=False)
+        pairs = {name: (slim_logits, outputs[0] if cfg.include_aux_logits else outputs)}
+        if cfg.include_aux_logits:  # the auxiliary head is checked like the logits
+            pairs[f"{name} aux"] = (slim_points[spec.aux_logits][:, first:], outputs[1])
+        for key, (reference, candidate) in pairs.items():
+            diff = parity.difference(reference, np.asarray(candidate))
+            log(f"parity on {len(images)} {key} images at {size}px: {diff.line()}")
+            report[key] = dataclasses.asdict(diff)
+            if not diff.max_rel <= cfg.rtol:
+                failures.append(f"{key} images: max rel {diff.max_rel:.3g} > --rtol "
+                                f"{cfg.rtol:g}")
     if failures:
         raise ParityError(f"the Keras model does not match the checkpoint ({'; '.join(failures)}); "
                           f"nothing written. Check the BatchNorm parameters "

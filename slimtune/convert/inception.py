@@ -33,9 +33,12 @@ Input sizes slim itself builds (the graph fails otherwise; :func:`build` raises
   map of 5x5 to 19x19, and the logits pool a last map of at most 9x9.
 
 With ``image_size=None`` the spatial dims are open and the model equals slim at every
-size where slim's window covers the whole map: v1 193..224, v2 up to 224, v3 107..322.  v3's auxiliary head depends on the input size in slim (its second
-conv is ``Conv2d_2a_{k}x{k}``, ``k = min(5, pooled Mixed_6e map)``), so including it
-requires a fixed ``image_size``.
+size where slim's window covers the whole map: v1 193..224, v2 up to 224, v3 107..322.
+
+Every auxiliary head depends on the input size in slim, so including it requires a
+fixed ``image_size``: v3's second conv is ``Conv2d_2a_{k}x{k}``, ``k = min(5, pooled
+Mixed_6e map)``; v4's ``Conv2d_2a`` and Inception-ResNet v2's ``Conv2d_2a_5x5`` take
+the whole pooled map as their kernel (5x5 at 299 px, whatever their name says).
 """
 
 from typing import NamedTuple
@@ -43,6 +46,7 @@ from typing import NamedTuple
 import keras
 
 from slimtune.convert import layers as L
+from slimtune.nets import inception_resnet_v2, inception_v4
 from slimtune.nets.inception_resnet_v2 import INCEPTION_RESNET_V2
 from slimtune.nets.inception_table import Block, Conv, Fork, Pool, Residual, SeparableConv
 from slimtune.nets.inception_table import conv_branch as _conv_branch
@@ -334,12 +338,33 @@ def _aux_head(x, num_classes, bn):
     return L.logits_dense(x, _AUX_LOGITS, num_classes)
 
 
+# v4's and Inception-ResNet v2's auxiliary head (scope names in their ``HEADS``): the
+# same pool and 1x1 conv as v3's, then a VALID conv whose kernel is the whole pooled
+# map (5x5 at 299 px) and a fully connected layer.
+_TABLE_HEADS = {"inception_v4": inception_v4.HEADS,
+                "inception_resnet_v2": inception_resnet_v2.HEADS}
+
+
+def _table_aux_head(x, heads, num_classes, bn):
+    """The AuxLogits of a table network on its ``heads.aux_on`` output (fixed size)."""
+    x = L.avg_pool(x, f"{_AUX}/{heads.aux_pool}", 5, 3, "valid")
+    x = L.conv2d(x, _AUX_CONV, 128, 1, bn=bn)
+    x = L.conv2d(x, f"{_AUX}/{heads.aux_conv}", 768, tuple(x.shape[1:3]), padding="valid",
+                 bn=bn)
+    x = keras.layers.Flatten(name=L.keras_name(_AUX) + L.SEP + "flatten")(x)
+    return L.logits_dense(x, f"{_AUX}/{heads.aux_logits}", num_classes)
+
+
+def _aux_on(spec):
+    """The table entry slim's auxiliary head reads (v3's ``Mixed_6e``)."""
+    if spec.name in _TABLE_HEADS:
+        return _TABLE_HEADS[spec.name].aux_on
+    return "Mixed_6e"
+
+
 def build(spec, num_classes, bn, include_aux_logits=False, image_size=None):
     if include_aux_logits and not spec.aux_logits:
         raise ValueError(f"{spec.name} has no auxiliary logits")
-    if include_aux_logits and spec.name != "inception_v3":
-        raise ValueError(f"converting {spec.name}'s auxiliary head is not supported yet: "
-                         "convert without it (its variables are skipped)")
     if include_aux_logits and image_size is None:
         raise ValueError(f"{spec.name}'s auxiliary head depends on the input size: "
                          "give image_size to include it")
@@ -347,10 +372,13 @@ def build(spec, num_classes, bn, include_aux_logits=False, image_size=None):
     x, aux = inputs, None
     for op in _NETS[spec.name]:
         x = _layer(x, op, "", bn)
-        if spec.aux_logits and isinstance(op, Block) and op.name == "Mixed_6e":
-            if image_size is not None:
-                _aux_kernel(x.shape[1])  # slim always builds this head: check it can
-            if include_aux_logits:
+        name = getattr(op, "name", None)
+        if spec.name == "inception_v3" and name == "Mixed_6e" and image_size is not None:
+            _aux_kernel(x.shape[1])  # slim always builds this head: check it can
+        if include_aux_logits and name == _aux_on(spec):
+            if spec.name in _TABLE_HEADS:
+                aux = _table_aux_head(x, _TABLE_HEADS[spec.name], num_classes, bn)
+            else:
                 aux = _aux_head(x, num_classes, bn)
     head = _HEADS[spec.name]
     x = _pool_head(x, spec)
@@ -386,7 +414,12 @@ def _port_layer(porter, op, prefix):
 def port(porter, spec, bn, drop_background=False, include_aux_logits=False):
     for op in _NETS[spec.name]:
         _port_layer(porter, op, "")
-    if include_aux_logits:  # slim builds it between the base and the logits
+    if include_aux_logits and spec.name in _TABLE_HEADS:
+        heads = _TABLE_HEADS[spec.name]
+        porter.conv(_AUX_CONV, bn=True)
+        porter.conv(f"{_AUX}/{heads.aux_conv}", bn=True)
+        porter.dense_from_conv(f"{_AUX}/{heads.aux_logits}", drop_background)
+    elif include_aux_logits:  # slim builds it between the base and the logits
         kernel = _aux_kernel(porter.model.get_layer("Mixed_6e").output.shape[1])
         porter.conv(_AUX_CONV, bn=True)
         porter.conv(_aux_conv_scope(kernel), bn=True)
