@@ -6,7 +6,9 @@ URL, the checkpoint inside it, classes, image size, preprocessing, published top
 ``--checkpoint_path`` goes through :func:`local`, so it also takes a manifest name
 (``resnet_v1_50``) or a local ``.tar.gz``.
 
-The cache is ``checkpoints/cache`` beside the manifest, or ``$SLIMTUNE_CHECKPOINTS``.
+The manifest ships as package data (``slimtune_checkpoints``), so a wheel install has it
+too.  The cache is ``$SLIMTUNE_CHECKPOINTS`` if set, else ``checkpoints/cache`` in a
+checkout (the README's editable install), else ``~/.cache/slimtune/checkpoints``.
 Each entry unpacks into ``<cache>/<name>/`` with a ``slimtune.json`` beside the
 checkpoint (architecture, classes, size, preprocessing from the manifest, so no tool
 needs ``--model_name``) and a ``download.json`` written last, so a directory without
@@ -19,11 +21,14 @@ import os
 import shutil
 from typing import Optional
 
+import slimtune_checkpoints
 from slimtune import download, metadata
 from slimtune.errors import CheckpointError, UsageError
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = os.path.join(_ROOT, "checkpoints", "manifest.json")
+_PACKAGED = os.path.dirname(os.path.abspath(slimtune_checkpoints.__file__))
+MANIFEST = os.path.join(_PACKAGED, "manifest.json")
+# In a checkout (editable install) the package directory is the repository's checkpoints/.
+_IN_CHECKOUT = os.path.isfile(os.path.join(os.path.dirname(_PACKAGED), "setup.cfg"))
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _DONE = "download.json"
 _RECORDED = "sha256.json"  # first-download checksums of entries without a published one
@@ -59,7 +64,7 @@ def manifest(path=None):
             rows = json.load(f)["checkpoints"]
     except (OSError, ValueError, KeyError) as e:
         raise UsageError(f"cannot read the checkpoint manifest {path}: {e}; reinstall slimtune "
-                         "from its repository (pip install -e .)") from None
+                         "(pip install -e . in its repository)") from None
     fields = {f.name for f in dataclasses.fields(Entry)}
     return {row["name"]: Entry(**{k: v for k, v in row.items() if k in fields}) for row in rows}
 
@@ -73,7 +78,11 @@ def get(name):
 
 
 def cache_root():
-    return os.environ.get("SLIMTUNE_CHECKPOINTS") or os.path.join(_ROOT, "checkpoints", "cache")
+    if os.environ.get("SLIMTUNE_CHECKPOINTS"):
+        return os.environ["SLIMTUNE_CHECKPOINTS"]
+    if _IN_CHECKOUT:
+        return os.path.join(_PACKAGED, "cache")
+    return os.path.join(os.path.expanduser("~"), ".cache", "slimtune", "checkpoints")
 
 
 def _recorded(cache):

@@ -202,3 +202,30 @@ def test_the_shipped_manifest_is_complete():
     for entry in entries.values():
         assert entry.url.startswith(("http://", "https://")) and entry.member.endswith(".ckpt")
         assert 0 < entry.top1 < entry.top5 < 100 and entry.num_classes in (1000, 1001)
+
+
+def test_a_wheel_install_ships_the_manifest_and_caches_in_the_home(tmp_path):
+    """Built as a wheel (not the README's editable install), slimtune still finds the
+    manifest, and downloads go to ~/.cache/slimtune/checkpoints, not site-packages."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    wheels, target, home = tmp_path / "wheels", tmp_path / "site", tmp_path / "home"
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+                          repo], check=True, cwd=tmp_path, capture_output=True)
+    (wheel,) = wheels.glob("slimtune-*.whl")
+    subprocess.run(pip + ["install", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    probe = ("from slimtune import published; "
+             "print(published.__file__); print(published.MANIFEST); "
+             "print(published.cache_root()); print(len(published.manifest()))")
+    env = dict(os.environ, PYTHONPATH=str(target), HOME=str(home))
+    env.pop("SLIMTUNE_CHECKPOINTS", None)
+    lines = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, check=True,
+                           capture_output=True, text=True).stdout.split()
+    assert lines[0].startswith(str(target)), "the probe imported the checkout, not the wheel"
+    assert lines[1] == str(target / "slimtune_checkpoints" / "manifest.json")
+    assert lines[2] == str(home / ".cache" / "slimtune" / "checkpoints")
+    assert int(lines[3]) == len(published.manifest())
