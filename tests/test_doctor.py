@@ -131,11 +131,16 @@ def test_graph_exported_in_training_mode_is_an_error(tmp_path):
 
 
 def _small_keras_net():
+    """One conv, BN, a dense head: 90-95% on digits after 40 steps when trained right.
+
+    (A global-pooled head learns next to nothing in 40 steps, so a correctly trained
+    model could still answer one class for every image and trip the doctor.)
+    """
     keras.utils.set_random_seed(0)
     return keras.Sequential([
         keras.Input((32, 32, 3)), keras.layers.Conv2D(16, 3, strides=2),
         keras.layers.BatchNormalization(momentum=0.9), keras.layers.ReLU(),
-        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
+        keras.layers.Flatten(), keras.layers.Dense(10)])
 
 
 def _seed_002_step(model, pass_training):
