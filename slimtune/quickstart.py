@@ -8,8 +8,8 @@ handwritten digits so it runs anywhere without downloads:
 2. **fine-tune** it on digits 5-9 with a new head (``checkpoint_exclude_scopes`` = the
    logits scope) and a BatchNorm decay suited to a few hundred steps;
 3. **evaluate** with ``is_training=False`` (moving statistics, as served) and with batch
-   statistics: close numbers show the moving statistics were really updated (seed 001's
-   failure is a large gap);
+   statistics: served at least as good shows the moving statistics were really updated
+   (seed 001's failure is served far below batch statistics);
 4. **export** a frozen ``.pb`` and a SavedModel; **convert** to a Keras 3 ``.keras``
    (and the Keras SavedModel beside it);
 5. **verify** every form against the checkpoint graph on the held-out images, class by
@@ -194,7 +194,7 @@ def run(cfg: QuickstartConfig, log=_log):
          served.top1 >= cfg.min_top1),
         ("fine-tuned top-1, BN batch statistics", f"{batch_mode.top1:.4f}", "", True),
         ("gap (batch statistics - served)", f"{gap:+.4f}", f"<= {cfg.max_gap}",
-         abs(gap) <= cfg.max_gap),
+         gap <= cfg.max_gap),  # served scoring higher is not a BatchNorm problem
     ]
     log("")
     log(f"{'main job summary':<40} {'value':>8}  {'target':<9} ok")

@@ -12,7 +12,7 @@ with the package, no download):
   5. verify every form against the checkpoint graph and print a summary table.
 
 About 6-9 minutes on 2 CPU cores with the defaults.  Exits 1 if the fine-tuned top-1
-is below --min_top1, the two evaluations differ by more than --max_gap, or any form
+is below --min_top1, it trails the batch-statistics top-1 by more than --max_gap, or any form
 differs from the checkpoint beyond --rtol.  Outputs go to --work_dir; running again
 resumes training and redoes export, conversion and verification.
 
@@ -49,8 +49,8 @@ def _define():
     f.DEFINE_integer("verify_images", d.verify_images, "Held-out images every form is verified on.")
     f.DEFINE_integer("seed", d.seed, "Random seed.")
     f.DEFINE_float("min_top1", d.min_top1, "Required fine-tuned top-1 (is_training=False).")
-    f.DEFINE_float("max_gap", d.max_gap, "Largest allowed gap between batch-statistics "
-                   "and served (is_training=False) top-1.")
+    f.DEFINE_float("max_gap", d.max_gap, "Largest allowed lead of batch-statistics top-1 "
+                   "over served (is_training=False) top-1; served scoring higher is fine.")
     f.DEFINE_float("rtol", d.rtol, "Parity tolerance of every form, relative to max |logit|.")
 
 
