@@ -62,6 +62,25 @@ def config_from_flags(config_class, **overrides):
     return config_class(**kwargs)
 
 
+def _adopt_help_of(tool_module):
+    """Make ``--help`` describe the tool when it runs as a console script.
+
+    absl's ``--help`` prints the ``__main__`` docstring and the flags of the module named
+    by ``sys.argv[0]``.  Run as ``python tools/x.py`` that is the tool; run as
+    ``slimtune-x``, ``__main__`` is pip's wrapper, which has neither, so the help would
+    be an empty usage line.  The tool's docstring and flags are lent to the wrapper.
+    """
+    from absl import flags
+
+    main = sys.modules["__main__"]
+    if tool_module is main:
+        return
+    if not main.__doc__:
+        main.__doc__ = tool_module.__doc__
+    for flag in flags.FLAGS.get_key_flags_for_module(tool_module.__name__):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def run(main):
     """``absl.app.run`` with SlimtuneError turned into a one-line message and exit code."""
     from absl import app
@@ -85,6 +104,7 @@ def run(main):
 
     asked_for_help = any(a in ("-h", "--help", "-?", "--helpshort", "--helpfull")
                          for a in sys.argv[1:])
+    _adopt_help_of(sys.modules[main.__module__])
     if not asked_for_help:
         from slimtune import compat
 

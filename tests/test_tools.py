@@ -1,6 +1,7 @@
 """The command-line tools as a user runs them: help, errors, and a SIGKILL mid-training."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,21 @@ def test_help_explains_the_tool(name):
     result = tool(name, "--help")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout) > 500 and "--" in result.stdout
+
+
+@pytest.mark.parametrize("name", TOOLS)
+def test_help_of_the_console_script_is_the_same(name):
+    """``slimtune-x --help`` runs pip's wrapper as ``__main__``, not the tool module;
+    the help must still show the tool's description and flags."""
+    wrapper = f"from slimtune_tools.{name} import run; run()"
+    result = subprocess.run([sys.executable, "-c", wrapper, "--help"], capture_output=True,
+                            text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr
+    direct = tool(name, "--help").stdout
+    description = next(line for line in direct.splitlines() if line.strip())
+    assert description in result.stdout
+    flag_names = re.compile(r"^\s+--(\w+)", re.MULTILINE)
+    assert set(flag_names.findall(result.stdout)) == set(flag_names.findall(direct)) != set()
 
 
 def test_unknown_model_lists_the_choices(tmp_path, digits_dir):
