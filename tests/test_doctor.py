@@ -315,8 +315,8 @@ def test_an_eval_gap_is_reported_only_beyond_chance():
     assert "6 images right only with batch statistics, 1 only in inference mode" in small.evidence
     assert "6% of the time" in small.evidence
     # The same rates on ten times the images are a real gap.
-    assert (_gap(640, 520, 60, 10).severity, _gap(640, 520, 60, 10).code) == ("warning",
-                                                                             "bn-eval-gap")
+    large = _gap(640, 520, 60, 10)
+    assert (large.severity, large.code) == ("warning", "bn-eval-gap")
     # Seed 001 itself: chance in inference mode, 0.94 with batch statistics.
     assert _gap(64, 4, 56, 0).severity == "error"
     assert _gap(64, 60, 0, 0).code == "bn-eval-gap-ok"

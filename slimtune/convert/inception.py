@@ -227,20 +227,42 @@ _HEADS = {
                                  "Logits/Logits"),
 }
 
-# v3's auxiliary head on Mixed_6e: avg-pool 5x5/3 VALID, 1x1 conv, a k x k VALID conv
-# (k = min(5, pooled map)), then the 1x1 logits conv with biases.
+# The auxiliary heads: avg-pool 5x5/3 VALID on the ``on`` output, a 1x1 conv to 128
+# (``Conv2d_1b_1x1``), a VALID conv to 768 whose kernel is the whole pooled map, then
+# the logits (a 1x1 conv with biases in v3, a fully connected layer in v4 and IRv2).
+# Scopes are relative to ``AuxLogits``; ``{k}`` in ``conv`` is the kernel.
 _AUX = "AuxLogits"
-_AUX_POOL = "AuxLogits/AvgPool_1a_5x5"
 _AUX_CONV = "AuxLogits/Conv2d_1b_1x1"
-_AUX_LOGITS = "AuxLogits/Conv2d_2b_1x1"
 
 
-def _aux_conv_scope(kernel):
-    return f"AuxLogits/Conv2d_2a_{kernel}x{kernel}"
+class _AuxHead(NamedTuple):
+    on: str
+    pool: str
+    conv: str
+    logits: str
+
+
+def _table_aux_head(heads):
+    return _AuxHead(heads.aux_on, heads.aux_pool, heads.aux_conv, heads.aux_logits)
+
+
+_AUX_HEADS = {
+    "inception_v3": _AuxHead("Mixed_6e", "AvgPool_1a_5x5", "Conv2d_2a_{k}x{k}",
+                             "Conv2d_2b_1x1"),
+    "inception_v4": _table_aux_head(inception_v4.HEADS),
+    "inception_resnet_v2": _table_aux_head(inception_resnet_v2.HEADS),
+}
+
+
+def _aux_conv(spec, on_size):
+    """Scope and kernel of the head's second conv on an ``on`` map of ``on_size``."""
+    kernel = (on_size - 5) // 3 + 1  # the pooled map
+    return f"{_AUX}/{_AUX_HEADS[spec.name].conv.format(k=kernel)}", kernel
 
 
 def _aux_kernel(mixed_6e_size):
-    """The aux head's second conv kernel slim picks for a ``Mixed_6e`` map of this size.
+    """The aux head's second conv kernel slim picks for a v3 ``Mixed_6e`` map this size:
+    ``min(5, pooled map)``, which must be the whole pooled map.
 
     Raises ValueError where slim's graph fails (pool larger than the map, or an aux map
     that is not 1x1 and so cannot be squeezed).
@@ -328,38 +350,15 @@ def _pool_head(x, spec):
     return keras.layers.AveragePooling2D(window, head.stride, padding="valid", name=name)(x)
 
 
-def _aux_head(x, num_classes, bn):
-    """v3's AuxLogits on the Mixed_6e output; the input size must be fixed."""
-    kernel = _aux_kernel(x.shape[1])
-    x = L.avg_pool(x, _AUX_POOL, 5, 3, "valid")
+def _aux_head(x, spec, num_classes, bn):
+    """The AuxLogits on the ``on`` output; the input size must be fixed."""
+    head = _AUX_HEADS[spec.name]
+    conv_scope, kernel = _aux_conv(spec, x.shape[1])
+    x = L.avg_pool(x, f"{_AUX}/{head.pool}", 5, 3, "valid")
     x = L.conv2d(x, _AUX_CONV, 128, 1, bn=bn)
-    x = L.conv2d(x, _aux_conv_scope(kernel), 768, kernel, padding="valid", bn=bn)
+    x = L.conv2d(x, conv_scope, 768, kernel, padding="valid", bn=bn)
     x = keras.layers.Flatten(name=L.keras_name(_AUX) + L.SEP + "flatten")(x)
-    return L.logits_dense(x, _AUX_LOGITS, num_classes)
-
-
-# v4's and Inception-ResNet v2's auxiliary head (scope names in their ``HEADS``): the
-# same pool and 1x1 conv as v3's, then a VALID conv whose kernel is the whole pooled
-# map (5x5 at 299 px) and a fully connected layer.
-_TABLE_HEADS = {"inception_v4": inception_v4.HEADS,
-                "inception_resnet_v2": inception_resnet_v2.HEADS}
-
-
-def _table_aux_head(x, heads, num_classes, bn):
-    """The AuxLogits of a table network on its ``heads.aux_on`` output (fixed size)."""
-    x = L.avg_pool(x, f"{_AUX}/{heads.aux_pool}", 5, 3, "valid")
-    x = L.conv2d(x, _AUX_CONV, 128, 1, bn=bn)
-    x = L.conv2d(x, f"{_AUX}/{heads.aux_conv}", 768, tuple(x.shape[1:3]), padding="valid",
-                 bn=bn)
-    x = keras.layers.Flatten(name=L.keras_name(_AUX) + L.SEP + "flatten")(x)
-    return L.logits_dense(x, f"{_AUX}/{heads.aux_logits}", num_classes)
-
-
-def _aux_on(spec):
-    """The table entry slim's auxiliary head reads (v3's ``Mixed_6e``)."""
-    if spec.name in _TABLE_HEADS:
-        return _TABLE_HEADS[spec.name].aux_on
-    return "Mixed_6e"
+    return L.logits_dense(x, f"{_AUX}/{head.logits}", num_classes)
 
 
 def build(spec, num_classes, bn, include_aux_logits=False, image_size=None):
@@ -370,16 +369,15 @@ def build(spec, num_classes, bn, include_aux_logits=False, image_size=None):
                          "give image_size to include it")
     inputs = keras.Input((image_size, image_size, 3), name="images")
     x, aux = inputs, None
+    aux_on = _AUX_HEADS[spec.name].on if spec.aux_logits else None
     for op in _NETS[spec.name]:
         x = _layer(x, op, "", bn)
-        name = getattr(op, "name", None)
-        if spec.name == "inception_v3" and name == "Mixed_6e" and image_size is not None:
+        if getattr(op, "name", None) != aux_on:
+            continue
+        if spec.name == "inception_v3" and image_size is not None:
             _aux_kernel(x.shape[1])  # slim always builds this head: check it can
-        if include_aux_logits and name == _aux_on(spec):
-            if spec.name in _TABLE_HEADS:
-                aux = _table_aux_head(x, _TABLE_HEADS[spec.name], num_classes, bn)
-            else:
-                aux = _aux_head(x, num_classes, bn)
+        if include_aux_logits:
+            aux = _aux_head(x, spec, num_classes, bn)
     head = _HEADS[spec.name]
     x = _pool_head(x, spec)
     x = keras.layers.Dropout(_DROPOUT, name=L.keras_name(head.dropout))(x)
@@ -414,16 +412,12 @@ def _port_layer(porter, op, prefix):
 def port(porter, spec, bn, drop_background=False, include_aux_logits=False):
     for op in _NETS[spec.name]:
         _port_layer(porter, op, "")
-    if include_aux_logits and spec.name in _TABLE_HEADS:
-        heads = _TABLE_HEADS[spec.name]
+    if include_aux_logits:  # slim builds it between the base and the logits
+        head = _AUX_HEADS[spec.name]
+        on_size = porter.model.get_layer(L.keras_name(head.on)).output.shape[1]
         porter.conv(_AUX_CONV, bn=True)
-        porter.conv(f"{_AUX}/{heads.aux_conv}", bn=True)
-        porter.dense_from_conv(f"{_AUX}/{heads.aux_logits}", drop_background)
-    elif include_aux_logits:  # slim builds it between the base and the logits
-        kernel = _aux_kernel(porter.model.get_layer("Mixed_6e").output.shape[1])
-        porter.conv(_AUX_CONV, bn=True)
-        porter.conv(_aux_conv_scope(kernel), bn=True)
-        porter.dense_from_conv(_AUX_LOGITS, drop_background)
+        porter.conv(_aux_conv(spec, on_size)[0], bn=True)
+        porter.dense_from_conv(f"{_AUX}/{head.logits}", drop_background)
     porter.dense_from_conv(_HEADS[spec.name].logits, drop_background)
 
 
