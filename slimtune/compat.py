@@ -13,10 +13,14 @@ slim graph is built:
    restored on its old module only when absent.
 3. Noisy deprecation warnings from legacy layers are silenced.
 
+It also scopes TensorFlow's process-wide op determinism to one block
+(:func:`op_determinism`), which needs two functions TensorFlow does not export.
+
 We never call ``disable_eager_execution()``: slim graphs are built inside their own
 ``tf.Graph().as_default()`` so the same process can still run eager TF2 code.
 """
 
+import contextlib
 import importlib
 import logging
 import sys
@@ -110,6 +114,37 @@ def eager_mode():
     from tensorflow.python.eager import context
 
     return context.eager_mode()
+
+
+def op_determinism_enabled():
+    """Whether TensorFlow's op determinism is on (``enable_op_determinism`` or
+    ``TF_DETERMINISTIC_OPS=1``)."""
+    apply()
+    from tensorflow.python.framework import config
+
+    return config.is_op_determinism_enabled()
+
+
+@contextlib.contextmanager
+def op_determinism(enabled=True):
+    """TensorFlow's op determinism on inside the block (if ``enabled``), as before after.
+
+    The setting is process-wide, and while it is on every random op without a seed
+    raises, so it is kept to the block: eager Keras code later in the same process
+    (conversion, parity checks) keeps its unseeded random ops.  TensorFlow 2.21 exports
+    only ``enable_op_determinism``; turning it off again and reading it are
+    ``tensorflow.python.framework.config`` functions.
+    """
+    if not enabled or op_determinism_enabled():
+        yield
+        return
+    from tensorflow.python.framework import config
+
+    config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        config.disable_op_determinism()
 
 
 # TensorFlow's native start-up lines that say nothing to a CPU user; TF_CPP_MIN_LOG_LEVEL

@@ -44,6 +44,7 @@ class EvalResult:
     loss: float
     count: int
     seconds: float
+    correct: Optional[object] = None  # bool [count]: top-1 right, per image in split order
 
     def line(self):
         return (f"top-1 {self.top1:.4f}  top-5 {self.top5:.4f}  loss {self.loss:.4f}  "
@@ -118,6 +119,7 @@ def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
     started = time.monotonic()
     totals = np.zeros(3)
     count = 0
+    correct = []
     with v1.Session(graph=graph) as sess:
         sess.run(init_step)
         saver.restore(sess, prefix)
@@ -129,6 +131,7 @@ def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
             except tf.errors.OutOfRangeError:
                 break
             totals += [l.sum(), t1.sum(), t5.sum()]
+            correct.append(t1)
             count += len(l)
             batch += 1
             if batch % 10 == 0:
@@ -136,7 +139,7 @@ def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
     if count == 0:
         raise UsageError(f"split {cfg.dataset_split_name!r} of {split.dataset_dir} is empty")
     result = EvalResult(prefix, step, totals[1] / count, totals[2] / count, totals[0] / count,
-                        count, time.monotonic() - started)
+                        count, time.monotonic() - started, np.concatenate(correct))
     mode = " (BatchNorm on batch statistics)" if cfg.batch_statistics else ""
     log(f"eval{mode}: {result.line()} in {format_seconds(result.seconds)}")
     return result

@@ -8,15 +8,19 @@ handwritten digits so it runs anywhere without downloads:
 2. **fine-tune** it on digits 5-9 with a new head (``checkpoint_exclude_scopes`` = the
    logits scope) and a BatchNorm decay suited to a few hundred steps;
 3. **evaluate** with ``is_training=False`` (moving statistics, as served) and with batch
-   statistics: served at least as good shows the moving statistics were really updated
-   (seed 001's failure is served far below batch statistics);
+   statistics: served not worse beyond chance shows the moving statistics were really
+   updated (seed 001's failure is served far below batch statistics).  The gap is judged
+   by the doctor's one-sided sign test on the images the two modes classify
+   differently, not by a point threshold that 179 images cannot resolve;
 4. **export** a frozen ``.pb`` and a SavedModel; **convert** to a Keras 3 ``.keras``
    (and the Keras SavedModel beside it);
 5. **verify** every form against the checkpoint graph on the held-out images, class by
    class, and print one summary table: accuracy and parity of each form.
 
 Every output lives in ``work_dir``; running the command again resumes training where
-it stopped and redoes the (cheap) export, conversion and verification.
+it stopped and redoes the (cheap) export, conversion and verification.  Training is
+always seeded and deterministic, so a fresh run prints the same summary table every
+time on the same machine (only the wall time differs).
 """
 
 import dataclasses
@@ -26,7 +30,7 @@ import time
 
 import numpy as np
 
-from slimtune import evaluate, export, registry, train, verify
+from slimtune import evaluate, export, registry, stats, train, verify
 from slimtune.data import digits, pipeline
 from slimtune.errors import SlimtuneError, UsageError
 from slimtune.progress import format_seconds
@@ -46,9 +50,8 @@ class QuickstartConfig:
     batch_norm_decay: float = 0.9  # small data, few steps: the published 0.997 would lag
     weight_decay: float = 0.0001
     verify_images: int = 200  # held-out images every form is verified on (the split has 180)
-    seed: int = 0
+    seed: int = 0  # always seeded: the training runs are deterministic
     min_top1: float = 0.95
-    max_gap: float = 0.02
     rtol: float = 1e-5
     max_minutes: float = 10.0  # reported, not enforced: a busy machine is not a bad model
 
@@ -115,6 +118,9 @@ def run(cfg: QuickstartConfig, log=_log):
     from slimtune.convert import convert  # imports Keras: not before the tool has started
 
     started = time.monotonic()
+    if cfg.seed is None:
+        raise UsageError("--seed must be a number: the main job's figures repeat only "
+                         "with a seed")
     spec = registry.get(cfg.model_name)
     base_classes = _classes(cfg.base_classes, "base_classes")
     new_classes = _classes(cfg.new_classes, "new_classes")
@@ -150,6 +156,8 @@ def run(cfg: QuickstartConfig, log=_log):
     served = _evaluate(finetune_dir, new_data, False, log)
     batch_mode = _evaluate(finetune_dir, new_data, True, log)
     gap = batch_mode.top1 - served.top1
+    batch_only, served_only = stats.disagreements(batch_mode.correct, served.correct)
+    gap_chance = stats.chance_of_gap(batch_only, served_only)
 
     step("export: frozen .pb and SavedModel (is_training=False)")
     export_dir = os.path.join(work, "export")
@@ -189,17 +197,22 @@ def run(cfg: QuickstartConfig, log=_log):
 
     elapsed = time.monotonic() - started
     checks = [
-        ("base top-1, digits " + cfg.base_classes, f"{base_eval.top1:.4f}", "", True),
+        ("base top-1, digits " + cfg.base_classes, f"{base_eval.top1:.4f}", "", None),
         ("fine-tuned top-1, is_training=False", f"{served.top1:.4f}", f">= {cfg.min_top1}",
          served.top1 >= cfg.min_top1),
-        ("fine-tuned top-1, BN batch statistics", f"{batch_mode.top1:.4f}", "", True),
-        ("gap (batch statistics - served)", f"{gap:+.4f}", f"<= {cfg.max_gap}",
-         gap <= cfg.max_gap),  # served scoring higher is not a BatchNorm problem
+        ("fine-tuned top-1, BN batch statistics", f"{batch_mode.top1:.4f}", "", None),
+        ("gap (batch statistics - served)", f"{gap:+.4f}", "", None),
+        ("images right only with batch statistics", f"{batch_only}", "", None),
+        ("images right only served", f"{served_only}", "", None),
+        # One-sided: served scoring higher is not a BatchNorm problem.
+        ("chance of that gap (sign test)", f"{gap_chance:.4f}", f">= {stats.GAP_CHANCE}",
+         gap_chance >= stats.GAP_CHANCE),
     ]
     log("")
     log(f"{'main job summary':<40} {'value':>8}  {'target':<9} ok")
     for name, value, target, ok in checks:
-        log(f"{name:<40} {value:>8}  {target:<9} {'yes' if ok else 'NO'}")
+        verdict = "" if ok is None else "yes" if ok else "NO"
+        log(f"{name:<40} {value:>8}  {target:<9} {verdict}".rstrip())
     log(f"\n{len(images)} held-out images of digits {cfg.new_classes}, every form against "
         f"the checkpoint graph (pass: max rel <= {cfg.rtol}):")
     log(f"{'form':<18} {'top-1':>7} {'max abs':>9} {'max rel':>9} {'top-1 agree':>11}  verdict")
@@ -215,13 +228,15 @@ def run(cfg: QuickstartConfig, log=_log):
     log(f"outputs: {finetune_dir} (checkpoint), {export_dir} (.pb, SavedModel), {keras_dir} "
         "(.keras, Keras SavedModel)")
     parity_ok = all(report.passed for _, _, report in forms[1:])
-    if not all(ok for *_, ok in checks) or not parity_ok:
+    if not all(ok is not False for *_, ok in checks) or not parity_ok:
         raise TargetMissed("the main job missed its targets (see the summary above): try more "
                            "--base_steps/--finetune_steps or another --batch_norm_decay"
                            if parity_ok else "an exported or converted form does not compute "
                            "what the checkpoint computes (see the table above)")
     return {"base_top1": base_eval.top1, "top1": served.top1,
-            "top1_batch_statistics": batch_mode.top1, "gap": gap, "seconds": elapsed,
+            "top1_batch_statistics": batch_mode.top1, "gap": gap, "batch_only": batch_only,
+            "served_only": served_only, "gap_chance": gap_chance, "images": served.count,
+            "seconds": elapsed,
             "checkpoint": tuned.checkpoint,
             "forms": {title: {"top1": top1[title],
                               "max_rel": None if report is None else report.max_rel,

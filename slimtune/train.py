@@ -10,6 +10,13 @@ hand-written ``optimizer.minimize(loss)`` that never runs them).  The loop is ou
 Start-up order: a checkpoint already in ``train_dir`` is resumed (global step and all);
 otherwise ``checkpoint_path`` warm-starts the model variables outside
 ``checkpoint_exclude_scopes``; otherwise every variable starts from its initialiser.
+
+A seeded run is deterministic by default: the graph seed fixes every random op, the
+input pipeline keeps its order, and TensorFlow's op determinism is on while the run's
+graph is built and run (it makes tf.data run maps with random augmentations one
+element at a time; without it, the threads of a parallel map draw random crops in
+whatever order they get there).  Two runs with the same seed on the same machine give
+bit-identical checkpoints.
 """
 
 import dataclasses
@@ -81,6 +88,7 @@ class TrainConfig:
     save_summaries_secs: int = 600
     keep_checkpoint_max: int = 5
     seed: Optional[int] = None
+    deterministic: Optional[bool] = None  # None: when seeded
 
 
 @dataclasses.dataclass
@@ -111,6 +119,15 @@ def batch_norm_config(spec, cfg):
     return spec.batch_norm.replace(
         decay=cfg.batch_norm_decay, epsilon=cfg.batch_norm_epsilon,
         mode=bn_lib.FROZEN if cfg.freeze_batch_norm else None)
+
+
+def deterministic(cfg):
+    """Whether the run is to be bit-identical to another with its seed (default: if seeded)."""
+    wanted = cfg.seed is not None if cfg.deterministic is None else cfg.deterministic
+    if wanted and cfg.seed is None:
+        raise UsageError("--deterministic needs a --seed=N: runs repeat only with the same "
+                         "seed")
+    return wanted
 
 
 def _validate(cfg, spec):
@@ -149,6 +166,8 @@ def _run_metadata(cfg, spec, split, num_classes, bn, image_size, preprocessing):
                     "split": cfg.dataset_split_name},
         "checkpoint_path": cfg.checkpoint_path,
         "checkpoint_exclude_scopes": checkpoint.split_scopes(cfg.checkpoint_exclude_scopes),
+        "seed": cfg.seed,
+        "deterministic": deterministic(cfg),
     }
 
 
@@ -222,7 +241,8 @@ def build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessi
     global_step = v1.train.get_or_create_global_step()
     with tf.device("/cpu:0"):
         data = pipeline.batches(split, preprocessing, image_size, cfg.batch_size, True,
-                                num_classes, cfg.labels_offset, seed=cfg.seed)
+                                num_classes, cfg.labels_offset, seed=cfg.seed,
+                                deterministic=deterministic(cfg))
         images, labels = v1.data.make_one_shot_iterator(data).get_next()
     logits, end_points = spec.build(images, num_classes, is_training=True, batch_norm=bn,
                                     weight_decay=cfg.weight_decay)
@@ -294,6 +314,11 @@ def _warm_start_plan(cfg, spec, log):
 
 def train(cfg: TrainConfig, log=_log) -> TrainResult:
     """Run training to ``max_number_of_steps``; returns the final checkpoint and step."""
+    with compat.op_determinism(deterministic(cfg)):
+        return _train(cfg, log)
+
+
+def _train(cfg, log):
     import tensorflow as tf
 
     compat.apply()
@@ -326,7 +351,9 @@ def train(cfg: TrainConfig, log=_log) -> TrainResult:
                if bn else "no BatchNorm")
     log(f"Training {spec.name} on {cfg.dataset_name}/{cfg.dataset_split_name} "
         f"({split.num_samples} images, {num_classes} classes) at {image_size}px, "
-        f"batch {cfg.batch_size}, {preprocessing} preprocessing, {bn_text}")
+        f"batch {cfg.batch_size}, {preprocessing} preprocessing, {bn_text}"
+        + ("" if cfg.seed is None else f", seed {cfg.seed}"
+           + (" (deterministic)" if deterministic(cfg) else "")))
 
     started = time.monotonic()
     with v1.Session(graph=graph) as sess:

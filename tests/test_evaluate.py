@@ -30,6 +30,7 @@ def test_eval_reads_settings_from_metadata_and_counts_every_image(digits_checkpo
     assert result.count == 359  # the whole validation split, last batch short
     assert result.global_step == 1000
     assert 0.0 <= result.top1 <= result.top5 <= 1.0 and np.isfinite(result.loss)
+    assert result.correct.shape == (359,) and result.correct.mean() == result.top1
 
 
 def test_eval_graph_is_inference_mode(digits_checkpoint):
@@ -39,6 +40,7 @@ def test_eval_graph_is_inference_mode(digits_checkpoint):
     r2 = evaluate.evaluate(evaluate.EvalConfig(checkpoint_path=digits_checkpoint,
                                                dataset_name="digits", batch_size=100))
     assert r1.top1 == r2.top1 and r1.loss == pytest.approx(r2.loss, rel=1e-5)
+    np.testing.assert_array_equal(r1.correct, r2.correct)  # per image, in split order
     batch_mode = evaluate.evaluate(evaluate.EvalConfig(
         checkpoint_path=digits_checkpoint, dataset_name="digits", batch_size=100,
         batch_statistics=True))

@@ -7,7 +7,7 @@ statistics that never update, a decay too slow for a few hundred steps, an expor
 training mode or a conversion that loses a BatchNorm parameter each fail it.
 """
 
-from slimtune import quickstart
+from slimtune import quickstart, stats
 
 
 def test_main_job_fine_tunes_and_every_form_matches_the_checkpoint(tmp_path, digits_dir):
@@ -19,10 +19,11 @@ def test_main_job_fine_tunes_and_every_form_matches_the_checkpoint(tmp_path, dig
 
     result = quickstart.run(quickstart.QuickstartConfig(work_dir=str(tmp_path / "qs")), log=log)
     assert result["top1"] >= 0.95
-    # One-sided: served (is_training=False) may beat batch statistics (each eval batch of
-    # 60 normalises with its own, noisier estimate); trailing them is seed 001's failure.
-    # A clean CI run once had served 0.9944 vs 0.9721.
-    assert result["gap"] <= 0.02
+    # Trailing batch statistics beyond chance is seed 001's failure; served ahead is fine
+    # (each eval batch of 60 normalises with its own, noisier estimate).  The run is
+    # seeded and deterministic, so the verdict is the same on every run.
+    assert result["gap_chance"] >= stats.GAP_CHANCE
+    assert result["batch_only"] - result["served_only"] == round(result["gap"] * result["images"])
     forms = result["forms"]
     assert set(forms) == {"slim checkpoint", "frozen .pb", "SavedModel (TF1)", ".keras",
                           "Keras SavedModel"}
@@ -32,4 +33,5 @@ def test_main_job_fine_tunes_and_every_form_matches_the_checkpoint(tmp_path, dig
             assert figures["passed"] and figures["max_rel"] <= 1e-5, title
     text = "\n".join(lines)
     assert "main job summary" in text and "[7/7] verify" in text
+    assert f"images right only served {result['served_only']:>24}" in text
     assert "excluding resnet_v1_50/logits" in text

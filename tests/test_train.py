@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read
-from slimtune import metadata, registry, train
+from slimtune import compat, metadata, registry, train
 from slimtune.data import pipeline
 from slimtune.errors import CheckpointError, TrainingDiverged, UsageError
 
@@ -39,11 +39,15 @@ def pretrained(tmp_path_factory):
     return make_checkpoint(prefix, MODEL, num_classes=1001)
 
 
+SHORT_RUN = dict(batch_norm_epsilon=2e-3, preprocessing_name="inception")
+
+
 @pytest.fixture(scope="module")
 def short_run(digits_dir, tmp_path_factory):
-    """Three steps from scratch with the default settings of the train command."""
+    """Three steps from scratch with the default settings of the train command, seed 0,
+    and inception's random augmentations."""
     train_dir = tmp_path_factory.mktemp("short_run")
-    result = train.train(digits_config(train_dir, batch_norm_epsilon=2e-3))
+    result = train.train(digits_config(train_dir, **SHORT_RUN))
     return train_dir, result
 
 
@@ -188,3 +192,32 @@ def test_resume_with_another_architecture_is_refused(short_run, tmp_path):
     shutil.copytree(train_dir, other)
     with pytest.raises(UsageError, match="new --train_dir"):
         train.train(digits_config(other, model_name="resnet_v2_50"))
+
+
+def test_seeded_runs_are_bit_identical_and_another_seed_is_not(short_run, tmp_path):
+    """Every tensor, BN statistics and momentum slots included, with inception's random
+    crops, flips and colour jitter drawn in the parallel input map (the case that needs
+    op determinism; lenet's fixed preprocessing needs only the pipeline kept in order)."""
+    def run(name, seed):
+        result = train.train(digits_config(tmp_path / name, seed=seed, **SHORT_RUN),
+                             log=lambda _: None)
+        return read(result.checkpoint)
+
+    first, again, other = read(short_run[1].checkpoint), run("again", 0), run("other", 1)
+    assert sorted(first) == sorted(again) and len(first) == 429
+    differ = [name for name in first if not np.array_equal(first[name], again[name])]
+    assert differ == []
+    moved = [name for name in first if not np.array_equal(first[name], other[name])]
+    assert len(moved) > 400, "another seed must give another run"
+    meta = metadata.read(str(tmp_path / "again"))
+    assert meta["seed"] == 0 and meta["deterministic"] is True
+    # Op determinism is process-wide: it must be off again, or every unseeded random op
+    # of later eager code (Keras conversion, parity images) would raise.
+    assert not compat.op_determinism_enabled()
+    tf.random.uniform([2])
+
+
+def test_deterministic_without_a_seed_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="^--deterministic needs a --seed"):
+        train.train(digits_config(tmp_path, seed=None, deterministic=True))
+    assert os.listdir(tmp_path) == []

@@ -11,10 +11,13 @@ with the package, no download):
   4. export a frozen .pb and a SavedModel; convert to a Keras 3 .keras;
   5. verify every form against the checkpoint graph and print a summary table.
 
-About 6-9 minutes on 2 CPU cores with the defaults.  Exits 1 if the fine-tuned top-1
-is below --min_top1, it trails the batch-statistics top-1 by more than --max_gap, or any form
-differs from the checkpoint beyond --rtol.  Outputs go to --work_dir; running again
-resumes training and redoes export, conversion and verification.
+About 6-9 minutes on 2 CPU cores with the defaults.  Training is seeded and
+deterministic: a fresh run prints the same summary table every time on the same
+machine.  Exits 1 if the fine-tuned top-1 is below --min_top1, batch statistics beat
+it beyond chance (a one-sided sign test on the images the two BatchNorm modes
+classify differently, p < 0.01, as slimtune-doctor judges it), or any form differs
+from the checkpoint beyond --rtol.  Outputs go to --work_dir; running again resumes
+training and redoes export, conversion and verification.
 
   slimtune-quickstart                                     # defaults
   slimtune-quickstart --model_name=inception_v1 --image_size=64 --work_dir=/tmp/qs
@@ -47,10 +50,9 @@ def _define():
                    "both runs (0.9 suits a few hundred steps; 0.997 would barely move).")
     f.DEFINE_float("weight_decay", d.weight_decay, "L2 weight decay.")
     f.DEFINE_integer("verify_images", d.verify_images, "Held-out images every form is verified on.")
-    f.DEFINE_integer("seed", d.seed, "Random seed.")
+    f.DEFINE_integer("seed", d.seed, "Random seed of both training runs; they are "
+                     "deterministic, so the same seed gives the same table.")
     f.DEFINE_float("min_top1", d.min_top1, "Required fine-tuned top-1 (is_training=False).")
-    f.DEFINE_float("max_gap", d.max_gap, "Largest allowed lead of batch-statistics top-1 "
-                   "over served (is_training=False) top-1; served scoring higher is fine.")
     f.DEFINE_float("rtol", d.rtol, "Parity tolerance of every form, relative to max |logit|.")
 
 

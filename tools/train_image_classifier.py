@@ -12,6 +12,8 @@ existing command lines and --flagfile files work.  Differences that matter:
     never updates them, and gamma/beta stay fixed.  Dropout still drops while training.
   * A checkpoint already in --train_dir is resumed (global step and all) and
     --checkpoint_path is then ignored.
+  * --seed=N makes the run repeatable: two runs with the same seed on the same
+    machine write bit-identical checkpoints (see --deterministic).
 
 Example (the built-in handwritten digits, ResNet v1 50 at 32 px):
 
@@ -52,7 +54,15 @@ F.DEFINE_string("preprocessing_name", None, "inception, vgg, densenet or lenet (
 F.DEFINE_integer("train_image_size", None, "Input size (default: the architecture's).")
 F.DEFINE_integer("batch_size", 32, "Images per step.")
 F.DEFINE_integer("max_number_of_steps", None, "Stop at this global step (default: never).")
-F.DEFINE_integer("seed", None, "Graph-level random seed, for repeatable runs.")
+F.DEFINE_integer("seed", None, "Random seed of the weights' initialisers, the shuffles and "
+                 "the augmentations; with it a run is bit-identical to any other with the "
+                 "same seed on this machine (default: a different run every time).")
+F.DEFINE_boolean("deterministic", None, "Make a seeded run bit-identical to any other with "
+                 "the same --seed on this machine: every checkpoint tensor, BatchNorm "
+                 "statistics included (input pipeline in order, TensorFlow op determinism; "
+                 "random augmentations are then drawn one image at a time). Default: on "
+                 "when --seed is given; --nodeterministic keeps the seed but lets parallel "
+                 "work finish in any order, for speed.")
 # Fine-tuning
 F.DEFINE_string("checkpoint_path", None, "Checkpoint to warm-start from: a prefix, a .ckpt "
                 "file or a directory (its latest checkpoint).")

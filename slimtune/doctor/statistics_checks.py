@@ -13,27 +13,25 @@ Two measurements on the same images:
   own statistics (what ``is_training=True`` does to BN, dropout still off).  If that
   scores far better than inference mode, the weights are fine and the moving
   statistics are the cause: seed 001's "train accuracy 0.95, test accuracy 0.1".  A gap
-  counts only when it is beyond chance on the images given (:func:`chance_of_gap`):
-  64 images cannot tell a 5-point gap from luck.
+  counts only when it is beyond chance on the images given
+  (:func:`slimtune.stats.chance_of_gap`): 64 images cannot tell a 5-point gap from luck.
 """
 
 import dataclasses
-import math
 
 import numpy as np
 
 from slimtune.doctor.findings import ERROR, NOTE, WARNING, Finding, listed
+from slimtune.stats import GAP_CHANCE, chance_of_gap, disagreements
 
 # A layer is off when the median channel is shifted by more than one moving standard
 # deviation, or its variance is off by more than a factor of 4 either way.
 MEAN_SHIFT_LIMIT = 1.0
 LOG_VARIANCE_LIMIT = float(np.log(4.0))
-# Batch-statistics top-1 minus inference-mode top-1 that is an error / a warning.
+# Batch-statistics top-1 minus inference-mode top-1 that is an error / a warning; it is
+# reported only when it is beyond chance (stats.GAP_CHANCE, a one-sided sign test on
+# the images the two modes classify differently).
 GAP_ERROR, GAP_WARNING = 0.2, 0.05
-# A gap is reported only when chance alone would give it less often than this (a
-# one-sided sign test on the images the two modes classify differently): on 64 images
-# a gap of 5 images happens by chance to a healthy model.
-GAP_CHANCE = 0.01
 
 
 @dataclasses.dataclass
@@ -161,18 +159,6 @@ def _first_and_worst(off, worst):
     return text + f"; also {listed([l.name for l in off[1:] if l is not worst], 2)}"
 
 
-def chance_of_gap(batch_only, served_only):
-    """How likely a healthy model is to show at least this gap on these images.
-
-    Only images that one mode gets right and the other wrong carry information; if
-    BatchNorm made no difference, each would go either way with probability 1/2.  The
-    exact binomial tail ``P(X >= batch_only)``, ``X ~ Binomial(batch_only + served_only,
-    1/2)`` (McNemar's exact test, one-sided).
-    """
-    n = batch_only + served_only
-    return sum(math.comb(n, k) for k in range(batch_only, n + 1)) / 2.0 ** n
-
-
 def gap_findings(served, batch_logits, labels, layers, where):
     """Inference mode against batch statistics, by top-1 when labels are known."""
     served_top1 = served.argmax(1)
@@ -192,8 +178,7 @@ def gap_findings(served, batch_logits, labels, layers, where):
     served_acc = float(np.mean(served_top1 == labels))
     batch_acc = float(np.mean(batch_top1 == labels))
     gap = batch_acc - served_acc
-    batch_only = int(np.sum((batch_top1 == labels) & (served_top1 != labels)))
-    served_only = int(np.sum((served_top1 == labels) & (batch_top1 != labels)))
+    batch_only, served_only = disagreements(batch_top1 == labels, served_top1 == labels)
     chance = chance_of_gap(batch_only, served_only)
     evidence = (f"top-1 {served_acc:.3f} in inference mode vs {batch_acc:.3f} with BatchNorm "
                 f"on batch statistics, same {len(labels)} images and weights, in {where}")
