@@ -145,12 +145,9 @@ def _check_saved_model(report, path):
 
 
 def _check_keras(report, path):
-    import keras
+    from slimtune.verify import load_keras
 
-    try:
-        model = keras.models.load_model(path, safe_mode=True)
-    except Exception as e:
-        raise UsageError(f"cannot load Keras model {path}: {str(e).splitlines()[0]}") from None
+    model = load_keras(path)
     report.checked.append(f"Keras model {path}")
     report.add(keras_checks.check(model, metadata.read(os.path.dirname(path) or ".")), path)
 
@@ -257,9 +254,9 @@ def _checkpoint_statistics(report, form, images, labels):
 
 
 def _keras_statistics(report, path, images):
-    import keras
+    from slimtune.verify import load_keras
 
-    model = keras.models.load_model(path, safe_mode=True)
+    model = load_keras(path)
     layers = statistics_checks.keras_layer_statistics(model, images)
     if layers is None:
         report.add([Finding(
