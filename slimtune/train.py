@@ -31,6 +31,9 @@ from slimtune.nets import batch_norm as bn_lib
 from slimtune.progress import Meter, format_seconds
 
 CHECKPOINT_BASENAME = "model.ckpt"
+# Images the final checkpoint's inference outputs are checked on: a checkpoint whose
+# weights are starting to overflow can give NaN for some images and not others.
+FINAL_CHECK_IMAGES = 32
 
 
 @dataclasses.dataclass
@@ -445,14 +448,16 @@ def train(cfg: TrainConfig, log=_log) -> TrainResult:
 def _check_final_outputs(spec, prefix, split, num_classes, bn, image_size, preprocessing, cfg,
                          log):
     """Run the final checkpoint in inference mode on one batch of the training split
-    (evaluation preprocessing) and warn when its outputs are not finite: a run can end
-    with weights that overflowed while its training loss still looked finite."""
+    (evaluation preprocessing, at least :data:`FINAL_CHECK_IMAGES` images) and warn when
+    its outputs are not finite: a run can end with weights that overflowed while its
+    training loss still looked finite."""
     import tensorflow as tf
 
     from slimtune.convert import parity
 
-    data = pipeline.batches(split, preprocessing, image_size, cfg.batch_size, False,
-                            num_classes, cfg.labels_offset)
+    data = pipeline.batches(split, preprocessing, image_size,
+                            max(cfg.batch_size, FINAL_CHECK_IMAGES), False, num_classes,
+                            cfg.labels_offset)
     images = next(iter(data))[0].numpy()
     try:
         parity.slim_outputs(spec, prefix, images, num_classes, bn)
