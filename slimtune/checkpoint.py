@@ -72,7 +72,8 @@ def split_scopes(text):
     return [s.strip() for s in (text or "").split(",") if s.strip()]
 
 
-def _in_scopes(name, scopes):
+def in_scopes(name, scopes):
+    """Whether variable ``name`` is one of ``scopes`` or under one."""
     return any(name == s or name.startswith(s.rstrip("/") + "/") for s in scopes)
 
 
@@ -91,7 +92,7 @@ def plan_restore(variables, prefix, exclude_scopes=(), ignore_missing_vars=False
     restore, missing, mismatched = {}, [], []
     pairs = variables.items() if isinstance(variables, dict) else ((v.op.name, v) for v in variables)
     for name, var in pairs:
-        if _in_scopes(name, exclude_scopes):
+        if in_scopes(name, exclude_scopes):
             continue
         if name not in shapes:
             missing.append(name)

@@ -25,3 +25,8 @@ class CheckpointError(SlimtuneError):
 
 class TrainingDiverged(SlimtuneError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class BrokenCheckpoint(CheckpointError):
+    """The checkpoint's own graph computes NaN or infinite outputs (its weights overflowed
+    in training): no tool can evaluate, export or convert it faithfully."""

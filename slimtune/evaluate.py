@@ -5,13 +5,16 @@ BatchNorm uses its moving statistics and dropout is off, as at serving time.  Th
 (what ``is_training=True`` does to BN, with dropout still off): comparing the two
 tells whether the moving statistics describe the data (see seed 001: a large gap
 means the update ops never ran or the BN decay is too slow for the run's length).
+
+The graph has an auxiliary head only if the checkpoint holds one, and a checkpoint that
+computes NaN or inf is reported as broken (``slimtune.probe``), not as NaN metrics.
 """
 
 import dataclasses
 import time
 from typing import Optional
 
-from slimtune import checkpoint, compat, metadata, registry
+from slimtune import checkpoint, compat, metadata, probe, registry
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
@@ -98,8 +101,14 @@ def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
         data = pipeline.batches(split, preprocessing, size, cfg.batch_size, False,
                                 num_classes, offset)
         images, labels = v1.data.make_one_shot_iterator(data).get_next()
-        logits, _ = spec.build(images, num_classes, is_training=False, batch_norm=bn)
+        names = checkpoint.read_shapes(prefix)
+        logits, end_points = spec.build(images, num_classes, is_training=False, batch_norm=bn,
+                                        create_aux_logits=spec.holds_aux_logits(names))
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        # The images of a batch whose logits are not finite (none otherwise), to find
+        # where the network goes NaN.
+        bad_images = v1.cond(tf.reduce_all(tf.math.is_finite(logits)),
+                             lambda: images[:0], lambda: images)
         top1 = tf.nn.in_top_k(predictions=logits, targets=labels, k=1)
         top5 = tf.nn.in_top_k(predictions=logits, targets=labels, k=min(5, num_classes))
         step_var = v1.train.get_or_create_global_step()
@@ -111,7 +120,7 @@ def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
             wanted = slim.get_model_variables()
         restore, _ = checkpoint.plan_restore(wanted, prefix)
         restore = dict(restore)
-        if step_var.op.name in checkpoint.read_shapes(prefix):
+        if step_var.op.name in names:
             restore[step_var.op.name] = step_var
         saver = v1.train.Saver(var_list=restore)
         init_step = step_var.initializer
@@ -127,9 +136,12 @@ def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
         batch = 0
         while cfg.max_num_batches is None or batch < cfg.max_num_batches:
             try:
-                l, t1, t5 = sess.run([losses, top1, top5])
+                l, t1, t5, bad = sess.run([losses, top1, top5, bad_images])
             except tf.errors.OutOfRangeError:
                 break
+            if len(bad):  # NaN metrics would hide that the checkpoint itself is broken
+                probe.check(prefix, sess, sess.run(logits, {images: bad}), end_points,
+                            images, bad, logits)
             totals += [l.sum(), t1.sum(), t5.sum()]
             correct.append(t1)
             count += len(l)

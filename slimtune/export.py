@@ -5,7 +5,9 @@ step: the network built with ``is_training=False`` (BatchNorm on moving statisti
 dropout off), variables folded into constants, named input and output nodes.  The
 SavedModel carries the same graph with a ``serving_default`` signature (float32 NHWC
 images in; logits and probabilities out) that TF2's ``tf.saved_model.load`` opens.
-Everything is written under temporary names and renamed when complete.
+Everything is written under temporary names and renamed when complete.  The graph has
+an auxiliary head only if the checkpoint holds one; a checkpoint that computes NaN or
+inf on seeded random images is refused before anything is written (``slimtune.probe``).
 """
 
 import dataclasses
@@ -14,7 +16,7 @@ import os
 import shutil
 from typing import Optional
 
-from slimtune import checkpoint, metadata, registry
+from slimtune import checkpoint, metadata, probe, registry
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm
 
@@ -64,15 +66,21 @@ def _frozen_graph(spec, prefix, size, num_classes, bn, batch_size):
 
     compat.apply()
     v1 = tf.compat.v1
+    aux = spec.holds_aux_logits(checkpoint.read_shapes(prefix))
     with tf.Graph().as_default() as graph:
         images = v1.placeholder(tf.float32, [batch_size, size, size, 3], name=INPUT_NODE)
-        logits, _ = spec.build(images, num_classes, is_training=False, batch_norm=bn)
+        logits, end_points = spec.build(images, num_classes, is_training=False,
+                                        batch_norm=bn, create_aux_logits=aux)
         tf.identity(logits, name=LOGITS_NODE)
         tf.nn.softmax(logits, name=PROBABILITIES_NODE)
         plan, _ = checkpoint.plan_restore(v1.global_variables(), prefix)
         saver = v1.train.Saver(plan)
         with v1.Session(graph=graph) as sess:
             saver.restore(sess, prefix)
+            # A checkpoint computing NaN would export a graph that serves NaN: refuse it.
+            probe_images = probe.random_images(batch_size or 2, size)
+            probe.check(prefix, sess, sess.run(logits, {images: probe_images}), end_points,
+                        images, probe_images, logits)
             frozen = v1.graph_util.convert_variables_to_constants(
                 sess, graph.as_graph_def(), [LOGITS_NODE, PROBABILITIES_NODE])
     return frozen

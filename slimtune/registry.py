@@ -23,7 +23,9 @@ class ModelSpec:
     name: str
     family: str
     scope: str  # root variable scope, e.g. "resnet_v1_50" or "InceptionV3"
-    net_fn: Callable  # slim network: fn(images, num_classes, is_training) -> (net, end_points)
+    # slim network: fn(images, num_classes, is_training, scope[, create_aux_logits])
+    # -> (net, end_points); create_aux_logits is taken where aux_logits is set.
+    net_fn: Callable
     arg_scope_fn: Callable  # fn(weight_decay, bn: BatchNormConfig | None) -> arg scope
     default_image_size: int
     min_image_size: int  # smallest input the graph can be built for
@@ -37,7 +39,22 @@ class ModelSpec:
     # (a variable under the root scope, the size of its last dimension).
     fingerprint: Optional[tuple] = None
 
-    def build(self, images, num_classes, is_training, batch_norm=None, weight_decay=0.0):
+    @property
+    def aux_scope(self):
+        """Variable scope of the auxiliary head (``InceptionV3/AuxLogits``), or None."""
+        return f"{self.scope}/{self.aux_logits}" if self.aux_logits else None
+
+    def holds_aux_logits(self, names):
+        """Whether checkpoint variable ``names`` include the auxiliary head.
+
+        A checkpoint saved from a graph built with ``create_aux_logits=False`` (common in
+        fine-tuning recipes) has none; every tool builds the graph to match what the
+        checkpoint holds (``build(..., create_aux_logits=spec.holds_aux_logits(names))``).
+        """
+        return bool(self.aux_logits) and any(n.startswith(self.aux_scope + "/") for n in names)
+
+    def build(self, images, num_classes, is_training, batch_norm=None, weight_decay=0.0,
+              create_aux_logits=True):
         """Build the slim graph; returns ``(logits [B, C], end_points)``.
 
         ``batch_norm`` overrides the architecture's BatchNorm defaults.  When its mode
@@ -45,6 +62,8 @@ class ModelSpec:
         obey it while dropout still follows ``is_training``; networks without dropout
         are simply built with ``is_training`` equal to the forced value, which also
         reaches BN layers called directly (ResNet v2's ``preact``/``postnorm``).
+        ``create_aux_logits=False`` leaves out the auxiliary head of the networks that
+        have one (research/slim's default builds it).
         """
         import tensorflow as tf
 
@@ -55,9 +74,10 @@ class ModelSpec:
         net_training = is_training
         if bn is not None and bn.forced_training is not None and not self.has_dropout:
             net_training = bn.forced_training
+        aux = {"create_aux_logits": create_aux_logits} if self.aux_logits else {}
         with slim.arg_scope(self.arg_scope_fn(weight_decay, bn)):
             net, end_points = self.net_fn(images, num_classes=num_classes,
-                                          is_training=net_training, scope=self.scope)
+                                          is_training=net_training, scope=self.scope, **aux)
         if net.shape.rank == 4:
             net = tf.squeeze(net, axis=[1, 2], name="SpatialSqueeze")
         return net, end_points

@@ -17,6 +17,13 @@ graph is built and run (it makes tf.data run maps with random augmentations one
 element at a time; without it, the threads of a parallel map draw random crops in
 whatever order they get there).  Two runs with the same seed on the same machine give
 bit-identical checkpoints.
+
+An Inception's auxiliary head is built only if the checkpoint the run starts from holds
+it, or if it is asked for (:func:`_with_aux_head`).
+
+Checks around the loop: before the first step, the doctor's findings on BatchNorm
+layers over too few values per channel; after the final save, the final checkpoint in
+inference mode on one batch, with a warning when its outputs are not finite.
 """
 
 import dataclasses
@@ -27,11 +34,14 @@ from typing import Optional
 
 from slimtune import checkpoint, compat, metadata, optim, registry
 from slimtune.data import pipeline, tfrecord
-from slimtune.errors import DataError, TrainingDiverged, UsageError
+from slimtune.errors import BrokenCheckpoint, DataError, TrainingDiverged, UsageError
 from slimtune.nets import batch_norm as bn_lib
 from slimtune.progress import Meter, format_seconds
 
 CHECKPOINT_BASENAME = "model.ckpt"
+# Images the final checkpoint's inference outputs are checked on: a checkpoint whose
+# weights are starting to overflow can give NaN for some images and not others.
+FINAL_CHECK_IMAGES = 32
 
 
 @dataclasses.dataclass
@@ -230,8 +240,12 @@ def _diverged(loss, step, train_dir):
         f"checkpoint is {kept}: lower --learning_rate or set --clip_gradient_norm")
 
 
-def build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessing):
-    """Build the training graph in the current default graph; returns a dict of tensors."""
+def build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessing,
+                      create_aux_logits=True):
+    """Build the training graph in the current default graph; returns a dict of tensors.
+
+    ``create_aux_logits=False`` leaves out an auxiliary head (see :func:`_with_aux_head`).
+    """
     import tensorflow as tf
 
     slim = compat.apply()
@@ -245,7 +259,8 @@ def build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessi
                                 deterministic=deterministic(cfg))
         images, labels = v1.data.make_one_shot_iterator(data).get_next()
     logits, end_points = spec.build(images, num_classes, is_training=True, batch_norm=bn,
-                                    weight_decay=cfg.weight_decay)
+                                    weight_decay=cfg.weight_decay,
+                                    create_aux_logits=create_aux_logits)
     one_hot = tf.one_hot(labels, num_classes)
     if spec.aux_logits and spec.aux_logits in end_points:
         aux = end_points[spec.aux_logits]
@@ -286,6 +301,41 @@ def build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessi
         "global_step": global_step, "train_op": train_op, "lr": lr, "accuracy": accuracy,
         "summary": v1.summary.merge(summaries), "images_per_sec": images_per_sec,
     }
+
+
+def _with_aux_head(cfg, spec, log):
+    """Whether the training graph gets the network's auxiliary head, read from the
+    checkpoint the run starts from.
+
+    research/slim always builds it, and so does a fresh run.  A checkpoint saved without
+    one (``create_aux_logits=False``) cannot restore it: resuming such a run, or
+    warm-starting from such a checkpoint, builds the graph without it, unless the head is
+    asked for by --checkpoint_exclude_scopes covering it or --ignore_missing_vars (a new
+    head then starts from its initial values, as in research/slim).
+    """
+    import tensorflow as tf
+
+    if not spec.aux_logits:
+        return False
+    latest = tf.train.latest_checkpoint(cfg.train_dir)
+    if latest:
+        held = spec.holds_aux_logits(checkpoint.read_shapes(latest))
+        if not held:
+            log(f"{latest} has no auxiliary head ({spec.aux_scope}): resuming without it")
+        return held
+    if not cfg.checkpoint_path:
+        return True
+    prefix = checkpoint.resolve(cfg.checkpoint_path)
+    if spec.holds_aux_logits(checkpoint.read_shapes(prefix)):
+        return True
+    excluded = checkpoint.split_scopes(cfg.checkpoint_exclude_scopes)
+    if cfg.ignore_missing_vars or checkpoint.in_scopes(spec.aux_scope, excluded):
+        log(f"{prefix} has no auxiliary head: training a new {spec.aux_scope} from its "
+            "initial values")
+        return True
+    log(f"{prefix} has no auxiliary head ({spec.aux_scope}): training without it (add "
+        f"{spec.aux_scope} to --checkpoint_exclude_scopes to train a new one)")
+    return False
 
 
 def _warm_start_plan(cfg, spec, log):
@@ -339,11 +389,13 @@ def _train(cfg, log):
 
     graph = tf.Graph()
     with graph.as_default():
-        t = build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessing)
+        t = build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessing,
+                              _with_aux_head(cfg, spec, log))
         saver = v1.train.Saver(max_to_keep=cfg.keep_checkpoint_max)
         warm_start = _warm_start_plan(cfg, spec, log)
         init_op = v1.global_variables_initializer()
         graph.finalize()
+    reported = _report_graph_findings(graph, log)
 
     metadata.write(cfg.train_dir, run_meta)
     prefix = os.path.join(cfg.train_dir, CHECKPOINT_BASENAME)
@@ -415,12 +467,49 @@ def _train(cfg, log):
     seconds = time.monotonic() - started
     final = tf.train.latest_checkpoint(cfg.train_dir)
     log(f"Finished at step {step} in {format_seconds(seconds)}: {final}")
-    _report_doctor_findings(final, log)
+    _check_final_outputs(spec, final, split, num_classes, bn, image_size, preprocessing, cfg,
+                         log)
+    _report_doctor_findings(final, log, reported)
     return TrainResult(final, step, loss, seconds)
 
 
-def _report_doctor_findings(prefix, log):
-    """Print the BatchNorm doctor's checkpoint findings (errors and warnings only)."""
+def _check_final_outputs(spec, prefix, split, num_classes, bn, image_size, preprocessing, cfg,
+                         log):
+    """Run the final checkpoint in inference mode on one batch of the training split
+    (evaluation preprocessing, at least :data:`FINAL_CHECK_IMAGES` images) and warn when
+    its outputs are not finite: a run can end with weights that overflowed while its
+    training loss still looked finite."""
+    import tensorflow as tf
+
+    from slimtune.convert import parity
+
+    data = pipeline.batches(split, preprocessing, image_size,
+                            max(cfg.batch_size, FINAL_CHECK_IMAGES), False, num_classes,
+                            cfg.labels_offset)
+    images = next(iter(data))[0].numpy()
+    try:
+        parity.slim_outputs(spec, prefix, images, num_classes, bn)
+    except BrokenCheckpoint as e:
+        log(f"WARNING: {str(e).splitlines()[0]}")
+    except tf.errors.OpError as e:  # a check must never fail a finished run
+        log(f"could not check the outputs of {prefix}: {e.message.splitlines()[0]}")
+
+
+def _report_graph_findings(graph, log):
+    """Before the first step, print the doctor's findings about the training graph's
+    BatchNorm layers (one value per channel, or so few that training can explode)."""
+    from slimtune.doctor import graph_checks
+
+    findings = graph_checks.batch_norm_size_findings(graph)
+    for finding in findings:
+        for line in finding.lines():
+            log(line)
+    return {finding.code for finding in findings}
+
+
+def _report_doctor_findings(prefix, log, already=()):
+    """Print the BatchNorm doctor's checkpoint findings (errors and warnings only; not
+    the ``already`` reported codes again)."""
     from slimtune import doctor
 
     try:
@@ -428,7 +517,8 @@ def _report_doctor_findings(prefix, log):
     except Exception as e:  # a diagnosis must never fail a finished run
         log(f"slimtune-doctor could not check {prefix}: {str(e).splitlines()[0]}")
         return
-    findings = [f for f in report.sorted() if f.severity != doctor.NOTE]
+    findings = [f for f in report.sorted()
+                if f.severity != doctor.NOTE and f.code not in already]
     if findings:
         log("slimtune-doctor on the final checkpoint:")
         for finding in findings:

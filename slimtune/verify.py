@@ -163,13 +163,28 @@ def _keras_statistics(model):
             for layer in batch_norm_layers(model)}
 
 
-def _open_keras(path):
+def load_keras(path):
+    """A saved Keras model; a missing file, or a ``.keras`` file that is not the zip
+    archive Keras writes (Keras itself then says "File not found"), is
+    :class:`UnusableInput`."""
+    import zipfile
+
     import keras
 
+    if not os.path.isfile(path):
+        raise UnusableInput(f"Keras file {path} does not exist")
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise UnusableInput(f"{path} is not a valid .keras archive (not a zip file): it is "
+                            "truncated or another format; save it again with model.save() "
+                            "or convert the checkpoint again with slimtune-convert")
     try:
-        model = keras.models.load_model(path, safe_mode=True)
+        return keras.models.load_model(path, safe_mode=True)
     except Exception as e:
         raise UnusableInput(f"cannot load Keras model {path}: {str(e).splitlines()[0]}") from None
+
+
+def _open_keras(path):
+    model = load_keras(path)
     side = sidecar(os.path.dirname(path) or ".")
 
     def run(images):
@@ -188,8 +203,6 @@ def open_form(path, model_name=None, input_node=None, output_node=None,
 
     compat.apply()
     if path.endswith(".keras"):
-        if not os.path.isfile(path):
-            raise UnusableInput(f"Keras file {path} does not exist")
         return _open_keras(path)
     if path.endswith(".pb") and os.path.isfile(path):
         return _open_frozen(path, input_node, output_node)
@@ -379,7 +392,7 @@ def layerwise(checkpoint_path, keras_path, images, model_name=None, rtol=1e-5):
     bn = batch_norm.as_trained(spec.batch_norm, meta)
     num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(ref.path), ref.path)
     points = families.module_for(spec).end_points(spec)
-    model = keras.models.load_model(keras_path, safe_mode=True)
+    model = load_keras(keras_path)
     missing = [name for _, name in points if name not in {l.name for l in model.layers}]
     if missing:
         raise UnusableInput(f"{keras_path} is not a slimtune conversion of {spec.name}: it has "

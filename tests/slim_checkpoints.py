@@ -41,8 +41,11 @@ def randomise_batch_norm(sess, variables, seed=0):
 
 
 def make_checkpoint(prefix, model_name, num_classes, image_size=32, seed=0, global_step=1000,
-                    run_on=None, end_point_keys=()):
+                    run_on=None, end_point_keys=(), aux_logits=True):
     """Save a checkpoint of ``model_name`` with ``num_classes`` logits; returns the prefix.
+
+    ``aux_logits=False`` saves an Inception without its auxiliary head, as fine-tuning
+    recipes with ``create_aux_logits=False`` do.
 
     With ``run_on`` (an image batch) the same inference graph also computes the logits
     and the requested end points of the saved weights, and ``(prefix, logits,
@@ -55,7 +58,8 @@ def make_checkpoint(prefix, model_name, num_classes, image_size=32, seed=0, glob
         v1.set_random_seed(seed)
         step = v1.train.get_or_create_global_step()
         images = v1.placeholder(tf.float32, [None, image_size, image_size, 3])
-        logits, end_points = spec.build(images, num_classes, is_training=False)
+        logits, end_points = spec.build(images, num_classes, is_training=False,
+                                        create_aux_logits=aux_logits)
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             randomise_batch_norm(sess, v1.global_variables(), seed)

@@ -257,6 +257,21 @@ def test_batch_norm_over_a_single_value_is_an_error(tmp_path):
     assert not report.errors, report.lines()
 
 
+def test_batch_norm_over_few_values_is_a_warning(tmp_path):
+    """2 to 4 values per channel: a warning (training can explode); 5 or more: nothing."""
+    few = _single_example_training_graph(str(tmp_path / "two.meta"), 2)
+    report = doctor.diagnose(doctor.DoctorConfig(graph=few))
+    print("\n".join(report.lines()))
+    finding = next(f for f in report.findings if f.code == "bn-few-values")
+    assert finding.severity == "warning" and not report.errors
+    assert finding.evidence.startswith("fc1/BatchNorm/")
+    assert "2 values per channel" in finding.evidence
+    assert "--batch_size" in finding.fix and "--freeze_batch_norm" in finding.fix
+    enough = _single_example_training_graph(str(tmp_path / "five.meta"), 5)
+    codes = {f.code for f in doctor.diagnose(doctor.DoctorConfig(graph=enough)).findings}
+    assert not codes & {"bn-few-values", "bn-single-value"}
+
+
 @pytest.fixture(scope="module")
 def seed_001(digits_dir):
     """``(train(dir, fixed), doctor check settings)`` for seed 001's script on digits."""

@@ -180,3 +180,6 @@ def test_unusable_input_exits_2(forms, tmp_path, kind):
     code, out, err = _verify(*flags, f"--model_name={MODEL}", "--random=1")
     assert code == 2, out + "\n".join(err)
     assert err[0].startswith("error: ")
+    if kind == "text file":  # Keras itself says "File not found" for a file that exists
+        assert err[0].startswith(f"error: {bogus} is not a valid .keras archive (not a zip "
+                                 "file): ")

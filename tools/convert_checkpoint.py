@@ -39,7 +39,7 @@ F.DEFINE_boolean("use_moving_averages", False, "Take the ExponentialMovingAverag
                  "weights (trained with --moving_average_decay) instead of the raw ones.")
 F.DEFINE_boolean("include_aux_logits", False, "Keep the auxiliary head of inception_v3, "
                  "inception_v4 or inception_resnet_v2 as a second output (fixes the input "
-                 "size to --image_size).")
+                 "size to --image_size); the checkpoint must hold it.")
 F.DEFINE_float("batch_norm_decay", None, "Override the BN decay (Keras momentum).")
 F.DEFINE_float("batch_norm_epsilon", None, "Override the BN epsilon.")
 F.DEFINE_boolean("batch_norm_scale", None, "Override whether BN has gamma.")

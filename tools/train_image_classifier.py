@@ -14,6 +14,12 @@ existing command lines and --flagfile files work.  Differences that matter:
     --checkpoint_path is then ignored.
   * --seed=N makes the run repeatable: two runs with the same seed on the same
     machine write bit-identical checkpoints (see --deterministic).
+  * An Inception checkpoint saved without its auxiliary head (AuxLogits) trains
+    without it, unless --checkpoint_exclude_scopes covers the head or
+    --ignore_missing_vars is set (a new head, as in research/slim).
+  * Before the first step, BatchNorm layers that will normalise 4 or fewer values per
+    channel (batch x map size) are warned about; at the end, the final checkpoint is
+    run in inference mode on one batch and a warning says if its outputs are not finite.
 
 Example (the built-in handwritten digits, ResNet v1 50 at 32 px):
 

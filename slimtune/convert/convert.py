@@ -5,6 +5,10 @@ read and identify the checkpoint, build the Keras mirror and port every tensor (
 unmatched name on either side is an error), run the slim graph and the Keras model on
 the same images and refuse beyond ``rtol``, then write ``model.keras``, a SavedModel and
 ``slimtune.json`` into a temporary directory that is renamed to ``output_dir`` last.
+
+The slim graph has an auxiliary head only if the checkpoint holds one, and a checkpoint
+whose own graph computes NaN or inf is named as broken (``slimtune.probe``) rather than
+reported as a parity failure.
 """
 
 import dataclasses
@@ -76,6 +80,19 @@ def _class_count(spec, tensors, cfg):
     if cfg.drop_background and in_checkpoint < 3:
         raise UsageError(f"--drop_background: the checkpoint has only {in_checkpoint} classes")
     return in_checkpoint, out
+
+
+def _check_aux_logits(spec, src, cfg):
+    """--include_aux_logits needs a network with an auxiliary head and a checkpoint that
+    holds it (one saved with create_aux_logits=False has none)."""
+    if not cfg.include_aux_logits or spec.holds_aux_logits(src.tensors):
+        return
+    if not spec.aux_logits:
+        raise UsageError(f"--include_aux_logits: {spec.name} has no auxiliary head; drop the "
+                         "flag")
+    raise UsageError(f"--include_aux_logits: checkpoint {src.prefix} holds no auxiliary head "
+                     f"(no variables under {spec.aux_scope}/; it was saved without one): drop "
+                     "the flag to convert the main logits")
 
 
 def _check_output_dir(cfg):
@@ -181,6 +198,7 @@ def convert(cfg: ConvertConfig, log=_log):
         else:
             spec = source.detect_model(src.tensors, cfg.model_name)
         in_checkpoint, num_classes = _class_count(spec, src.tensors, cfg)
+        _check_aux_logits(spec, src, cfg)
         bn = batch_norm_for(spec, src.metadata, cfg)
         tensors, variable_map = src.tensors, None
         if cfg.use_moving_averages:

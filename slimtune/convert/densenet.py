@@ -72,10 +72,6 @@ def port(porter, spec, bn, drop_background=False, include_aux_logits=False):
     porter.dense_from_conv("logits", drop_background)
 
 
-def aux_scopes(spec):
-    return ()
-
-
 def end_points(spec):
     """slim end points matched exactly by a Keras layer: every pre-activation conv's
     output, every conv block's concatenation, every transition's pooled output."""

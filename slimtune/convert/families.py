@@ -10,9 +10,8 @@ Every converter module ``slimtune.convert.<family>`` provides:
     output the logits ``[B, num_classes]``; with ``include_aux_logits`` (only where the
     spec has an auxiliary head) the outputs are ``[logits, aux_logits]``.
 ``port(porter, spec, bn, drop_background=False, include_aux_logits=False)``
-    the weight table: one ``porter`` call per slim layer, in network order.
-``aux_scopes(spec)``
-    checkpoint scopes of an auxiliary head (skipped unless it is included).
+    the weight table: one ``porter`` call per slim layer, in network order (an
+    auxiliary head left out is skipped by its ``spec.aux_scope``).
 ``end_points(spec)``
     ``[(slim end point key, Keras layer name), ...]`` in network order: the slim
     ``end_points`` entries whose tensors the Keras layer outputs exactly, used to find the

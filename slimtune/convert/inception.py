@@ -29,7 +29,7 @@ Input sizes slim itself builds (the graph fails otherwise; :func:`build` raises
 
 - inception_v1: 193..224 (the last map must be exactly 7x7).
 - inception_v2: any size up to 256 (last map at most 8x8); the registry's floor is 16.
-- inception_v3: 107..346: the auxiliary head, always built by slim, needs a ``Mixed_6e``
+- inception_v3: 107..346: the auxiliary head, which slim builds by default, needs a ``Mixed_6e``
   map of 5x5 to 19x19, and the logits pool a last map of at most 9x9.
 
 With ``image_size=None`` the spatial dims are open and the model equals slim at every
@@ -375,7 +375,7 @@ def build(spec, num_classes, bn, include_aux_logits=False, image_size=None):
         if getattr(op, "name", None) != aux_on:
             continue
         if spec.name == "inception_v3" and image_size is not None:
-            _aux_kernel(x.shape[1])  # slim always builds this head: check it can
+            _aux_kernel(x.shape[1])  # slim builds this head by default: check it can
         if include_aux_logits:
             aux = _aux_head(x, spec, num_classes, bn)
     head = _HEADS[spec.name]
@@ -419,10 +419,6 @@ def port(porter, spec, bn, drop_background=False, include_aux_logits=False):
         porter.conv(_aux_conv(spec, on_size)[0], bn=True)
         porter.dense_from_conv(f"{_AUX}/{head.logits}", drop_background)
     porter.dense_from_conv(_HEADS[spec.name].logits, drop_background)
-
-
-def aux_scopes(spec):
-    return (f"{spec.scope}/{_AUX}",) if spec.aux_logits else ()
 
 
 def end_points(spec):

@@ -27,5 +27,8 @@ def from_tensors(spec, tensors, num_classes, bn, drop_background=False,
     porter = Porter(model, tensors, spec.scope, source=source)
     module.port(porter, spec, bn, drop_background=drop_background,
                 include_aux_logits=include_aux_logits)
-    porter.finish(also_skip=() if include_aux_logits else module.aux_scopes(spec))
+    # A checkpoint's auxiliary head is left out unless included (a checkpoint saved
+    # without one has nothing to skip).
+    porter.finish(also_skip=(spec.aux_scope,) if spec.aux_scope and not include_aux_logits
+                  else ())
     return model

@@ -89,10 +89,6 @@ def port(porter, spec, bn, drop_background=False, include_aux_logits=False):
     porter.dense_from_conv("Logits/Conv2d_1c_1x1", drop_background)
 
 
-def aux_scopes(spec):
-    return ()
-
-
 def end_points(spec):
     """Every conv's output after BatchNorm and relu6 (v1), every block's output (v2):
     slim's end points of the same names."""

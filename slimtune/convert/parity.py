@@ -9,30 +9,30 @@ import dataclasses
 
 import numpy as np
 
-
-def random_images(batch, size, seed=0):
-    """A seeded batch in [-1, 1], the range both preprocessings roughly produce."""
-    rng = np.random.RandomState(seed)
-    return rng.uniform(-1.0, 1.0, (batch, size, size, 3)).astype(np.float32)
+from slimtune.probe import random_images  # noqa: F401  (parity.random_images for callers)
 
 
 def slim_outputs(spec, checkpoint_prefix, images, num_classes, bn, end_point_keys=(),
                  drop_background=False, variable_map=None):
     """Logits (and the requested end points) of the slim graph restored from a checkpoint.
 
-    ``variable_map`` (``{graph variable name: checkpoint name}``) restores some variables
-    from other tensors than their own, e.g. ExponentialMovingAverage shadows.
+    The graph has an auxiliary head only if the checkpoint holds one.  ``variable_map``
+    (``{graph variable name: checkpoint name}``) restores some variables from other
+    tensors than their own, e.g. ExponentialMovingAverage shadows.  Logits that are not
+    finite raise :class:`~slimtune.errors.BrokenCheckpoint` (see ``slimtune.probe``).
     Returns ``(logits [B, C], {key: array})``.
     """
     import tensorflow as tf
 
-    from slimtune import compat
+    from slimtune import checkpoint, compat, probe
 
     compat.apply()
     v1 = tf.compat.v1
+    aux = spec.holds_aux_logits(checkpoint.read_shapes(checkpoint_prefix))
     with tf.Graph().as_default():
         x = v1.placeholder(tf.float32, [None] + list(images.shape[1:]), name="images")
-        logits, end_points = spec.build(x, num_classes, is_training=False, batch_norm=bn)
+        logits, end_points = spec.build(x, num_classes, is_training=False, batch_norm=bn,
+                                        create_aux_logits=aux)
         if drop_background:
             logits = logits[:, 1:]
         variable_map = variable_map or {}
@@ -42,6 +42,7 @@ def slim_outputs(spec, checkpoint_prefix, images, num_classes, bn, end_point_key
         with v1.Session() as sess:
             saver.restore(sess, checkpoint_prefix)
             out = sess.run(fetch, {x: images})
+            probe.check(checkpoint_prefix, sess, out["logits"], end_points, x, images, logits)
     return out["logits"], out["end_points"]
 
 

@@ -123,10 +123,6 @@ def port(porter, spec, bn, drop_background=False, include_aux_logits=False):
     porter.dense_from_conv("logits", drop_background)
 
 
-def aux_scopes(spec):
-    return ()
-
-
 def end_points(spec):
     """slim's end points: the stem conv, every conv (after its BN/activation, as slim
     collects it), every unit output and every block output (the last unit's tensor).

@@ -72,10 +72,6 @@ def port(porter, spec, bn, drop_background=False, include_aux_logits=False):
     porter.dense_from_conv("fc8", drop_background)
 
 
-def aux_scopes(spec):
-    return ()
-
-
 def end_points(spec):
     root = spec.scope
     points = []

@@ -4,11 +4,11 @@ import dataclasses
 import os
 from typing import Optional, Sequence
 
-from slimtune import checkpoint, metadata, registry
+from slimtune import checkpoint, metadata, probe, registry
 from slimtune.doctor import (checkpoint_checks, data_checks, graph_checks, keras_checks,
                              statistics_checks)
-from slimtune.doctor.findings import NOTE, Finding, Report
-from slimtune.errors import SlimtuneError, UsageError
+from slimtune.doctor.findings import ERROR, NOTE, Finding, Report
+from slimtune.errors import BrokenCheckpoint, SlimtuneError, UsageError
 
 
 class UnusableInput(SlimtuneError):
@@ -145,12 +145,9 @@ def _check_saved_model(report, path):
 
 
 def _check_keras(report, path):
-    import keras
+    from slimtune.verify import load_keras
 
-    try:
-        model = keras.models.load_model(path, safe_mode=True)
-    except Exception as e:
-        raise UsageError(f"cannot load Keras model {path}: {str(e).splitlines()[0]}") from None
+    model = load_keras(path)
     report.checked.append(f"Keras model {path}")
     report.add(keras_checks.check(model, metadata.read(os.path.dirname(path) or ".")), path)
 
@@ -211,11 +208,22 @@ def _live_checks(report, cfg):
                                                    size, cfg.max_images)
     for form in forms:
         report.checked.append(f"{len(images)} images through {form.kind} {form.path}")
-        report.add(data_checks.check_form(form, images, labels), form.path)
-        if form.kind == "checkpoint":
-            _checkpoint_statistics(report, form, images, labels)
-        elif form.kind == "keras":
-            _keras_statistics(report, form.path, images)
+        try:
+            report.add(data_checks.check_form(form, images, labels), form.path)
+            if form.kind == "checkpoint":
+                _checkpoint_statistics(report, form, images, labels)
+            elif form.kind == "keras":
+                _keras_statistics(report, form.path, images)
+        except BrokenCheckpoint as e:
+            report.add([_broken_finding(e)], form.path)
+
+
+def _broken_finding(error):
+    return Finding(
+        ERROR, "checkpoint-non-finite", "the checkpoint computes NaN/inf",
+        f"first non-finite end point {error.end_point}; largest weights {error.weights}",
+        "its weights overflowed in training: evaluation, export, conversion and serving "
+        "all get NaN, whatever the BatchNorm settings", probe.FIX)
 
 
 def _checkpoint_statistics(report, form, images, labels):
@@ -246,9 +254,9 @@ def _checkpoint_statistics(report, form, images, labels):
 
 
 def _keras_statistics(report, path, images):
-    import keras
+    from slimtune.verify import load_keras
 
-    model = keras.models.load_model(path, safe_mode=True)
+    model = load_keras(path)
     layers = statistics_checks.keras_layer_statistics(model, images)
     if layers is None:
         report.add([Finding(

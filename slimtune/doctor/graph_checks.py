@@ -11,7 +11,9 @@ placeholder that decides the mode at run time.
 
 Both: BatchNorm in training mode on one value per channel (a rank-2 input with a static
 batch of 1, as after a fully connected layer fed one example at a time): the variance
-is 0, so the output is beta whatever the input and no gradient flows back.
+is 0, so the output is beta whatever the input and no gradient flows back.  Training
+graphs also: a BatchNorm over 4 or fewer values per channel (batch x final map size),
+where a step can blow the weights up.
 """
 
 import numpy as np
@@ -70,25 +72,47 @@ def batch_norm_decays(graph_def):
     return decays
 
 
-def single_value_batch_norms(graph_def):
-    """``[(BN op name, input shape)]`` of training-mode BatchNorms that normalise over
-    exactly one value per channel (static shapes, so only what the graph fixes).
+# At or below this many values per channel a training-mode BatchNorm is warned about:
+# the batch variance of so few values is tiny or 0 for some channels, and dividing by
+# it magnifies gradients (densenet121 at 32 px, batch 2, SGD at 0.01: a 1x1 last map,
+# 2 values per channel, and NaN inference outputs after 2 steps).
+FEW_VALUES = 4
+
+
+def _as_graph(graph):
+    """A ``tf.Graph`` (static shapes) for a graph or GraphDef; None if TF cannot rebuild it."""
+    import tensorflow as tf
+
+    if isinstance(graph, tf.Graph):
+        return graph
+    rebuilt = tf.Graph()
+    try:
+        with rebuilt.as_default():
+            tf.graph_util.import_graph_def(graph, name="")
+    except Exception:  # custom ops or a graph TF cannot rebuild: no static shapes to read
+        return None
+    return rebuilt
+
+
+def small_batch_norms(graph, limit=FEW_VALUES):
+    """``[(BN op name, input shape, values per channel)]``, in network order, of the
+    training-mode BatchNorms of a graph (or GraphDef) that normalise over at most
+    ``limit`` values per channel: batch x height x width of their input, from static
+    shapes, so only what the graph fixes.
 
     slim reshapes a rank-2 input ``[B, C]`` to ``[B, 1, 1, C]`` for its fused kernel, so
-    a rank-2 BN at batch 1 is a ``FusedBatchNorm*`` over ``1x1x1``; ``tf.nn.moments``
-    based BNs show as ``.../moments/mean`` ``Mean`` ops over axes of size 1.
+    a rank-2 BN counts its batch; ``tf.nn.moments`` based BNs show as
+    ``.../moments/mean`` ``Mean`` ops over the reduced axes.
     """
     import tensorflow as tf
 
-    graph = tf.Graph()
-    try:
-        with graph.as_default():
-            tf.graph_util.import_graph_def(graph_def, name="")
-    except Exception:  # custom ops or a graph TF cannot rebuild: no static shapes to read
+    graph = _as_graph(graph)
+    if graph is None:
         return []
     found = []
     for op in graph.get_operations():
-        if op.type.startswith("FusedBatchNorm") and op.get_attr("is_training"):
+        if (op.type.startswith("FusedBatchNorm") and "Grad" not in op.type
+                and op.get_attr("is_training")):
             shape = op.inputs[0].shape
             if shape.rank != 4:
                 continue
@@ -102,31 +126,48 @@ def single_value_batch_norms(graph_def):
             reduced = [shape[int(a)] for a in np.atleast_1d(axes)]
         else:
             continue
-        if all(d is not None for d in reduced) and int(np.prod(reduced)) == 1:
-            found.append((op.name, shape.as_list()))
+        if all(d is not None for d in reduced) and int(np.prod(reduced)) <= limit:
+            found.append((op.name, shape.as_list(), int(np.prod(reduced))))
     return found
 
 
-def _single_value_findings(graph_def):
-    found = single_value_batch_norms(graph_def)
-    if not found:
-        return []
-    shown = [f"{name} on {shape}" for name, shape in found]
-    return [Finding(
-        ERROR, "bn-single-value", "BatchNorm in training mode over one value per channel",
-        f"{len(found)} BatchNorm ops normalise a static batch of 1 with no spatial extent: "
-        f"{listed(shown, 2)}",
-        "the batch variance is 0 and the mean is the value itself, so the output is beta "
-        "for every input, no gradient reaches earlier layers, and the moving statistics "
-        "learn nothing useful",
-        "train with batches larger than 1 (leave the batch dimension None), or drop "
-        "BatchNorm after that fully connected layer / use is_training=False there")]
+def batch_norm_size_findings(graph, training_graph=True):
+    """Findings for training-mode BatchNorms over too few values per channel: one value
+    is an error in any graph; 2 to :data:`FEW_VALUES` a warning in a training graph
+    (what slimtune-train prints before its first step)."""
+    found = small_batch_norms(graph)
+    single = [f"{name} on {shape}" for name, shape, count in found if count == 1]
+    few = [(name, shape, count) for name, shape, count in found if count > 1]
+    findings = []
+    if single:
+        findings.append(Finding(
+            ERROR, "bn-single-value", "BatchNorm in training mode over one value per channel",
+            f"{len(single)} BatchNorm ops normalise a static batch of 1 with no spatial "
+            f"extent: {listed(single, 2)}",
+            "the batch variance is 0 and the mean is the value itself, so the output is beta "
+            "for every input, no gradient reaches earlier layers, and the moving statistics "
+            "learn nothing useful",
+            "train with batches larger than 1 (leave the batch dimension None), or drop "
+            "BatchNorm after that fully connected layer / use is_training=False there"))
+    if few and training_graph:
+        name, shape, count = few[0]
+        more = f" (and {len(few) - 1} more layers)" if len(few) > 1 else ""
+        findings.append(Finding(
+            WARNING, "bn-few-values", f"BatchNorm in training mode over {FEW_VALUES} or fewer "
+            "values per channel", f"{name} normalises {count} values per channel (batch x "
+            f"height x width of its input {shape}){more}",
+            "the variance of so few values is tiny or 0 for some channels, and dividing by it "
+            "magnifies gradients: a step at an ordinary learning rate can blow the weights "
+            "up and leave a checkpoint that computes NaN",
+            "train with a larger --batch_size or --train_image_size (batch x final map size "
+            f"above {FEW_VALUES}), or with --freeze_batch_norm"))
+    return findings
 
 
 def check_training_graph(meta_graph_def):
     """Findings for a training MetaGraphDef (what a train dir's ``.meta`` holds)."""
-    graph_def = meta_graph_def.graph_def
-    return _single_value_findings(graph_def) + _update_findings(meta_graph_def)
+    return (batch_norm_size_findings(meta_graph_def.graph_def)
+            + _update_findings(meta_graph_def))
 
 
 def _update_findings(meta_graph_def):
@@ -176,7 +217,7 @@ def sinks(graph_def):
 def check_serving_graph(graph_def, outputs=None):
     """Findings for an inference graph; ``outputs`` default to its sink nodes."""
     outputs = outputs or sinks(graph_def)
-    findings = _single_value_findings(graph_def)
+    findings = batch_norm_size_findings(graph_def, training_graph=False)
     training = graphs.training_batch_norms(graph_def, outputs)
     if training:
         findings.append(Finding(

@@ -69,15 +69,17 @@ def slim_measurements(spec, prefix, images, num_classes, bn):
     """
     import tensorflow as tf
 
-    from slimtune import compat
+    from slimtune import checkpoint, compat, probe
     from slimtune.convert import parity
     from slimtune.nets import batch_norm
 
     compat.apply()
     v1 = tf.compat.v1
+    aux = spec.holds_aux_logits(checkpoint.read_shapes(prefix))
     with tf.Graph().as_default() as graph:
         x = v1.placeholder(tf.float32, [None] + list(images.shape[1:]), name="images")
-        logits, _ = spec.build(x, num_classes, is_training=False, batch_norm=bn)
+        logits, end_points = spec.build(x, num_classes, is_training=False, batch_norm=bn,
+                                        create_aux_logits=aux)
         fetch = {}
         for op in graph.get_operations():
             if op.type.startswith("FusedBatchNorm") and not op.get_attr("is_training"):
@@ -90,6 +92,7 @@ def slim_measurements(spec, prefix, images, num_classes, bn):
             saver.restore(sess, prefix)
             served, values = sess.run([logits, {k: v[:4] for k, v in fetch.items()}],
                                       {x: images})
+            probe.check(prefix, sess, served, end_points, x, images, logits)
     layers = [compare(name, *values[name], fetch[name][4]) for name in fetch]
     batch_logits, _ = parity.slim_outputs(spec, prefix, images, num_classes,
                                           bn.replace(mode=batch_norm.BATCH_STATS))

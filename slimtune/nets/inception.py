@@ -33,12 +33,12 @@ def inception_arg_scope(weight_decay, bn):
 
 
 def _net(version):
-    def build(images, num_classes, is_training, scope):
+    def build(images, num_classes, is_training, scope, **aux):
         compat.apply()
         from tf_slim.nets import inception
 
         fn = getattr(inception, f"inception_v{version}")
-        return fn(images, num_classes=num_classes, is_training=is_training, scope=scope)
+        return fn(images, num_classes=num_classes, is_training=is_training, scope=scope, **aux)
 
     return build
 

@@ -80,9 +80,9 @@ HEADS = Heads(aux_on="Repeat_1/block17_20", aux_pool="Conv2d_1a_3x3",
               dropout="Dropout", flatten_first=True)
 
 
-def _net(images, num_classes, is_training, scope):
+def _net(images, num_classes, is_training, scope, create_aux_logits=True):
     return slim_table_net(images, num_classes, is_training, scope, "InceptionResnetV2",
-                          INCEPTION_RESNET_V2, HEADS)
+                          INCEPTION_RESNET_V2, HEADS, create_aux_logits)
 
 
 SPECS = (ModelSpec(

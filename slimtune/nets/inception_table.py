@@ -136,8 +136,10 @@ class Heads(NamedTuple):
     dropout_keep: float = 0.8
 
 
-def slim_table_net(images, num_classes, is_training, scope, default_scope, table, heads):
-    """The slim graph of a table network with its heads; returns ``(logits, end_points)``."""
+def slim_table_net(images, num_classes, is_training, scope, default_scope, table, heads,
+                   create_aux_logits=True):
+    """The slim graph of a table network with its heads (the auxiliary one only with
+    ``create_aux_logits``); returns ``(logits, end_points)``."""
     import tensorflow as tf
 
     from slimtune import compat
@@ -150,15 +152,16 @@ def slim_table_net(images, num_classes, is_training, scope, default_scope, table
         for op in table:
             net = slim_layer(net, op, end_points)
             end_points.setdefault(getattr(op, "scope", None) or op.name, net)
-        with tf.compat.v1.variable_scope("AuxLogits"):
-            aux = slim.avg_pool2d(end_points[heads.aux_on], [5, 5], stride=3, padding="VALID",
-                                  scope=heads.aux_pool)
-            aux = slim.conv2d(aux, 128, [1, 1], scope="Conv2d_1b_1x1")
-            aux = slim.conv2d(aux, 768, aux.shape[1:3].as_list(), padding="VALID",
-                              scope=heads.aux_conv)
-            aux = slim.fully_connected(slim.flatten(aux), num_classes, activation_fn=None,
-                                       scope=heads.aux_logits)
-        end_points["AuxLogits"] = aux
+        if create_aux_logits:
+            with tf.compat.v1.variable_scope("AuxLogits"):
+                aux = slim.avg_pool2d(end_points[heads.aux_on], [5, 5], stride=3,
+                                      padding="VALID", scope=heads.aux_pool)
+                aux = slim.conv2d(aux, 128, [1, 1], scope="Conv2d_1b_1x1")
+                aux = slim.conv2d(aux, 768, aux.shape[1:3].as_list(), padding="VALID",
+                                  scope=heads.aux_conv)
+                aux = slim.fully_connected(slim.flatten(aux), num_classes, activation_fn=None,
+                                           scope=heads.aux_logits)
+            end_points["AuxLogits"] = aux
         with tf.compat.v1.variable_scope("Logits"):
             net = slim.avg_pool2d(net, net.shape[1:3].as_list(), padding="VALID",
                                   scope=heads.pool)

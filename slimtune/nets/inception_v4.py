@@ -90,9 +90,9 @@ HEADS = Heads(aux_on="Mixed_6h", aux_pool="AvgPool_1a_5x5", aux_conv="Conv2d_2a"
               flatten_first=False)
 
 
-def _net(images, num_classes, is_training, scope):
+def _net(images, num_classes, is_training, scope, create_aux_logits=True):
     return slim_table_net(images, num_classes, is_training, scope, "InceptionV4", INCEPTION_V4,
-                          HEADS)
+                          HEADS, create_aux_logits)
 
 
 SPECS = (ModelSpec(
