@@ -13,23 +13,41 @@ DECAY_TYPES = ("fixed", "exponential", "polynomial")
 OPTIMIZERS = ("adadelta", "adagrad", "adam", "ftrl", "momentum", "rmsprop", "sgd")
 
 
+def decay_steps(cfg, num_samples_per_epoch):
+    """Steps between decays (exponential) or to the end rate (polynomial): research/slim's
+    ``int(num_samples_per_epoch / batch_size * num_epochs_per_decay)``, at least 1.
+
+    Both training engines' schedules use this one definition.
+    """
+    return max(1, int(num_samples_per_epoch / cfg.batch_size * cfg.num_epochs_per_decay))
+
+
+def unknown_decay_type(cfg):
+    return UsageError(f"unknown --learning_rate_decay_type {cfg.learning_rate_decay_type!r}: "
+                      f"choose one of {', '.join(DECAY_TYPES)}")
+
+
+def unknown_optimizer(cfg):
+    return UsageError(f"unknown --optimizer {cfg.optimizer!r}: choose one of "
+                      f"{', '.join(OPTIMIZERS)}")
+
+
 def learning_rate(cfg, global_step, num_samples_per_epoch):
     import tensorflow as tf
 
     v1 = tf.compat.v1
     if cfg.learning_rate_decay_type == "fixed":
         return tf.constant(cfg.learning_rate, name="fixed_learning_rate")
-    decay_steps = max(1, int(num_samples_per_epoch / cfg.batch_size * cfg.num_epochs_per_decay))
+    steps = decay_steps(cfg, num_samples_per_epoch)
     if cfg.learning_rate_decay_type == "exponential":
-        return v1.train.exponential_decay(cfg.learning_rate, global_step, decay_steps,
+        return v1.train.exponential_decay(cfg.learning_rate, global_step, steps,
                                           cfg.learning_rate_decay_factor, staircase=True,
                                           name="exponential_decay_learning_rate")
     if cfg.learning_rate_decay_type == "polynomial":
-        return v1.train.polynomial_decay(cfg.learning_rate, global_step, decay_steps,
+        return v1.train.polynomial_decay(cfg.learning_rate, global_step, steps,
                                          cfg.end_learning_rate, power=1.0, cycle=False,
                                          name="polynomial_decay_learning_rate")
-    raise UsageError(f"unknown --learning_rate_decay_type {cfg.learning_rate_decay_type!r}: "
-                     f"choose one of {', '.join(DECAY_TYPES)}")
+    raise unknown_decay_type(cfg)
 
 
 def optimizer(cfg, lr):
@@ -57,4 +75,4 @@ def optimizer(cfg, lr):
                                       epsilon=cfg.opt_epsilon)
     if name == "sgd":
         return train.GradientDescentOptimizer(lr)
-    raise UsageError(f"unknown --optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    raise unknown_optimizer(cfg)
