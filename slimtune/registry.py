@@ -70,6 +70,12 @@ class ModelSpec:
         from slimtune import compat
 
         slim = compat.apply()
+        graph = tf.compat.v1.get_default_graph()
+        if not is_training and graph.seed is None:
+            # Inference graphs are restored, never initialised, but TensorFlow refuses to
+            # create an unseeded initializer at all while op determinism is on (a seeded
+            # training run, or TF_DETERMINISTIC_OPS=1): any fixed seed will do.
+            tf.compat.v1.set_random_seed(0)
         bn = batch_norm or self.batch_norm
         net_training = is_training
         if bn is not None and bn.forced_training is not None and not self.has_dropout:
