@@ -30,7 +30,6 @@ START = time.perf_counter()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))  # slim_checkpoints: random BN statistics
 
 from absl import app, flags  # noqa: E402
 
@@ -95,7 +94,7 @@ def main(argv):
     if FLAGS.phase:
         print(json.dumps(run_phase(FLAGS.phase, FLAGS.prefix)))
         return 0
-    from slim_checkpoints import make_checkpoint
+    from slimtune.testing import make_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         log(f"writing a {FLAGS.model_name} checkpoint ({FLAGS.num_classes} classes, random "
