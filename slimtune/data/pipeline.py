@@ -52,15 +52,20 @@ def open_split(dataset_name, dataset_dir, split, file_pattern=None):
 
 
 def batches(split, preprocessing_name, image_size, batch_size, is_training,
-            num_classes, labels_offset=0, num_epochs=None, seed=None):
+            num_classes, labels_offset=0, num_epochs=None, seed=None, augment=None):
     """A ``tf.data.Dataset`` of ``(images [B,S,S,3] float32, labels [B] int64)``.
 
     Training data is shuffled and repeated (forever, or ``num_epochs`` times); eval data
     is read once in order, and its last batch may be short.  Labels are shifted by
     ``-labels_offset`` and checked against ``num_classes``: an out-of-range label fails
-    with a message naming the shard and record.
+    with a message naming the shard and record.  ``augment`` picks the training (random
+    crops, flips) or evaluation preprocessing; by default it follows ``is_training``.
+    With a ``seed`` the order of the shuffled data is the same on every run.
     """
     import tensorflow as tf
+
+    augment = is_training if augment is None else augment
+    in_order = not is_training or seed is not None
 
     files = tf.data.Dataset.from_tensor_slices(split.files)
     if is_training:
@@ -72,7 +77,7 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
 
     data = files.interleave(records_of, cycle_length=min(4, len(split.files)),
                             num_parallel_calls=tf.data.AUTOTUNE,
-                            deterministic=not is_training)
+                            deterministic=in_order)
     if is_training:
         data = data.shuffle(2048, seed=seed).repeat(num_epochs)
 
@@ -86,10 +91,10 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
              "num_classes", num_classes], name="label_in_range")
         with tf.control_dependencies([check]):
             label = tf.identity(label)
-        image = preprocess(preprocessing_name, image, image_size, image_size, is_training)
+        image = preprocess(preprocessing_name, image, image_size, image_size, augment)
         return image, label
 
-    data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training)
+    data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=in_order)
     data = data.batch(batch_size, drop_remainder=is_training)
     return data.prefetch(tf.data.AUTOTUNE)
 
