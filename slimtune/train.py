@@ -18,13 +18,15 @@ import os
 import time
 from typing import Optional
 
-from slimtune import checkpoint, compat, metadata, optim, registry
+from slimtune import batch_statistics, checkpoint, compat, metadata, optim, registry
 from slimtune.data import pipeline, tfrecord
 from slimtune.errors import DataError, TrainingDiverged, UsageError
 from slimtune.nets import batch_norm as bn_lib
 from slimtune.progress import Meter, format_seconds
 
 CHECKPOINT_BASENAME = "model.ckpt"
+# --precise_bn_batches: the final checkpoint with re-estimated BatchNorm statistics.
+PRECISE_BASENAME = "precise_bn.ckpt"
 
 
 @dataclasses.dataclass
@@ -81,6 +83,9 @@ class TrainConfig:
     save_summaries_secs: int = 600
     keep_checkpoint_max: int = 5
     seed: Optional[int] = None
+    # After the last step, re-estimate the BatchNorm statistics over this many batches
+    # of the training split (0: keep the moving averages); see _precise_batch_norm.
+    precise_bn_batches: int = 0
 
 
 @dataclasses.dataclass
@@ -128,6 +133,14 @@ def _validate(cfg, spec):
     if cfg.learning_rate_decay_type not in optim.DECAY_TYPES:
         raise UsageError(f"unknown --learning_rate_decay_type {cfg.learning_rate_decay_type!r}: "
                          f"choose one of {', '.join(optim.DECAY_TYPES)}")
+    if cfg.precise_bn_batches < 0:
+        raise UsageError(f"--precise_bn_batches={cfg.precise_bn_batches} must be 0 (off) or "
+                         "a number of batches")
+    if cfg.precise_bn_batches and (spec.batch_norm is None or cfg.freeze_batch_norm):
+        raise UsageError("--precise_bn_batches re-estimates BatchNorm statistics, but "
+                         + (f"{spec.name} has no BatchNorm" if spec.batch_norm is None else
+                            "--freeze_batch_norm keeps them fixed by design (training "
+                            "normalised with them)") + ": drop one of the two flags")
     return size
 
 
@@ -341,9 +354,8 @@ def train(cfg: TrainConfig, log=_log) -> TrainResult:
                 warm_start[1].restore(sess, warm_start[0])
         step = int(sess.run(t["global_step"]))
         if cfg.max_number_of_steps and step >= cfg.max_number_of_steps:
+            # No step runs; a --precise_bn_batches cut short last time still happens below.
             log(f"Already at step {step} >= --max_number_of_steps; nothing to do")
-            writer.close()
-            return TrainResult(tf.train.latest_checkpoint(cfg.train_dir), step, float("nan"), 0.0)
         meter = Meter(cfg.batch_size, step, cfg.max_number_of_steps)
         last_save = last_summary = time.monotonic()
         last_saved_step = step if tf.train.latest_checkpoint(cfg.train_dir) else None
@@ -388,8 +400,49 @@ def train(cfg: TrainConfig, log=_log) -> TrainResult:
     seconds = time.monotonic() - started
     final = tf.train.latest_checkpoint(cfg.train_dir)
     log(f"Finished at step {step} in {format_seconds(seconds)}: {final}")
+    if cfg.precise_bn_batches and not os.path.basename(final).startswith(PRECISE_BASENAME):
+        final = _precise_batch_norm(cfg, spec, split, bn, image_size, preprocessing,
+                                    num_classes, final, log)
     _report_doctor_findings(final, log)
     return TrainResult(final, step, loss, seconds)
+
+
+def _precise_batch_norm(cfg, spec, split, bn, image_size, preprocessing, num_classes, raw,
+                        log):
+    """Re-estimate the BatchNorm statistics of the final checkpoint ``raw`` and make the
+    result the train dir's latest checkpoint (``precise_bn.ckpt-<step>``); returns it.
+
+    The statistics are measured on ``precise_bn_batches`` batches of the training split
+    with evaluation preprocessing, as ``slimtune-recalibrate`` does by default (they serve
+    inference, whose inputs are evaluation-preprocessed), seeded by ``--seed``.  The raw
+    checkpoint stays; resuming continues from the recalibrated one, which holds every
+    other tensor (global step, optimizer slots) unchanged.
+    """
+    import tensorflow as tf
+
+    name = f"{PRECISE_BASENAME}-{raw.rsplit('-', 1)[1]}"
+    prefix = os.path.join(cfg.train_dir, name)
+    log(f"Re-estimating the BatchNorm statistics of {raw} over {cfg.precise_bn_batches} "
+        f"batches of {split.dataset_name}/{split.split} (--precise_bn_batches), "
+        f"{preprocessing} evaluation preprocessing")
+    batches = batch_statistics.image_batches(split, preprocessing, image_size, cfg.batch_size,
+                                             cfg.seed or 0)
+    tensors, layers, note = batch_statistics.recalibrated_checkpoint(
+        spec, raw, checkpoint.read_tensors(raw), num_classes, bn, batches,
+        cfg.precise_bn_batches, log)
+    batch_statistics.write_checkpoint(prefix, tensors, raw)
+    state = tf.train.get_checkpoint_state(cfg.train_dir)
+    kept = [p for p in state.all_model_checkpoint_paths if p != prefix] if state else [raw]
+    tf.compat.v1.train.update_checkpoint_state(cfg.train_dir, prefix, kept + [prefix])
+    meta = metadata.read(cfg.train_dir)
+    meta[batch_statistics.RECORD_KEY] = list(meta.get(batch_statistics.RECORD_KEY) or []) + [
+        batch_statistics.record(name, os.path.abspath(raw), split, cfg.precise_bn_batches,
+                                cfg.batch_size, cfg.precise_bn_batches * cfg.batch_size,
+                                preprocessing, False, image_size, layers, note=note)]
+    metadata.write(cfg.train_dir, meta)
+    log(f"Final checkpoint {prefix}: {layers} BatchNorm layers re-estimated, every other "
+        f"tensor as in {os.path.basename(raw)} (kept)")
+    return prefix
 
 
 def _report_doctor_findings(prefix, log):

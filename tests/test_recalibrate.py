@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read
-from slimtune import batch_statistics, metadata, recalibrate, registry
+from slimtune import batch_statistics, metadata, recalibrate, registry, train
 from slimtune.convert import parity
 from slimtune.data import pipeline
 from slimtune.doctor import statistics_checks
@@ -294,3 +294,81 @@ def test_seed_001_broken_run_recalibrated_serves_like_batch_statistics(
     assert batch_top1 - before_top1 > 0.5 and before_chance < 1e-9  # the gap was real
     assert after_chance >= statistics_checks.GAP_CHANCE  # and now it is within chance
     assert served_top1 > 0.8
+
+
+def test_precise_bn_batches_makes_the_final_checkpoint(tmp_path, digits_dir):
+    """slimtune-train --precise_bn_batches: the recalibrated checkpoint becomes the
+    latest, the raw one stays, and resuming continues from the recalibrated one."""
+    settings = dict(train_dir=str(tmp_path / "run"), dataset_name="digits",
+                    model_name="resnet_v1_50", preprocessing_name="lenet",
+                    train_image_size=32, batch_size=4, max_number_of_steps=3,
+                    optimizer="momentum", learning_rate=0.01, learning_rate_decay_type="fixed",
+                    log_every_n_steps=1, seed=0, precise_bn_batches=2)
+    lines = []
+    result = train.train(train.TrainConfig(**settings), log=lines.append)
+    run = tmp_path / "run"
+    assert result.checkpoint == str(run / "precise_bn.ckpt-3")
+    assert tf.train.latest_checkpoint(str(run)) == result.checkpoint
+    raw, precise = read(str(run / "model.ckpt-3")), read(result.checkpoint)
+    changed = {n for n in raw if not np.array_equal(raw[n], precise[n])}
+    assert changed == {n for n in raw if n.endswith(("moving_mean", "moving_variance"))}
+    assert os.path.exists(result.checkpoint + ".meta")
+    (entry,) = metadata.read(str(run))[batch_statistics.RECORD_KEY]
+    assert entry["checkpoint"] == "precise_bn.ckpt-3" and entry["num_batches"] == 2
+    # Three steps at decay 0.997 leave the moving averages 99% 0/1 (the doctor warns on
+    # such a run); the recalibrated checkpoint is judged as measured instead.
+    assert not any("bn-decay-too-slow" in line for line in lines), lines
+
+    settings["max_number_of_steps"] = 4
+    lines = []
+    result = train.train(train.TrainConfig(**settings), log=lines.append)
+    assert f"Resuming from {run / 'precise_bn.ckpt-3'}" in lines
+    assert result.checkpoint == str(run / "precise_bn.ckpt-4")
+    assert int(read(result.checkpoint)["global_step"]) == 4
+
+    settings["freeze_batch_norm"] = True
+    with pytest.raises(UsageError, match="--freeze_batch_norm"):
+        train.train(train.TrainConfig(**settings))
+
+
+def _digits_run(train_dir, decay, precise_bn_batches):
+    """resnet_v1_50 on digits at 32 px, 100 steps of 32 (README's commands)."""
+    return train.train(train.TrainConfig(
+        train_dir=str(train_dir), dataset_name="digits", model_name="resnet_v1_50",
+        preprocessing_name="lenet", train_image_size=32, batch_size=32,
+        max_number_of_steps=100, optimizer="adam", learning_rate=1e-3, opt_epsilon=1e-8,
+        learning_rate_decay_type="fixed", batch_norm_decay=decay, log_every_n_steps=50,
+        seed=0, precise_bn_batches=precise_bn_batches))
+
+
+def _served_and_batch(prefix, images, decay):
+    spec = registry.get("resnet_v1_50")
+    served, batch, _ = statistics_checks.slim_measurements(
+        spec, prefix, images, 10, spec.batch_norm.replace(decay=decay))
+    return served, batch
+
+
+@pytest.mark.slow  # two 100-step resnet_v1_50 runs (README's table comes from these)
+@pytest.mark.parametrize("decay", [0.9999, 0.9])
+def test_precise_bn_on_a_digits_run(tmp_path, digits_dir, decay):
+    """Acceptance.  Decay 0.9999: after 100 steps the moving statistics are still 99%
+    their initial 0/1, so served top-1 is far below batch-statistics top-1; after
+    --precise_bn_batches=40 it is within 3 points and within chance.  Decay 0.9, a
+    healthy run: recalibration does not lower served top-1 beyond chance."""
+    result = _digits_run(tmp_path / "run", decay, 40)
+    images, labels = pipeline.load_eval_arrays("digits", digits_dir, "validation", "lenet", 32)
+    raw, _ = _served_and_batch(str(tmp_path / "run" / "model.ckpt-100"), images, decay)
+    served, batch = _served_and_batch(result.checkpoint, images, decay)
+    batch_top1, raw_top1, raw_chance = _top1_and_chance(batch, raw, labels)
+    _, served_top1, served_chance = _top1_and_chance(batch, served, labels)
+    _, _, lowered_chance = _top1_and_chance(raw, served, labels)
+    print(f"decay {decay} on {len(labels)} images: served {raw_top1:.3f} -> {served_top1:.3f}, "
+          f"batch statistics {batch_top1:.3f}; chance of the gap before {raw_chance:.2g}, "
+          f"after {served_chance:.2g}; of the drop {lowered_chance:.2g}")
+    assert lowered_chance >= statistics_checks.GAP_CHANCE  # never lowered beyond chance
+    if decay == 0.9999:
+        assert batch_top1 - raw_top1 > 0.5 and raw_chance < 1e-9
+        assert batch_top1 - served_top1 <= 0.03
+        assert served_chance >= statistics_checks.GAP_CHANCE
+    else:
+        assert raw_top1 > 0.8  # healthy before
