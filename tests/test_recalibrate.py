@@ -296,16 +296,25 @@ def test_seed_001_broken_run_recalibrated_serves_like_batch_statistics(
     assert served_top1 > 0.8
 
 
-def test_precise_bn_batches_makes_the_final_checkpoint(tmp_path, digits_dir):
-    """slimtune-train --precise_bn_batches: the recalibrated checkpoint becomes the
-    latest, the raw one stays, and resuming continues from the recalibrated one."""
-    settings = dict(train_dir=str(tmp_path / "run"), dataset_name="digits",
+def _precise_run(train_dir, **changes):
+    """Three resnet_v1_50 steps then --precise_bn_batches=2; returns (result, log lines)."""
+    settings = dict(train_dir=str(train_dir), dataset_name="digits",
                     model_name="resnet_v1_50", preprocessing_name="lenet",
                     train_image_size=32, batch_size=4, max_number_of_steps=3,
                     optimizer="momentum", learning_rate=0.01, learning_rate_decay_type="fixed",
                     log_every_n_steps=1, seed=0, precise_bn_batches=2)
+    settings.update(changes)
     lines = []
-    result = train.train(train.TrainConfig(**settings), log=lines.append)
+    return train.train(train.TrainConfig(**settings), log=lines.append), lines
+
+
+def test_precise_bn_batches_makes_the_final_checkpoint(tmp_path, digits_dir):
+    """slimtune-train --precise_bn_batches: the recalibrated checkpoint becomes the
+    latest, the raw one stays, slimtune.json says so."""
+    with pytest.raises(UsageError, match="--freeze_batch_norm"):
+        _precise_run(tmp_path / "frozen", freeze_batch_norm=True)
+    assert not (tmp_path / "frozen").exists()  # refused before anything was written
+    result, lines = _precise_run(tmp_path / "run")
     run = tmp_path / "run"
     assert result.checkpoint == str(run / "precise_bn.ckpt-3")
     assert tf.train.latest_checkpoint(str(run)) == result.checkpoint
@@ -319,16 +328,27 @@ def test_precise_bn_batches_makes_the_final_checkpoint(tmp_path, digits_dir):
     # such a run); the recalibrated checkpoint is judged as measured instead.
     assert not any("bn-decay-too-slow" in line for line in lines), lines
 
-    settings["max_number_of_steps"] = 4
-    lines = []
-    result = train.train(train.TrainConfig(**settings), log=lines.append)
+
+@pytest.mark.slow  # three short training runs
+def test_precise_bn_batches_survives_interruption_and_resume(tmp_path, digits_dir):
+    result, _ = _precise_run(tmp_path / "run")
+    run = tmp_path / "run"
+    precise = read(result.checkpoint)
+    # Stopped during the recalibration: the same command does it, and gets the same
+    # statistics (seeded batches).
+    for name in os.listdir(run):
+        if name.startswith("precise_bn.ckpt-3"):
+            os.remove(run / name)
+    v1.train.update_checkpoint_state(str(run), str(run / "model.ckpt-3"))
+    again, lines = _precise_run(run)
+    assert "Already at step 3 >= --max_number_of_steps; nothing to do" in lines
+    assert again.checkpoint == str(run / "precise_bn.ckpt-3")
+    assert all(np.array_equal(precise[n], v) for n, v in read(again.checkpoint).items())
+    # Resuming continues from the recalibrated checkpoint.
+    result, lines = _precise_run(run, max_number_of_steps=4)
     assert f"Resuming from {run / 'precise_bn.ckpt-3'}" in lines
     assert result.checkpoint == str(run / "precise_bn.ckpt-4")
     assert int(read(result.checkpoint)["global_step"]) == 4
-
-    settings["freeze_batch_norm"] = True
-    with pytest.raises(UsageError, match="--freeze_batch_norm"):
-        train.train(train.TrainConfig(**settings))
 
 
 def _digits_run(train_dir, decay, precise_bn_batches):
