@@ -335,13 +335,11 @@ def image_batches(split, preprocessing, image_size, batch_size, seed, augment=Fa
 
     Evaluation preprocessing unless ``augment``: the statistics serve inference, whose
     inputs are evaluation-preprocessed.  Labels are not used (any label is in range).
+    The order of images follows ``seed``; augmented images do not repeat exactly, since
+    the pipeline draws its random crops and flips in parallel map calls.
     """
-    import tensorflow as tf
-
     from slimtune.data import pipeline
 
-    if augment:
-        tf.random.set_seed(seed)  # the random crops and flips repeat too
     data = pipeline.batches(split, preprocessing, image_size, batch_size, is_training=True,
                             num_classes=split.num_classes, seed=seed, augment=augment)
     return (images.numpy() for images, _ in data)
@@ -368,8 +366,15 @@ def recalibrated_checkpoint(spec, prefix, tensors, num_classes, bn, batches, num
     for layer, m in moments.items():
         tensors[layer + "/moving_mean"] = m.mean.astype(np.float32)
         tensors[layer + "/moving_variance"] = m.variance().astype(np.float32)
-    note = ema_note(tensors)
-    if note:
+    notes = [ema_note(tensors)]
+    outside = sorted(n[: -len("/moving_mean")] for n in tensors if n.endswith("/moving_mean")
+                     and n[: -len("/moving_mean")] not in moments)
+    if outside:
+        notes.append(f"{len(outside)} BatchNorm layers of the checkpoint are not in the "
+                     f"{spec.name} graph and keep their statistics: {', '.join(outside[:3])}"
+                     + (" ..." if len(outside) > 3 else ""))
+    note = "; ".join(n for n in notes if n) or None
+    if note and log:
         log(note)
     return tensors, len(moments), note
 

@@ -38,7 +38,7 @@ normalised with their moving statistics, so serving already matches it.
   slimtune-recalibrate --checkpoint_path=/tmp/run --output_dir=/tmp/run_precise
   slimtune-recalibrate --checkpoint_path=/tmp/seed001/model.ckpt-100 \\
       --model_name=resnet_v1_50 --image_size=32 --dataset_name=digits \\
-      --output_dir=/tmp/seed001_precise
+      --output_dir=/tmp/seed001_recalibrated
   slimtune-recalibrate --checkpoint_path=/tmp/keras_digits --dataset_name=digits \\
       --output_dir=/tmp/keras_digits_precise
 
@@ -74,7 +74,9 @@ F.DEFINE_string("preprocessing_name", None, "inception, vgg, densenet or lenet (
                 "trained or converted).")
 F.DEFINE_integer("image_size", None, "Input size (default: as trained or converted).")
 F.DEFINE_boolean("train_preprocessing", False, "Measure on training-preprocessed (randomly "
-                 "cropped, flipped) images instead of evaluation-preprocessed ones.")
+                 "cropped, flipped) images instead of evaluation-preprocessed ones. The crops "
+                 "and flips differ from run to run (drawn in parallel); the order of images "
+                 "still follows --seed.")
 F.DEFINE_boolean("include_frozen", False, "Also re-estimate BatchNorm that training kept "
                  "frozen (--freeze_batch_norm runs, Keras layers with trainable=False).")
 F.DEFINE_integer("seed", 0, "Seed of the shuffled order of images: the same seed gives the "
