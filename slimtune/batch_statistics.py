@@ -415,6 +415,13 @@ def record(checkpoint_name, source, split, num_batches, batch_size, images, prep
     return entry
 
 
+def with_record(meta, entry):
+    """A copy of ``meta`` (a slimtune.json dict) with ``entry`` added to its records."""
+    out = dict(meta or {})
+    out[RECORD_KEY] = list(out.get(RECORD_KEY) or []) + [entry]
+    return out
+
+
 def recalibration_of(meta, path):
     """The slimtune.json record of the recalibration that wrote ``path``, or None."""
     name = os.path.basename(path)

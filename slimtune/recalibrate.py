@@ -70,9 +70,9 @@ def _check_flags(cfg):
         raise UsageError(f"--batch_size={cfg.batch_size} is too small: BatchNorm in training "
                          "mode needs several images per batch (16 or more is usual)")
     path = cfg.checkpoint_path.rstrip("/")
-    for source_dir in (path, os.path.dirname(path) or "."):
-        if os.path.isdir(source_dir):
-            _check_not_in_place(cfg, source_dir)
+    # A directory, or a prefix / .keras file inside one (what resolving finds is checked
+    # again once resolved).
+    _check_not_in_place(cfg, path if os.path.isdir(path) else os.path.dirname(path) or ".")
     if os.path.exists(cfg.output_dir) and (not os.path.isdir(cfg.output_dir)
                                            or os.listdir(cfg.output_dir)):
         raise UsageError(f"--output_dir={cfg.output_dir} exists and is not empty: choose a new "
@@ -135,12 +135,6 @@ def _write(cfg, fill, name, what, started, log):
         f"{format_seconds(time.monotonic() - started)}")
 
 
-def _meta_out(meta, entry):
-    out = dict(meta)
-    out[batch_statistics.RECORD_KEY] = list(meta.get(batch_statistics.RECORD_KEY) or []) + [entry]
-    return out
-
-
 def recalibrate_slim(cfg, log=_log):
     prefix = checkpoint.resolve(cfg.checkpoint_path)
     _check_not_in_place(cfg, os.path.dirname(prefix) or ".")
@@ -166,7 +160,7 @@ def recalibrate_slim(cfg, log=_log):
         cfg.num_batches, log)
     name = os.path.basename(prefix)
     entry = _record(cfg, name, prefix, split, preprocessing, size, layers, note=note)
-    meta_out = _meta_out(meta, entry)
+    meta_out = batch_statistics.with_record(meta, entry)
     # A checkpoint without slimtune.json (a hand-written run) gets what later tools need.
     meta_out.setdefault("model_name", spec.name)
     meta_out.setdefault("num_classes", num_classes)
@@ -231,7 +225,7 @@ def recalibrate_keras(cfg, log=_log):
             f"{', '.join(left_alone[:3])}{' ...' if len(left_alone) > 3 else ''}")
     batch_statistics.assign_keras(model, moments)
     entry = _record(cfg, KERAS_FILE, path, split, preprocessing, size, len(moments), left_alone)
-    meta_out = _meta_out(meta, entry)
+    meta_out = batch_statistics.with_record(meta, entry)
     meta_out.setdefault("image_size", size)
     meta_out.setdefault("preprocessing", preprocessing)
     # Only the .keras is written; a SavedModel beside the source would be stale.

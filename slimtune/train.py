@@ -434,12 +434,12 @@ def _precise_batch_norm(cfg, spec, split, bn, image_size, preprocessing, num_cla
     state = tf.train.get_checkpoint_state(cfg.train_dir)
     kept = [p for p in state.all_model_checkpoint_paths if p != prefix] if state else [raw]
     tf.compat.v1.train.update_checkpoint_state(cfg.train_dir, prefix, kept + [prefix])
-    meta = metadata.read(cfg.train_dir)
-    meta[batch_statistics.RECORD_KEY] = list(meta.get(batch_statistics.RECORD_KEY) or []) + [
-        batch_statistics.record(name, os.path.abspath(raw), split, cfg.precise_bn_batches,
-                                cfg.batch_size, cfg.precise_bn_batches * cfg.batch_size,
-                                preprocessing, False, image_size, layers, note=note)]
-    metadata.write(cfg.train_dir, meta)
+    entry = batch_statistics.record(
+        name, os.path.abspath(raw), split, cfg.precise_bn_batches, cfg.batch_size,
+        cfg.precise_bn_batches * cfg.batch_size, preprocessing, False, image_size, layers,
+        note=note)
+    metadata.write(cfg.train_dir, batch_statistics.with_record(metadata.read(cfg.train_dir),
+                                                               entry))
     log(f"Final checkpoint {prefix}: {layers} BatchNorm layers re-estimated, every other "
         f"tensor as in {os.path.basename(raw)} (kept)")
     return prefix
