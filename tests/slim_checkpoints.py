@@ -7,7 +7,7 @@ so every test checkpoint gets the distributions of ENGINEERING section 7.
 import numpy as np
 import tensorflow as tf
 
-from slimtune import registry
+from slimtune import checkpoint, registry
 
 v1 = tf.compat.v1
 
@@ -81,11 +81,7 @@ def read(prefix):
 
 def write(prefix, tensors):
     """Save ``{name: array}`` as a checkpoint (to plant faults in real ones)."""
-    with tf.Graph().as_default():
-        variables = {name: v1.Variable(value, name=name) for name, value in tensors.items()}
-        with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
-            return v1.train.Saver(variables).save(sess, prefix)
+    return checkpoint.write(prefix, tensors)
 
 
 def freeze(prefix, path, model_name, size, num_classes, is_training, batch_norm=None):

@@ -13,7 +13,6 @@ reported as a parity failure.
 
 import dataclasses
 import os
-import shutil
 import time
 from typing import Optional, Sequence
 
@@ -166,22 +165,14 @@ def check_parity(spec, src, model, num_classes, bn, cfg, size, variable_map, log
 
 
 def _write(model, cfg, meta_out, log):
-    parent = os.path.dirname(os.path.abspath(cfg.output_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(cfg.output_dir)}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    try:
+    def fill(tmp):
         model.save(os.path.join(tmp, KERAS_FILE))
         log(f"wrote {KERAS_FILE}; exporting the SavedModel")
         model.export(os.path.join(tmp, SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
         metadata.write(tmp, meta_out)
-        if os.path.exists(cfg.output_dir):
-            shutil.rmtree(cfg.output_dir)  # empty, or --overwrite
-        os.replace(tmp, cfg.output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    # output_dir is absent, empty, or --overwrite (checked before any work)
+    metadata.write_directory(cfg.output_dir, fill)
 
 
 def convert(cfg: ConvertConfig, log=_log):
