@@ -50,6 +50,40 @@ def read_shapes(prefix):
     return {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
 
 
+def read_tensors(prefix):
+    """``{name: array}`` of every tensor in checkpoint ``prefix``, dtypes kept."""
+    import tensorflow as tf
+
+    read_shapes(prefix)  # a clear error for unreadable files
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def write(prefix, tensors):
+    """Save ``{name: array}`` as a TensorFlow checkpoint at ``prefix``; returns ``prefix``.
+
+    Every tensor keeps its name, dtype and shape.  Values are fed, not embedded in the
+    graph, so a large checkpoint does not meet the 2 GB graph limit.  No ``checkpoint``
+    state file and no ``.meta`` are written: the caller decides what is latest.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        feeds, saved = {}, {}
+        for index, (name, value) in enumerate(sorted(tensors.items())):
+            value = np.asarray(value)
+            fed = v1.placeholder(tf.as_dtype(value.dtype), value.shape)
+            saved[name] = v1.Variable(fed, name=f"tensor_{index}", trainable=False)
+            feeds[fed] = value
+        saver = v1.train.Saver(saved, save_relative_paths=True)
+        with v1.Session() as sess:
+            sess.run([v.initializer for v in saved.values()], feeds)
+            saver.save(sess, prefix, write_meta_graph=False, write_state=False)
+    return prefix
+
+
 def logits_classes(spec, shapes, where="checkpoint"):
     """Class count of the logits layer, from ``{name: shape}`` (or ``{name: array}``).
 

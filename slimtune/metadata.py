@@ -8,6 +8,7 @@ preprocessing and image size.
 
 import json
 import os
+import shutil
 
 FILENAME = "slimtune.json"
 
@@ -25,6 +26,26 @@ def write(directory, data):
         f.write("\n")
     os.replace(tmp, path)
     return path
+
+
+def write_directory(directory, fill):
+    """Create ``directory`` all at once: ``fill(tmp)`` writes into a temporary sibling,
+    which takes the place of ``directory`` (absent, empty or meant to be overwritten:
+    the caller checks) only when complete.  On any failure nothing is left behind."""
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(directory))}"
+                               f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        fill(tmp)
+        if os.path.exists(directory):
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def read(directory):

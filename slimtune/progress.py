@@ -37,8 +37,8 @@ class Meter:
         steps_left = max(self.total_steps - step, 0)
         return format_seconds(steps_left * self.batch_size / self.images_per_sec)
 
-    def line(self, step, **values):
+    def line(self, step, label="step", **values):
         total = f"/{self.total_steps}" if self.total_steps else ""
         fields = "  ".join(f"{k} {v}" for k, v in values.items())
-        return (f"step {step}{total}  {fields}  {self.images_per_sec:.1f} img/s  "
+        return (f"{label} {step}{total}  {fields}  {self.images_per_sec:.1f} img/s  "
                 f"ETA {self.eta(step)}")

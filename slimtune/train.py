@@ -32,7 +32,7 @@ import os
 import time
 from typing import Optional
 
-from slimtune import checkpoint, compat, metadata, optim, registry
+from slimtune import batch_statistics, checkpoint, compat, metadata, optim, registry
 from slimtune.data import pipeline, tfrecord
 from slimtune.errors import BrokenCheckpoint, DataError, TrainingDiverged, UsageError
 from slimtune.nets import batch_norm as bn_lib
@@ -42,6 +42,8 @@ CHECKPOINT_BASENAME = "model.ckpt"
 # Images the final checkpoint's inference outputs are checked on: a checkpoint whose
 # weights are starting to overflow can give NaN for some images and not others.
 FINAL_CHECK_IMAGES = 32
+# --precise_bn_batches: the final checkpoint with re-estimated BatchNorm statistics.
+PRECISE_BASENAME = "precise_bn.ckpt"
 
 
 @dataclasses.dataclass
@@ -99,6 +101,9 @@ class TrainConfig:
     keep_checkpoint_max: int = 5
     seed: Optional[int] = None
     deterministic: Optional[bool] = None  # None: when seeded
+    # After the last step, re-estimate the BatchNorm statistics over this many batches
+    # of the training split (0: keep the moving averages); see _precise_batch_norm.
+    precise_bn_batches: int = 0
 
 
 @dataclasses.dataclass
@@ -155,6 +160,14 @@ def _validate(cfg, spec):
     if cfg.learning_rate_decay_type not in optim.DECAY_TYPES:
         raise UsageError(f"unknown --learning_rate_decay_type {cfg.learning_rate_decay_type!r}: "
                          f"choose one of {', '.join(optim.DECAY_TYPES)}")
+    if cfg.precise_bn_batches < 0:
+        raise UsageError(f"--precise_bn_batches={cfg.precise_bn_batches} must be 0 (off) or "
+                         "a number of batches")
+    if cfg.precise_bn_batches and (spec.batch_norm is None or cfg.freeze_batch_norm):
+        raise UsageError("--precise_bn_batches re-estimates BatchNorm statistics, but "
+                         + (f"{spec.name} has no BatchNorm" if spec.batch_norm is None else
+                            "--freeze_batch_norm keeps them fixed by design (training "
+                            "normalised with them)") + ": drop one of the two flags")
     return size
 
 
@@ -420,9 +433,8 @@ def _train(cfg, log):
                 warm_start[1].restore(sess, warm_start[0])
         step = int(sess.run(t["global_step"]))
         if cfg.max_number_of_steps and step >= cfg.max_number_of_steps:
+            # No step runs; a --precise_bn_batches cut short last time still happens below.
             log(f"Already at step {step} >= --max_number_of_steps; nothing to do")
-            writer.close()
-            return TrainResult(tf.train.latest_checkpoint(cfg.train_dir), step, float("nan"), 0.0)
         meter = Meter(cfg.batch_size, step, cfg.max_number_of_steps)
         last_save = last_summary = time.monotonic()
         last_saved_step = step if tf.train.latest_checkpoint(cfg.train_dir) else None
@@ -469,6 +481,9 @@ def _train(cfg, log):
     log(f"Finished at step {step} in {format_seconds(seconds)}: {final}")
     _check_final_outputs(spec, final, split, num_classes, bn, image_size, preprocessing, cfg,
                          log)
+    if cfg.precise_bn_batches and not os.path.basename(final).startswith(PRECISE_BASENAME):
+        final = _precise_batch_norm(cfg, spec, split, bn, image_size, preprocessing,
+                                    num_classes, final, log)
     _report_doctor_findings(final, log, reported)
     return TrainResult(final, step, loss, seconds)
 
@@ -493,6 +508,44 @@ def _check_final_outputs(spec, prefix, split, num_classes, bn, image_size, prepr
         log(f"WARNING: {str(e).splitlines()[0]}")
     except tf.errors.OpError as e:  # a check must never fail a finished run
         log(f"could not check the outputs of {prefix}: {e.message.splitlines()[0]}")
+
+
+def _precise_batch_norm(cfg, spec, split, bn, image_size, preprocessing, num_classes, raw,
+                        log):
+    """Re-estimate the BatchNorm statistics of the final checkpoint ``raw`` and make the
+    result the train dir's latest checkpoint (``precise_bn.ckpt-<step>``); returns it.
+
+    The statistics are measured on ``precise_bn_batches`` batches of the training split
+    with evaluation preprocessing, as ``slimtune-recalibrate`` does by default (they serve
+    inference, whose inputs are evaluation-preprocessed), seeded by ``--seed``.  The raw
+    checkpoint stays; resuming continues from the recalibrated one, which holds every
+    other tensor (global step, optimizer slots) unchanged.
+    """
+    import tensorflow as tf
+
+    name = f"{PRECISE_BASENAME}-{raw.rsplit('-', 1)[1]}"
+    prefix = os.path.join(cfg.train_dir, name)
+    log(f"Re-estimating the BatchNorm statistics of {raw} over {cfg.precise_bn_batches} "
+        f"batches of {split.dataset_name}/{split.split} (--precise_bn_batches), "
+        f"{preprocessing} evaluation preprocessing")
+    batches = batch_statistics.image_batches(split, preprocessing, image_size, cfg.batch_size,
+                                             cfg.seed or 0)
+    tensors, layers, note = batch_statistics.recalibrated_checkpoint(
+        spec, raw, checkpoint.read_tensors(raw), num_classes, bn, batches,
+        cfg.precise_bn_batches, log)
+    batch_statistics.write_checkpoint(prefix, tensors, raw)
+    state = tf.train.get_checkpoint_state(cfg.train_dir)
+    kept = [p for p in state.all_model_checkpoint_paths if p != prefix] if state else [raw]
+    tf.compat.v1.train.update_checkpoint_state(cfg.train_dir, prefix, kept + [prefix])
+    entry = batch_statistics.record(
+        name, os.path.abspath(raw), split, cfg.precise_bn_batches, cfg.batch_size,
+        cfg.precise_bn_batches * cfg.batch_size, preprocessing, False, image_size, layers,
+        note=note)
+    metadata.write(cfg.train_dir, batch_statistics.with_record(metadata.read(cfg.train_dir),
+                                                               entry))
+    log(f"Final checkpoint {prefix}: {layers} BatchNorm layers re-estimated, every other "
+        f"tensor as in {os.path.basename(raw)} (kept)")
+    return prefix
 
 
 def _report_graph_findings(graph, log):

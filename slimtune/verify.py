@@ -157,7 +157,7 @@ def _open_saved_model(path, signature_name):
 
 def _keras_statistics(model):
     """Moving statistics of every BatchNormalization layer, in network order."""
-    from slimtune.doctor.keras_checks import batch_norm_layers
+    from slimtune.batch_statistics import batch_norm_layers
 
     return {layer.name: (np.asarray(layer.moving_mean), np.asarray(layer.moving_variance))
             for layer in batch_norm_layers(model)}

@@ -1,6 +1,7 @@
 """Shared fixtures: quiet TensorFlow, and the built-in digits written once per session."""
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # slimtune's own default (see slimtune/__init__.py), set before any test module imports
@@ -23,6 +24,26 @@ def digits_dir(tmp_path_factory):
 def _checkpoint_cache(tmp_path_factory):
     """Archives and manifest names unpack here, never into the repository's cache."""
     os.environ["SLIMTUNE_CHECKPOINTS"] = str(tmp_path_factory.mktemp("checkpoint-cache"))
+
+
+@pytest.fixture(scope="session")
+def seed_001(digits_dir):
+    """``(train(dir, fixed), doctor check settings)`` for seed 001's script on digits."""
+    from slimtune.data import pipeline
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples"))
+    import seed_001_user_script as script
+
+    images, labels = pipeline.load_eval_arrays("digits", digits_dir, "train", "vgg", 32)
+    check = {"model_name": "resnet_v1_50", "dataset_name": "digits", "image_size": 32}
+    return (lambda path, fixed: script.train(path, images, labels, fixed=fixed)), check
+
+
+@pytest.fixture(scope="session")
+def seed_001_broken(seed_001, tmp_path_factory):
+    """Seed 001's broken run (update ops never run: statistics at 0/1 after 100 steps),
+    trained once for the doctor's and the recalibration's tests."""
+    return seed_001[0](str(tmp_path_factory.mktemp("seed001") / "broken"), False)
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ statistics of ENGINEERING section 7), reading and writing raw tensors, freezing.
 
 import tensorflow as tf
 
-from slimtune import registry
+from slimtune import checkpoint, registry
 from slimtune.testing import make_checkpoint  # noqa: F401  (the tests' one import point)
 
 v1 = tf.compat.v1
@@ -18,11 +18,7 @@ def read(prefix):
 
 def write(prefix, tensors):
     """Save ``{name: array}`` as a checkpoint (to plant faults in real ones)."""
-    with tf.Graph().as_default():
-        variables = {name: v1.Variable(value, name=name) for name, value in tensors.items()}
-        with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
-            return v1.train.Saver(variables).save(sess, prefix)
+    return checkpoint.write(prefix, tensors)
 
 
 def freeze(prefix, path, model_name, size, num_classes, is_training, batch_norm=None):

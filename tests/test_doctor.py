@@ -272,26 +272,12 @@ def test_batch_norm_over_few_values_is_a_warning(tmp_path):
     assert not codes & {"bn-few-values", "bn-single-value"}
 
 
-@pytest.fixture(scope="module")
-def seed_001(digits_dir):
-    """``(train(dir, fixed), doctor check settings)`` for seed 001's script on digits."""
-    from slimtune.data import pipeline
-
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
-    import seed_001_user_script as script
-
-    images, labels = pipeline.load_eval_arrays("digits", digits_dir, "train", "vgg", 32)
-    check = {"model_name": "resnet_v1_50", "dataset_name": "digits", "image_size": 32}
-    return (lambda path, fixed: script.train(path, images, labels, fixed=fixed)), check
-
-
-def test_seed_001_end_to_end_eval_gap_names_batch_norm(tmp_path, seed_001):
+def test_seed_001_end_to_end_eval_gap_names_batch_norm(seed_001, seed_001_broken):
     """Train well, evaluate with is_training=False and get chance; "set is_training=True
     at test time and it works again".  The doctor runs the same weights both ways on
     held-out digits and names BatchNorm, and the first layer whose statistics are off."""
-    train_like_seed_001, check = seed_001
-    broken = train_like_seed_001(str(tmp_path / "broken"), False)
-    report = doctor.diagnose(doctor.DoctorConfig(train_dir=broken, **check))
+    _, check = seed_001
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=seed_001_broken, **check))
     print("\n".join(report.lines()))
     gap = next(f for f in report.findings if f.code == "bn-eval-gap")
     assert gap.severity == "error"
@@ -301,6 +287,10 @@ def test_seed_001_end_to_end_eval_gap_names_batch_norm(tmp_path, seed_001):
     assert served < 0.3 and batch_stats > 0.7, gap.evidence
     assert "first layer off is resnet_v1_50/conv1/BatchNorm" in gap.evidence
     assert "bn-stats-mismatch" in _codes(report, "warning")
+    # The repair offered is a command that runs as written (tests/test_recalibrate.py).
+    assert (f"slimtune-recalibrate --checkpoint_path={seed_001_broken}/model.ckpt-100 "
+            "--model_name=resnet_v1_50 --dataset_name=digits --image_size=32 "
+            f"--output_dir={seed_001_broken}_recalibrated") in gap.fix
 
 
 def _gap(n, both, batch_only, served_only):

@@ -10,6 +10,8 @@ existing command lines and --flagfile files work.  Differences that matter:
     published 0.997-0.9997 leaves the moving statistics near their start).
   * --freeze_batch_norm: BatchNorm normalises with the checkpoint's moving statistics,
     never updates them, and gamma/beta stay fixed.  Dropout still drops while training.
+  * --precise_bn_batches=N replaces the moving averages of the BatchNorm statistics
+    by their exact values for the final weights, measured on N batches.
   * A checkpoint already in --train_dir is resumed (global step and all) and
     --checkpoint_path is then ignored.
   * --seed=N makes the run repeatable: two runs with the same seed on the same
@@ -85,6 +87,12 @@ F.DEFINE_float("batch_norm_epsilon", None, "BatchNorm epsilon (default: the arch
 F.DEFINE_boolean("freeze_batch_norm", False, "Use the moving statistics while training, never "
                  "update them, keep gamma/beta fixed (Keras trainable=False). Dropout stays "
                  "active during training.")
+F.DEFINE_integer("precise_bn_batches", 0, "After the last step, re-estimate every BatchNorm "
+                 "layer's moving mean/variance for the final weights, exactly, over this many "
+                 "batches of the training split (evaluation preprocessing, as served), and "
+                 "save the result as the final checkpoint precise_bn.ckpt-<step> (the raw one "
+                 "stays). Fixes served accuracy trailing training when the decay was too slow "
+                 "for the run (slimtune-recalibrate does the same to any checkpoint). 0: off.")
 # Optimisation
 F.DEFINE_float("weight_decay", 0.00004, "L2 weight decay on the model weights.")
 F.DEFINE_enum("optimizer", "rmsprop", ["adadelta", "adagrad", "adam", "ftrl", "momentum",

@@ -15,7 +15,6 @@ import ctypes
 import dataclasses
 import gc
 import os
-import shutil
 import time
 from typing import Optional, Sequence
 
@@ -236,12 +235,7 @@ def check_parity(spec, src, serve, num_classes, bn, cfg, size, variable_map, log
 
 
 def _write(model, serve, cfg, meta_out, log):
-    parent = os.path.dirname(os.path.abspath(cfg.output_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(cfg.output_dir)}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    try:
+    def fill(tmp):
         started = time.monotonic()
         model.save(os.path.join(tmp, KERAS_FILE))
         log(f"wrote {KERAS_FILE} in {time.monotonic() - started:.1f} s; exporting the "
@@ -250,12 +244,9 @@ def _write(model, serve, cfg, meta_out, log):
         _write_saved_model(model, serve, os.path.join(tmp, SAVED_MODEL_DIR))
         log(f"wrote {SAVED_MODEL_DIR}/ in {time.monotonic() - started:.1f} s")
         metadata.write(tmp, meta_out)
-        if os.path.exists(cfg.output_dir):
-            shutil.rmtree(cfg.output_dir)  # empty, or --overwrite
-        os.replace(tmp, cfg.output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    # output_dir is absent, empty, or --overwrite (checked before any work)
+    metadata.write_directory(cfg.output_dir, fill)
 
 
 def convert(cfg: ConvertConfig, log=_log):

@@ -52,7 +52,8 @@ def open_split(dataset_name, dataset_dir, split, file_pattern=None):
 
 
 def batches(split, preprocessing_name, image_size, batch_size, is_training,
-            num_classes, labels_offset=0, num_epochs=None, seed=None, deterministic=None):
+            num_classes, labels_offset=0, num_epochs=None, seed=None, deterministic=None,
+            augment=None):
     """A ``tf.data.Dataset`` of ``(images [B,S,S,3] float32, labels [B] int64)``.
 
     Training data is shuffled (with ``seed``) and repeated (forever, or ``num_epochs``
@@ -60,13 +61,17 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
     parallel reads and maps keep their input order for eval data and for ``deterministic``
     training data (default: when seeded); otherwise they hand on whatever is ready first.
     Labels are shifted by ``-labels_offset`` and checked against ``num_classes``: an
-    out-of-range label fails with a message naming the shard and record.
+    out-of-range label fails with a message naming the shard and record.  ``augment``
+    picks the training (random crops, flips) or evaluation preprocessing; by default it
+    follows ``is_training``.
     """
     import tensorflow as tf
 
     if deterministic is None:
         deterministic = seed is not None
+    augment = is_training if augment is None else augment
     in_order = not is_training or deterministic
+
     files = tf.data.Dataset.from_tensor_slices(split.files)
     if is_training:
         files = files.shuffle(len(split.files), seed=seed)
@@ -91,7 +96,7 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
              "num_classes", num_classes], name="label_in_range")
         with tf.control_dependencies([check]):
             label = tf.identity(label)
-        image = preprocess(preprocessing_name, image, image_size, image_size, is_training)
+        image = preprocess(preprocessing_name, image, image_size, image_size, augment)
         return image, label
 
     data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=in_order)

@@ -8,11 +8,14 @@ Read from the tensors alone (plus the run's slimtune.json when there is one):
   values (zeros/ones from scratch, or the pretrained statistics when fine-tuning),
   so eval-mode accuracy trails train-mode accuracy (seed 001's second problem);
 * gamma/beta without moving statistics: the checkpoint cannot be evaluated or converted.
+
+The repair for the first two, short of retraining, is ``slimtune-recalibrate``; a
+checkpoint it wrote (recorded in slimtune.json) is no longer judged by the decay.
 """
 
 import numpy as np
 
-from slimtune import graphs
+from slimtune import batch_statistics, graphs
 from slimtune.doctor.findings import ERROR, NOTE, WARNING, Finding, listed
 
 # Above this weight of the starting values, the moving statistics do not yet describe
@@ -48,10 +51,16 @@ def _global_step(tensors):
     return None
 
 
-def check(tensors, meta=None, default_decay=None):
-    """Findings for ``{name: array}`` (a checkpoint's tensors) and its metadata dict."""
+def check(tensors, meta=None, default_decay=None, prefix=None, **command_flags):
+    """Findings for ``{name: array}`` (a checkpoint's tensors) and its metadata dict.
+
+    ``prefix`` and ``command_flags`` (model_name, dataset_name, dataset_dir, image_size)
+    fill in the ``slimtune-recalibrate`` command the fixes offer.
+    """
     meta = meta or {}
     findings = []
+    repair = batch_statistics.recalibrate_command(prefix or "CHECKPOINT", meta, **command_flags)
+    recalibrated = batch_statistics.recalibration_of(meta, prefix) if prefix else None
     scopes = batch_norm_scopes(tensors)
     if not scopes:
         return [Finding(NOTE, "no-batch-norm", "no BatchNorm variables in the checkpoint",
@@ -90,10 +99,21 @@ def check(tensors, meta=None, default_decay=None):
             "is_training=False uses were never updated, so eval/served accuracy is near "
             "chance while training looks fine",
             "make the train op depend on tf.compat.v1.GraphKeys.UPDATE_OPS (slimtune-train "
-            "and slim.learning.create_train_op do this), then retrain or re-estimate the "
-            "statistics"))
+            "and slim.learning.create_train_op do this) for the next run; for these weights, "
+            f"re-estimate the statistics on your training data: {repair}"))
     decay = bn.get("decay", default_decay)
-    if step and decay and not frozen and not initial:
+    if recalibrated and not initial:
+        findings.append(Finding(
+            NOTE, "bn-recalibrated", "BatchNorm statistics re-estimated for these weights",
+            f"slimtune-recalibrate measured {recalibrated.get('images')} images of "
+            f"{(recalibrated.get('dataset') or {}).get('name')}/"
+            f"{(recalibrated.get('dataset') or {}).get('split')} in "
+            f"{recalibrated.get('num_batches')} batches "
+            f"({recalibrated.get('preprocessing_mode')} preprocessing) on "
+            f"{recalibrated.get('date')}",
+            "the moving statistics are exact averages for the final weights, so the "
+            "training decay no longer matters", "nothing to do"))
+    elif step and decay and not frozen and not initial:
         weight = float(decay) ** step
         start = ("the pretrained statistics" if meta.get("checkpoint_path")
                  else "their initial values (0 and 1)")
@@ -105,8 +125,9 @@ def check(tensors, meta=None, default_decay=None):
                 f"moving statistics are still {weight:.0%} {start}",
                 "eval-mode (is_training=False) accuracy trails train-mode accuracy until the "
                 "averages catch up; small datasets and short fine-tunes hit this",
-                f"train with --batch_norm_decay={_suggest(step)} (or at least {needed} steps "
-                f"at decay {decay:g})"))
+                f"re-estimate the statistics for these weights: {repair}; next time train "
+                f"with --batch_norm_decay={_suggest(step)} (or at least {needed} steps at "
+                f"decay {decay:g}) or add --precise_bn_batches=50 to slimtune-train"))
         else:
             findings.append(Finding(
                 NOTE, "bn-decay-ok", "BatchNorm moving averages have converged",

@@ -4,7 +4,7 @@ import dataclasses
 import os
 from typing import Optional, Sequence
 
-from slimtune import checkpoint, metadata, probe, registry
+from slimtune import batch_statistics, checkpoint, metadata, probe, registry
 from slimtune.doctor import (checkpoint_checks, data_checks, graph_checks, keras_checks,
                              statistics_checks)
 from slimtune.doctor.findings import ERROR, NOTE, Finding, Report
@@ -46,14 +46,6 @@ def _default_decay(meta, model_name):
     return None
 
 
-def _read_tensors(prefix):
-    import tensorflow as tf
-
-    checkpoint.read_shapes(prefix)  # a clear error for unreadable files
-    reader = tf.train.load_checkpoint(prefix)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
-
-
 def _read_meta_graph(path):
     import tensorflow as tf
 
@@ -84,7 +76,8 @@ def checkpoint_report(path, model_name=None):
     return report
 
 
-def _check_checkpoint(report, path, model_name):
+def _check_checkpoint(report, path, model_name, **data):
+    """``data``: the doctor's dataset_name/dataset_dir/image_size, for the repair command."""
     prefix = checkpoint.resolve(path)
     meta = metadata.read(prefix)
     graph_path = prefix + ".meta"
@@ -93,7 +86,8 @@ def _check_checkpoint(report, path, model_name):
     # else the architecture's published value.
     decay = (meta_graph and _graph_decay(meta_graph)) or _default_decay(meta, model_name)
     report.checked.append(f"checkpoint {prefix}")
-    report.add(checkpoint_checks.check(_read_tensors(prefix), meta, decay), prefix)
+    report.add(checkpoint_checks.check(checkpoint.read_tensors(prefix), meta, decay, prefix,
+                                       model_name=model_name, **data), prefix)
     if meta_graph:
         _check_training_graph(report, graph_path, meta_graph)
 
@@ -173,7 +167,7 @@ def _diagnose(cfg):
     report = Report()
     for path in (cfg.train_dir, cfg.checkpoint_path):
         if path:
-            _check_checkpoint(report, path, cfg.model_name)
+            _check_checkpoint(report, path, cfg.model_name, **_data_flags(cfg))
     if cfg.graph:
         _check_graph(report, cfg.graph)
     if cfg.saved_model:
@@ -211,7 +205,7 @@ def _live_checks(report, cfg):
         try:
             report.add(data_checks.check_form(form, images, labels), form.path)
             if form.kind == "checkpoint":
-                _checkpoint_statistics(report, form, images, labels)
+                _checkpoint_statistics(report, form, images, labels, _data_flags(cfg))
             elif form.kind == "keras":
                 _keras_statistics(report, form.path, images)
         except BrokenCheckpoint as e:
@@ -226,7 +220,12 @@ def _broken_finding(error):
         "all get NaN, whatever the BatchNorm settings", probe.FIX)
 
 
-def _checkpoint_statistics(report, form, images, labels):
+def _data_flags(cfg):
+    return {"dataset_name": cfg.dataset_name, "dataset_dir": cfg.dataset_dir,
+            "image_size": cfg.image_size}
+
+
+def _checkpoint_statistics(report, form, images, labels, data):
     """Per-layer statistics and the eval-vs-train gap of a slim checkpoint."""
     from slimtune.nets import batch_norm
 
@@ -249,8 +248,9 @@ def _checkpoint_statistics(report, form, images, labels):
         spec, form.path, images, num_classes, bn)
     where = f"{spec.name} {form.path}"
     report.add(statistics_checks.layer_findings(layers, where), form.path)
-    report.add(statistics_checks.gap_findings(served, batch_logits, labels, layers, where),
-               form.path)
+    repair = batch_statistics.recalibrate_command(form.path, meta, model_name=spec.name, **data)
+    report.add(statistics_checks.gap_findings(served, batch_logits, labels, layers, where,
+                                              repair), form.path)
 
 
 def _keras_statistics(report, path, images):

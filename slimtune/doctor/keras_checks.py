@@ -13,23 +13,8 @@ training function and see whether the moving statistics moved; a custom loop cal
 import numpy as np
 
 from slimtune import graphs
+from slimtune.batch_statistics import batch_norm_layers
 from slimtune.doctor.findings import ERROR, NOTE, WARNING, Finding, listed
-
-
-def batch_norm_layers(model):
-    """Every BatchNormalization layer, nested models included, in network order."""
-    import keras
-
-    found = []
-
-    def visit(layers):
-        for layer in layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                found.append(layer)
-            visit(getattr(layer, "layers", ()))
-
-    visit(model.layers)
-    return found
 
 
 def nested_calls_in_training_mode(model):

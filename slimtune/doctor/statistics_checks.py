@@ -69,7 +69,7 @@ def slim_measurements(spec, prefix, images, num_classes, bn):
     """
     import tensorflow as tf
 
-    from slimtune import checkpoint, compat, probe
+    from slimtune import batch_statistics, checkpoint, compat, probe
     from slimtune.convert import parity
     from slimtune.nets import batch_norm
 
@@ -81,12 +81,12 @@ def slim_measurements(spec, prefix, images, num_classes, bn):
         logits, end_points = spec.build(x, num_classes, is_training=False, batch_norm=bn,
                                         create_aux_logits=aux)
         fetch = {}
-        for op in graph.get_operations():
-            if op.type.startswith("FusedBatchNorm") and not op.get_attr("is_training"):
-                inputs = op.inputs[0]
-                mean, variance = tf.nn.moments(inputs, axes=[0, 1, 2])
-                fetch[op.name.rsplit("/", 1)[0]] = (mean, variance, op.inputs[3], op.inputs[4],
-                                                    op.get_attr("epsilon"))
+        for layer in batch_statistics.slim_layers(graph):
+            if not layer.training:
+                _, mean, variance = batch_statistics.moment_tensors(layer.input,
+                                                                    layer.channel_axis)
+                fetch[layer.name] = (mean, variance, layer.op.inputs[3], layer.op.inputs[4],
+                                     layer.epsilon)
         saver = v1.train.Saver(v1.global_variables())
         with v1.Session() as sess:
             saver.restore(sess, prefix)
@@ -102,31 +102,18 @@ def slim_measurements(spec, prefix, images, num_classes, bn):
 def keras_layer_statistics(model, images, chunk=16):
     """``[LayerStatistics]`` of a functional Keras model's BatchNorm layers, or ``None``
     when their inputs cannot be reached from the model's input (nested models)."""
-    import keras
+    from slimtune import batch_statistics
 
-    from slimtune.doctor.keras_checks import batch_norm_layers
-
-    layers = batch_norm_layers(model)
-    try:
-        probe = keras.Model(model.inputs, [layer.input for layer in layers])
-    except Exception:
+    layers = batch_statistics.batch_norm_layers(model)
+    probe = batch_statistics.keras_probe(model, layers)
+    if probe is None:
         return None
-    sums = None
-    count = 0
-    for start in range(0, len(images), chunk):
-        outs = probe(images[start:start + chunk], training=False)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        arrays = [np.asarray(o, np.float64).reshape(-1, o.shape[-1]) for o in outs]
-        part = [(a.sum(0), (a * a).sum(0)) for a in arrays]
-        sums = part if sums is None else [(s + p, q + r) for (s, q), (p, r) in zip(sums, part)]
-        count += len(arrays[0]) if arrays else 0
-    result = []
-    for layer, (total, squares) in zip(layers, sums or []):
-        mean = total / count
-        variance = np.maximum(squares / count - mean * mean, 0.0)
-        result.append(compare(layer.name, mean, variance, np.asarray(layer.moving_mean),
-                              np.asarray(layer.moving_variance), layer.epsilon))
-    return result
+    chunks = [images[start:start + chunk] for start in range(0, len(images), chunk)]
+    moments = batch_statistics.keras_input_moments(probe, layers, chunks, len(chunks),
+                                                   training=False)
+    return [compare(layer.name, moments[layer.name].mean, moments[layer.name].variance(0),
+                    np.asarray(layer.moving_mean), np.asarray(layer.moving_variance),
+                    layer.epsilon) for layer in layers]
 
 
 def layer_findings(layers, where):
@@ -149,8 +136,8 @@ def layer_findings(layers, where):
         "stale pretrained values, or another preprocessing), and every later layer sees "
         "inputs it was not trained on",
         "make the update ops run and train long enough for the decay (decay**steps small), "
-        "or re-estimate the statistics on this data; check the preprocessing matches "
-        "training")]
+        "or re-estimate the statistics on this data (slimtune-recalibrate); check the "
+        "preprocessing matches training")]
 
 
 def _first_and_worst(off, worst):
@@ -162,8 +149,11 @@ def _first_and_worst(off, worst):
     return text + f"; also {listed([l.name for l in off[1:] if l is not worst], 2)}"
 
 
-def gap_findings(served, batch_logits, labels, layers, where):
-    """Inference mode against batch statistics, by top-1 when labels are known."""
+def gap_findings(served, batch_logits, labels, layers, where, repair="slimtune-recalibrate"):
+    """Inference mode against batch statistics, by top-1 when labels are known.
+
+    ``repair``: the ``slimtune-recalibrate`` command line the fix offers.
+    """
     served_top1 = served.argmax(1)
     batch_top1 = batch_logits.argmax(1)
     first_off = next((layer for layer in layers if layer.off), None)
@@ -205,6 +195,7 @@ def gap_findings(served, batch_logits, labels, layers, where):
         "only the BatchNorm statistics differ between the two runs, so the weights are "
         "fine and the moving statistics are the cause: they were never updated, or the "
         "decay is too slow for the number of steps",
-        "train with the UPDATE_OPS dependencies (slim.learning.create_train_op) and a "
-        "decay with decay**steps small (slimtune-train --batch_norm_decay=0.99 for short "
-        "runs), then evaluate again")]
+        f"re-estimate the moving statistics for these weights on your training data: "
+        f"{repair}, then evaluate again; next time train with the UPDATE_OPS dependencies "
+        "(slim.learning.create_train_op) and a decay with decay**steps small "
+        "(slimtune-train --batch_norm_decay=0.99 for short runs, or --precise_bn_batches)")]

@@ -1,0 +1,252 @@
+"""slimtune-recalibrate: re-estimate BatchNorm moving statistics for the final weights.
+
+The moving mean and variance a checkpoint serves with (``is_training=False``) are an
+exponential average over training steps, taken with earlier weights; if the update ops
+never ran or the decay was slow for the run's length, they are mostly their starting
+values and served accuracy trails training.  This command measures them instead (see
+``slimtune.batch_statistics``): N batches through the network with the weights fixed
+and BatchNorm in training mode, each layer's input mean and variance merged exactly
+over all N batches, and writes a new checkpoint (or ``.keras``) with those statistics
+and every other tensor unchanged.
+
+Nothing is written in place: the output directory must be new or empty and is filled
+under a temporary name, renamed when complete.
+"""
+
+import dataclasses
+import os
+import time
+from typing import Optional
+
+from slimtune import batch_statistics, checkpoint, metadata, registry
+from slimtune.data import pipeline
+from slimtune.errors import UsageError
+from slimtune.nets import batch_norm as bn_lib
+from slimtune.progress import format_seconds
+
+KERAS_FILE = "model.keras"
+
+
+@dataclasses.dataclass
+class RecalibrateConfig:
+    """What ``slimtune-recalibrate`` takes; field names are its flag names."""
+
+    checkpoint_path: str
+    output_dir: str
+    dataset_name: Optional[str] = None  # default: the data the run was trained on
+    dataset_dir: Optional[str] = None
+    dataset_split_name: str = "train"
+    dataset_file_pattern: Optional[str] = None
+    num_batches: int = 50
+    batch_size: int = 32
+    model_name: Optional[str] = None  # default: slimtune.json, then the variable names
+    preprocessing_name: Optional[str] = None
+    image_size: Optional[int] = None
+    train_preprocessing: bool = False
+    include_frozen: bool = False
+    seed: int = 0
+
+
+def _log(message):
+    print(message, flush=True)
+
+
+def _is_keras(path):
+    return path.endswith(".keras") or (os.path.isdir(path)
+                                       and os.path.isfile(os.path.join(path, KERAS_FILE)))
+
+
+def _check_flags(cfg):
+    if not cfg.checkpoint_path:
+        raise UsageError("no --checkpoint_path given: pass a checkpoint prefix, a train dir, "
+                         "a published checkpoint's name, a .tar.gz or a .keras file")
+    if not cfg.output_dir:
+        raise UsageError("no --output_dir given: name a new directory for the recalibrated "
+                         "checkpoint (the source is never changed)")
+    if cfg.num_batches <= 0:
+        raise UsageError(f"--num_batches={cfg.num_batches} must be positive (50-200 batches "
+                         "give stable statistics)")
+    if cfg.batch_size < 2:
+        raise UsageError(f"--batch_size={cfg.batch_size} is too small: BatchNorm in training "
+                         "mode needs several images per batch (16 or more is usual)")
+    path = cfg.checkpoint_path.rstrip("/")
+    # A directory, or a prefix / .keras file inside one (what resolving finds is checked
+    # again once resolved).
+    _check_not_in_place(cfg, path if os.path.isdir(path) else os.path.dirname(path) or ".")
+    if os.path.exists(cfg.output_dir) and (not os.path.isdir(cfg.output_dir)
+                                           or os.listdir(cfg.output_dir)):
+        raise UsageError(f"--output_dir={cfg.output_dir} exists and is not empty: choose a new "
+                         "directory (recalibration never overwrites)")
+
+
+def _check_not_in_place(cfg, source_dir):
+    if os.path.realpath(cfg.output_dir) == os.path.realpath(source_dir):
+        raise UsageError(f"--output_dir={cfg.output_dir} is the directory of the checkpoint "
+                         "itself: recalibration never writes in place; choose a new directory")
+
+
+def _split(cfg, meta):
+    """The split to measure on: the flags, else the data the run was trained on."""
+    trained_on = meta.get("dataset") or {}
+    name = cfg.dataset_name or trained_on.get("name")
+    if not name:
+        raise UsageError("no --dataset_name given and the checkpoint's slimtune.json names "
+                         "no training data: pass --dataset_name (and --dataset_dir)")
+    directory = cfg.dataset_dir or (trained_on.get("dir") if name == trained_on.get("name")
+                                    else None)
+    return pipeline.open_split(name, directory, cfg.dataset_split_name,
+                               cfg.dataset_file_pattern)
+
+
+def _batches(cfg, split, preprocessing, size):
+    return batch_statistics.image_batches(split, preprocessing, size, cfg.batch_size,
+                                          cfg.seed, cfg.train_preprocessing)
+
+
+def _announce(cfg, split, preprocessing, size, what, log):
+    images = cfg.num_batches * cfg.batch_size
+    mode = "training" if cfg.train_preprocessing else "evaluation"
+    repeat = (f"; the split has {split.num_samples}, so images repeat in other batches"
+              if images > split.num_samples else "")
+    log(f"re-estimating BatchNorm statistics of {what} on {split.dataset_name}/{split.split}: "
+        f"{cfg.num_batches} batches of {cfg.batch_size} ({images} images{repeat}) at "
+        f"{size}px, {preprocessing} {mode} preprocessing")
+
+
+def _record(cfg, name, source, split, preprocessing, size, layers, left_alone=(), note=None):
+    return batch_statistics.record(
+        name, os.path.abspath(source), split, cfg.num_batches, cfg.batch_size,
+        cfg.num_batches * cfg.batch_size, preprocessing, cfg.train_preprocessing, size,
+        layers, left_alone, note)
+
+
+def _refuse_frozen(cfg, meta, path):
+    if (meta.get("batch_norm") or {}).get("mode") == bn_lib.FROZEN and not cfg.include_frozen:
+        raise UsageError(
+            f"{path} was trained with frozen BatchNorm (slimtune.json batch_norm.mode is "
+            "'frozen'): training normalised with these moving statistics, so serving already "
+            "matches it; nothing written. Pass --include_frozen to re-estimate them anyway")
+
+
+def _write(cfg, fill, name, what, started, log):
+    """Fill the output directory all at once (see metadata.write_directory)."""
+    metadata.write_directory(cfg.output_dir, fill)
+    log(f"wrote {os.path.join(cfg.output_dir, name)}: {what}, in "
+        f"{format_seconds(time.monotonic() - started)}")
+
+
+def recalibrate_slim(cfg, log=_log):
+    prefix = checkpoint.resolve(cfg.checkpoint_path)
+    _check_not_in_place(cfg, os.path.dirname(prefix) or ".")
+    meta = metadata.read(prefix)
+    tensors = checkpoint.read_tensors(prefix)
+    spec = _spec(cfg, meta, tensors)
+    if spec.batch_norm is None:
+        raise UsageError(f"{spec.name} has no BatchNorm layers: there are no statistics to "
+                         "re-estimate")
+    bn = bn_lib.as_trained(spec.batch_norm, meta)
+    _refuse_frozen(cfg, meta, prefix)
+    size = cfg.image_size or meta.get("image_size") or spec.default_image_size
+    if size < spec.min_image_size:
+        raise UsageError(f"--image_size={size} is too small for {spec.name}: use at least "
+                         f"{spec.min_image_size}")
+    preprocessing = cfg.preprocessing_name or meta.get("preprocessing") or spec.preprocessing
+    num_classes = checkpoint.logits_classes(spec, tensors, prefix)
+    split = _split(cfg, meta)
+    _announce(cfg, split, preprocessing, size, f"{spec.name} {prefix}", log)
+    started = time.monotonic()
+    new, layers, note = batch_statistics.recalibrated_checkpoint(
+        spec, prefix, tensors, num_classes, bn, _batches(cfg, split, preprocessing, size),
+        cfg.num_batches, log)
+    name = os.path.basename(prefix)
+    entry = _record(cfg, name, prefix, split, preprocessing, size, layers, note=note)
+    meta_out = batch_statistics.with_record(meta, entry)
+    # A checkpoint without slimtune.json (a hand-written run) gets what later tools need.
+    meta_out.setdefault("model_name", spec.name)
+    meta_out.setdefault("num_classes", num_classes)
+    meta_out.setdefault("image_size", size)
+    meta_out.setdefault("preprocessing", preprocessing)
+    meta_out.setdefault("batch_norm", bn.as_dict())
+
+    def fill(tmp):
+        import tensorflow as tf
+
+        batch_statistics.write_checkpoint(os.path.join(tmp, name), new, prefix)
+        tf.compat.v1.train.update_checkpoint_state(tmp, name)
+        metadata.write(tmp, meta_out)
+
+    _write(cfg, fill, name, f"new moving statistics for {layers} BatchNorm layers, the "
+           f"other {len(new) - 2 * layers} tensors unchanged", started, log)
+    return entry
+
+
+def _spec(cfg, meta, tensors):
+    from slimtune.convert import source
+
+    name = cfg.model_name or meta.get("model_name")
+    if name and meta.get("model_name") and meta["model_name"] != name:
+        raise UsageError(f"--model_name={name} but the checkpoint was trained as "
+                         f"{meta['model_name']} (slimtune.json): drop the flag or fix it")
+    return source.detect_model(tensors, name) if name is None else registry.get(name)
+
+
+def recalibrate_keras(cfg, log=_log):
+    import keras
+
+    path = cfg.checkpoint_path
+    if os.path.isdir(path):
+        path = os.path.join(path, KERAS_FILE)
+    if not os.path.isfile(path):
+        raise UsageError(f"Keras model {path} does not exist: check --checkpoint_path")
+    source_dir = os.path.dirname(os.path.abspath(path))
+    _check_not_in_place(cfg, source_dir)
+    meta = metadata.read(source_dir)
+    try:
+        model = keras.models.load_model(path, safe_mode=True)
+    except Exception as e:
+        raise UsageError(f"cannot load Keras model {path}: {str(e).splitlines()[0]}; pass a "
+                         ".keras file written by model.save or slimtune-convert") from None
+    _refuse_frozen(cfg, meta, path)
+    fixed = model.input_shape[1] if len(model.input_shape) == 4 else None
+    size = cfg.image_size or meta.get("image_size") or fixed
+    preprocessing = cfg.preprocessing_name or meta.get("preprocessing")
+    if not size or not preprocessing:
+        raise UsageError(f"{path} has no slimtune.json saying its input size and "
+                         "preprocessing: pass --image_size and --preprocessing_name")
+    split = _split(cfg, meta)
+    _announce(cfg, split, preprocessing, size, f"Keras model {path}", log)
+    started = time.monotonic()
+    moments, left_alone = batch_statistics.keras_statistics(
+        model, _batches(cfg, split, preprocessing, size), cfg.num_batches,
+        cfg.include_frozen, log)
+    if left_alone:
+        log(f"left alone: {len(left_alone)} frozen BatchNormalization layers "
+            f"(trainable=False; --include_frozen re-estimates them): "
+            f"{', '.join(left_alone[:3])}{' ...' if len(left_alone) > 3 else ''}")
+    batch_statistics.assign_keras(model, moments)
+    entry = _record(cfg, KERAS_FILE, path, split, preprocessing, size, len(moments), left_alone)
+    meta_out = batch_statistics.with_record(meta, entry)
+    meta_out.setdefault("image_size", size)
+    meta_out.setdefault("preprocessing", preprocessing)
+    # Only the .keras is written; a SavedModel beside the source would be stale.
+    meta_out["files"] = {"keras": KERAS_FILE}
+
+    def fill(tmp):
+        model.save(os.path.join(tmp, KERAS_FILE))
+        metadata.write(tmp, meta_out)
+
+    _write(cfg, fill, KERAS_FILE, f"new moving statistics for {len(moments)} "
+           "BatchNormalization layers, every other weight unchanged", started, log)
+    return entry
+
+
+def recalibrate(cfg: RecalibrateConfig, log=_log):
+    """Recalibrate a slim checkpoint or a ``.keras`` model; returns the slimtune.json
+    record of what was done."""
+    from slimtune import compat
+
+    compat.apply()
+    _check_flags(cfg)
+    if _is_keras(cfg.checkpoint_path):
+        return recalibrate_keras(cfg, log)
+    return recalibrate_slim(cfg, log)
