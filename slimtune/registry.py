@@ -71,7 +71,7 @@ class ModelSpec:
 
         slim = compat.apply()
         graph = tf.compat.v1.get_default_graph()
-        if not is_training and graph.seed is None:
+        if not is_training and graph.seed is None and compat.op_determinism_enabled():
             # Inference graphs are restored, never initialised, but TensorFlow refuses to
             # create an unseeded initializer at all while op determinism is on (a seeded
             # training run, or TF_DETERMINISTIC_OPS=1): any fixed seed will do.

@@ -32,6 +32,8 @@ import os
 import time
 from typing import Optional
 
+import numpy as np
+
 from slimtune import batch_statistics, checkpoint, compat, metadata, optim, registry
 from slimtune.data import pipeline, tfrecord
 from slimtune.errors import BrokenCheckpoint, DataError, TrainingDiverged, UsageError
@@ -300,6 +302,9 @@ def build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessi
         variables_to_train=_variables_to_train(cfg),
         clip_gradient_norm=cfg.clip_gradient_norm or 0)
 
+    check_images, check_logits = _final_check_tensors(cfg, spec, split, num_classes, bn,
+                                                      image_size, preprocessing,
+                                                      create_aux_logits)
     images_per_sec = v1.placeholder_with_default(0.0, [], name="images_per_sec")
     summaries = [
         v1.summary.scalar("losses/total_loss", total_loss),
@@ -313,7 +318,28 @@ def build_train_graph(cfg, spec, split, num_classes, bn, image_size, preprocessi
     return {
         "global_step": global_step, "train_op": train_op, "lr": lr, "accuracy": accuracy,
         "summary": v1.summary.merge(summaries), "images_per_sec": images_per_sec,
+        "check_images": check_images, "check_logits": check_logits,
     }
+
+
+def _final_check_tensors(cfg, spec, split, num_classes, bn, image_size, preprocessing,
+                         create_aux_logits):
+    """``(images, logits)``: the network in inference mode, sharing the training
+    variables, on one batch of the training split with evaluation preprocessing (at
+    least :data:`FINAL_CHECK_IMAGES` images).  Run once after the final save, in the
+    training session, so the check costs no second graph, session or restore."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    with tf.device("/cpu:0"), tf.name_scope("final_check"):
+        data = pipeline.batches(split, preprocessing, image_size,
+                                max(cfg.batch_size, FINAL_CHECK_IMAGES), False, num_classes,
+                                cfg.labels_offset)
+        images, _ = v1.data.make_one_shot_iterator(data).get_next()
+    with v1.variable_scope(v1.get_variable_scope(), reuse=True):
+        logits, _ = spec.build(images, num_classes, is_training=False, batch_norm=bn,
+                               create_aux_logits=create_aux_logits)
+    return images, logits
 
 
 def _with_aux_head(cfg, spec, log):
@@ -476,11 +502,12 @@ def _train(cfg, log):
             saver.save(sess, prefix, global_step=step)
         writer.flush()
         writer.close()
+        check_images, check_logits = sess.run([t["check_images"], t["check_logits"]])
     seconds = time.monotonic() - started
     final = tf.train.latest_checkpoint(cfg.train_dir)
     log(f"Finished at step {step} in {format_seconds(seconds)}: {final}")
-    _check_final_outputs(spec, final, split, num_classes, bn, image_size, preprocessing, cfg,
-                         log)
+    if not np.all(np.isfinite(check_logits)):
+        _name_non_finite(spec, final, check_images, num_classes, bn, log)
     if cfg.precise_bn_batches and not os.path.basename(final).startswith(PRECISE_BASENAME):
         final = _precise_batch_norm(cfg, spec, split, bn, image_size, preprocessing,
                                     num_classes, final, log)
@@ -488,22 +515,17 @@ def _train(cfg, log):
     return TrainResult(final, step, loss, seconds)
 
 
-def _check_final_outputs(spec, prefix, split, num_classes, bn, image_size, preprocessing, cfg,
-                         log):
-    """Run the final checkpoint in inference mode on one batch of the training split
-    (evaluation preprocessing, at least :data:`FINAL_CHECK_IMAGES` images) and warn when
-    its outputs are not finite: a run can end with weights that overflowed while its
-    training loss still looked finite."""
+def _name_non_finite(spec, prefix, images, num_classes, bn, log):
+    """The final checkpoint gave non-finite inference outputs on the check batch: warn,
+    naming the first end point that goes non-finite and the largest weights (a run can
+    end with weights that overflowed while its training loss still looked finite)."""
     import tensorflow as tf
 
     from slimtune.convert import parity
 
-    data = pipeline.batches(split, preprocessing, image_size,
-                            max(cfg.batch_size, FINAL_CHECK_IMAGES), False, num_classes,
-                            cfg.labels_offset)
-    images = next(iter(data))[0].numpy()
     try:
         parity.slim_outputs(spec, prefix, images, num_classes, bn)
+        log(f"WARNING: {prefix} gives non-finite inference outputs on some images")
     except BrokenCheckpoint as e:
         log(f"WARNING: {str(e).splitlines()[0]}")
     except tf.errors.OpError as e:  # a check must never fail a finished run
