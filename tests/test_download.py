@@ -81,8 +81,7 @@ def manifest(tmp_path, monkeypatch):
     monkeypatch.setenv("SLIMTUNE_CHECKPOINTS", str(cache))
 
     def write(**entries):
-        defaults = dict(architecture="resnet_v1_50", member="resnet_v1_50.ckpt",
-                        num_classes=1000, image_size=224, preprocessing="vgg", top1=75.2,
+        defaults = dict(architecture="resnet_v1_50", member="resnet_v1_50.ckpt", top1=75.2,
                         top5=92.2, sha256=None, manual=False, source="test")
         rows = [{**defaults, "name": name, **fields} for name, fields in entries.items()]
         path.write_text(json.dumps({"checkpoints": rows}))
@@ -114,7 +113,12 @@ def test_download_unpack_and_reuse_the_cache(server, manifest, real_checkpoint):
     assert checkpoint.read_shapes(prefix)["resnet_v1_50/logits/weights"] == (1, 1, 2048, 1000)
     from slimtune import metadata
 
-    assert metadata.read(prefix)["model_name"] == "resnet_v1_50"  # tools need no --model_name
+    meta = metadata.read(prefix)  # tools need no --model_name; the registry gives the rest
+    assert (meta["model_name"], meta["num_classes"], meta["image_size"],
+            meta["preprocessing"]) == ("resnet_v1_50", 1000, 224, "vgg")
+    done = json.loads((cache / "resnet_v1_50" / "download.json").read_text())
+    assert list(done)[:7] == ["name", "architecture", "url", "member", "num_classes",
+                              "image_size", "preprocessing"] and done["num_classes"] == 1000
     assert any(line.startswith("downloaded resnet_v1_50_2016_08_28.tar.gz") for line in lines)
     assert not (cache / "downloads").exists(), "the archive is removed once unpacked"
     # Again, and through --checkpoint_path's resolver: the cache answers, no request.
@@ -196,6 +200,15 @@ def test_an_archive_fetched_by_hand(manifest, tmp_path, real_checkpoint):
 
 
 def test_the_shipped_manifest_is_complete():
+    """Every entry names a registered architecture and does not repeat what its registry
+    entry holds (classes, size, preprocessing)."""
+    from slimtune import registry
+
+    with open(published.MANIFEST, encoding="utf-8") as f:
+        rows = json.load(f)["checkpoints"]
+    for row in rows:
+        assert not {"num_classes", "image_size", "preprocessing"} & set(row), row["name"]
+        assert row["architecture"] in registry.names(), row["name"]
     entries = published.manifest()
     assert {"resnet_v1_50", "inception_v3", "vgg_16", "densenet121",
             "mobilenet_v1_1.0_224", "inception_resnet_v2"} <= set(entries)
