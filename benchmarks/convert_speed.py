@@ -6,7 +6,7 @@ Measures, in one run, each phase in a fresh Python process (so peak memory is it
   floor      import + read every checkpoint tensor + build the Keras model (random
              weights): the work no converter can skip
   port       import + read + build + port every tensor with its shape checks
-             (slimtune.convert.keras_model.from_tensors): the conversion proper
+             (ModelSpec.keras_from_tensors): the conversion proper
   command    the whole slimtune-convert run: port, parity check against the slim graph
              on 4 images, model.keras, SavedModel export and metadata (informational:
              the parity check and export are extra work the floor does not include)
@@ -61,13 +61,13 @@ def run_phase(phase, prefix):
     spec = registry.get(FLAGS.model_name)
     result = {}
     if phase in ("floor", "port"):
-        from slimtune.convert import keras_model, source
+        from slimtune.convert import source
 
         tensors = source.read(prefix).tensors
         if phase == "floor":
-            keras_model.build(spec, FLAGS.num_classes, spec.batch_norm)
+            spec.build_keras(FLAGS.num_classes, spec.batch_norm)
         else:
-            keras_model.from_tensors(spec, tensors, FLAGS.num_classes, spec.batch_norm)
+            spec.keras_from_tensors(tensors, FLAGS.num_classes, spec.batch_norm)
     elif phase == "command":
         from slimtune.convert import convert
 

@@ -231,9 +231,14 @@ def test_a_wheel_install_ships_the_manifest_and_caches_in_the_home(tmp_path):
     (wheel,) = wheels.glob("slimtune-*.whl")
     subprocess.run(pip + ["install", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
-    probe = ("from slimtune import published; "
+    # The checkout's editable install would supply any package the wheel lacks, so the
+    # probe also names every slimtune module it imported from outside the wheel.
+    probe = ("import sys; from slimtune import published; "
              "print(published.__file__); print(published.MANIFEST); "
-             "print(published.cache_root()); print(len(published.manifest()))")
+             "print(published.cache_root()); print(len(published.manifest())); "
+             f"target = {str(target)!r}; "
+             "print([n for n, m in sys.modules.items() if n.startswith('slimtune') "
+             "and not (getattr(m, '__file__', None) or target).startswith(target)])")
     env = dict(os.environ, PYTHONPATH=str(target), HOME=str(home))
     env.pop("SLIMTUNE_CHECKPOINTS", None)
     lines = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, check=True,
@@ -242,3 +247,4 @@ def test_a_wheel_install_ships_the_manifest_and_caches_in_the_home(tmp_path):
     assert lines[1] == str(target / "slimtune_checkpoints" / "manifest.json")
     assert lines[2] == str(home / ".cache" / "slimtune" / "checkpoints")
     assert int(lines[3]) == len(published.manifest())
+    assert lines[4] == "[]", f"modules missing from the wheel: {lines[4:]}"
