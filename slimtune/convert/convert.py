@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from slimtune import checkpoint, metadata
-from slimtune.convert import keras_model, parity, source
+from slimtune.convert import parity, source
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 from slimtune.nets import batch_norm
 
@@ -278,8 +278,8 @@ def convert(cfg: ConvertConfig, log=_log):
             f"{' -> ' + str(num_classes) if num_classes != in_checkpoint else ''}, {bn_text}")
         fixed = cfg.fixed_input_size or cfg.include_aux_logits
         try:
-            model = keras_model.from_tensors(
-                spec, tensors, num_classes, bn, drop_background=cfg.drop_background,
+            model = spec.keras_from_tensors(
+                tensors, num_classes, bn, drop_background=cfg.drop_background,
                 include_aux_logits=cfg.include_aux_logits,
                 image_size=size if fixed else None)
         except CheckpointError as e:
