@@ -66,6 +66,7 @@ def test_graph_is_built_with_or_without_the_aux_head(model_name):
     assert not registry.get("resnet_v1_50").holds_aux_logits(names[True])
 
 
+@pytest.mark.slow  # eval, export and the doctor on an aux-less v3; its conversion runs by default
 def test_aux_less_v3_evaluates_exports_and_is_measured_by_the_doctor(aux_less_v3, digits_dir,
                                                                      tmp_path):
     """slimtune-verify runs a checkpoint through parity.slim_outputs, as slimtune-convert
@@ -131,6 +132,7 @@ def test_training_builds_the_aux_head_as_the_starting_checkpoint_holds_it(aux_le
     assert not held and "resuming without it" in lines[0]
 
 
+@pytest.mark.slow  # a v3 training run; test_training_builds_the_aux_head_as_the_starting_checkpoint_holds_it runs by default
 def test_aux_less_v3_warm_starts(aux_less_v3, digits_dir, tmp_path):
     lines = []
     run = str(tmp_path / "run")
@@ -209,6 +211,7 @@ def _says_broken(error, prefix):
     assert f"largest weights: {OVERFLOWED} (3e38)" in first and "--learning_rate" in first
 
 
+@pytest.mark.slow  # every tool in turn; convert and train name it by default
 def test_a_checkpoint_computing_nan_is_named_by_every_tool(overflowing, digits_dir, tmp_path):
     spec = registry.get("resnet_v1_50")
     with pytest.raises(BrokenCheckpoint) as error:

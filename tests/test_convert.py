@@ -161,6 +161,7 @@ def test_zero_padded_max_pool_is_caught(checkpoint_7, monkeypatch):
     assert diff.max_rel > 1e-5
 
 
+@pytest.mark.slow  # test_verify names the same mistake by default
 def test_background_dropped_on_one_side_is_caught(checkpoint_7):
     spec = registry.get(MODEL)
     model = spec.keras_from_tensors(read(checkpoint_7), 6, spec.batch_norm,
@@ -259,6 +260,7 @@ def test_output_dir_not_overwritten(checkpoint_7, tmp_path):
     assert (out / "precious.txt").exists()
 
 
+@pytest.mark.slow  # tests/test_download.py unpacks archives by default
 def test_archive_of_a_published_checkpoint(checkpoint_7, tmp_path):
     import tarfile
 

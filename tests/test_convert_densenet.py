@@ -51,7 +51,7 @@ def test_densenet121_variables_are_the_published_checkpoint_s():
 
 
 @pytest.mark.parametrize("model_name,trainable,final_channels,variables", [
-    ("densenet169", 14_149_480, 1664, 4 * 169 + 168 + 2),
+    pytest.param("densenet169", 14_149_480, 1664, 4 * 169 + 168 + 2, marks=pytest.mark.slow),
     pytest.param("densenet161", 28_681_000, 2208, 4 * 161 + 160 + 2,
                  marks=pytest.mark.slow),
 ])

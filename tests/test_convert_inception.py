@@ -16,7 +16,7 @@ from slimtune.errors import CheckpointError
 
 
 @pytest.mark.parametrize("model_name,image_size", [
-    ("inception_v1", 224), ("inception_v1", 193),
+    pytest.param("inception_v1", 224, marks=pytest.mark.slow), ("inception_v1", 193),
     # 256 px: an 8x8 last map, where slim's stride-2 7x7 window averages only the
     # top-left cells; 33 px: a 2x2 map, where slim shrinks the window to 2x2.
     ("inception_v2", 256), ("inception_v2", 33),
@@ -45,7 +45,8 @@ def test_exported_and_saved_forms(tmp_path, model_name, image_size):
 
 
 @pytest.mark.parametrize("size,aux_kernel", [
-    (107, 1), pytest.param(299, 5, marks=pytest.mark.slow)])
+    # v4 at 155 px checks an aux head in the default run; v3's run nightly
+    pytest.param(107, 1, marks=pytest.mark.slow), pytest.param(299, 5, marks=pytest.mark.slow)])
 def test_v3_aux_logits(tmp_path, size, aux_kernel, num_classes=7):
     """The auxiliary head against slim's, with and without the background class.
 

@@ -6,10 +6,11 @@ from conversion import check_parity
 
 
 @pytest.mark.parametrize("model_name,image_size", [
-    ("vgg_16", 224), ("vgg_16", 225), ("vgg_19", 224),
+    ("vgg_16", 224), ("vgg_16", 225),
+    pytest.param("vgg_19", 224, marks=pytest.mark.slow),  # vgg_16's code, three more layers
     # same code path as vgg_16 at 225; a 570 MB checkpoint, so nightly (-m slow) only
     pytest.param("vgg_19", 225, marks=pytest.mark.slow),
-    ("alexnet_v2", 224), ("alexnet_v2", 225)])
+    ("alexnet_v2", 224), pytest.param("alexnet_v2", 225, marks=pytest.mark.slow)])
 def test_parity(tmp_path, model_name, image_size):
     check_parity(tmp_path, model_name, image_size)
 

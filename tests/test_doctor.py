@@ -272,6 +272,7 @@ def test_batch_norm_over_few_values_is_a_warning(tmp_path):
     assert not codes & {"bn-few-values", "bn-single-value"}
 
 
+@pytest.mark.slow  # 100 resnet_v1_50 steps; the same findings on small runs run by default
 def test_seed_001_end_to_end_eval_gap_names_batch_norm(seed_001, seed_001_broken):
     """Train well, evaluate with is_training=False and get chance; "set is_training=True
     at test time and it works again".  The doctor runs the same weights both ways on
@@ -339,6 +340,7 @@ def test_seed_001_fixed_has_no_gap(tmp_path, seed_001):
     assert {"bn-eval-gap-ok", "bn-stats-match-data"} <= _codes(report)
 
 
+@pytest.mark.slow  # a full default training run; the main job test checks a healthy run
 def test_train_dir_of_slimtune_train_with_defaults_has_no_error(tmp_path, digits_dir):
     lines = []
     result = train.train(train.TrainConfig(

@@ -53,6 +53,7 @@ def test_model_name_contradicting_metadata_is_refused(digits_checkpoint):
                                               dataset_name="digits", model_name="resnet_v2_50"))
 
 
+@pytest.mark.slow  # test_data locates bad records by default
 def test_label_outside_the_class_range_names_shard_and_record(digits_checkpoint, tmp_path):
     """A dataset whose labels.txt says 3 classes but a record says 7."""
     image = tf.io.encode_png(np.zeros((32, 32, 3), np.uint8)).numpy()

@@ -61,7 +61,8 @@ def _relative(a, b):
     return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
 
 
-@pytest.mark.parametrize("model_name,size", [("resnet_v2_50", 32), ("inception_v2", 33)])
+@pytest.mark.parametrize("model_name,size", [
+    ("resnet_v2_50", 32), pytest.param("inception_v2", 33, marks=pytest.mark.slow)])
 def test_slim_statistics_equal_those_of_the_concatenated_inputs(tmp_path, digits_dir,
                                                                model_name, size):
     """ResNet v2 (``preact``/``postnorm`` BatchNorms without a BatchNorm scope) and
@@ -303,6 +304,7 @@ def _top1_and_chance(better, worse, labels):
                                                                int(np.sum(b & ~a)))
 
 
+@pytest.mark.slow  # 100 resnet_v1_50 steps, shared with the doctor's seed 001 test
 def test_seed_001_broken_run_recalibrated_serves_like_batch_statistics(
         tmp_path, digits_dir, seed_001_broken):
     """Seed 001: update ops never ran, so the statistics are 0/1 and served top-1 is at

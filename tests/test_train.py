@@ -78,7 +78,7 @@ def test_run_writes_metadata_events_and_checkpoint(short_run):
         assert tag in tags
 
 
-@pytest.mark.parametrize("decay", [0.9, 0.5])
+@pytest.mark.parametrize("decay", [0.9, pytest.param(0.5, marks=pytest.mark.slow)])
 def test_one_step_follows_the_decay_rule(digits_dir, tmp_path, decay):
     """moving = moving * decay + batch * (1 - decay), with fused BN's unbiased variance."""
     cfg = digits_config(tmp_path, batch_norm_decay=decay)
