@@ -199,14 +199,14 @@ def run(cfg: QuickstartConfig, log=_log):
     checks = [
         ("base top-1, digits " + cfg.base_classes, f"{base_eval.top1:.4f}", "", None),
         ("fine-tuned top-1, is_training=False", f"{served.top1:.4f}", f">= {cfg.min_top1}",
-         served.top1 >= cfg.min_top1),
+         bool(served.top1 >= cfg.min_top1)),  # numpy False is not False
         ("fine-tuned top-1, BN batch statistics", f"{batch_mode.top1:.4f}", "", None),
         ("gap (batch statistics - served)", f"{gap:+.4f}", "", None),
         ("images right only with batch statistics", f"{batch_only}", "", None),
         ("images right only served", f"{served_only}", "", None),
         # One-sided: served scoring higher is not a BatchNorm problem.
         ("chance of that gap (sign test)", f"{gap_chance:.4f}", f">= {stats.GAP_CHANCE}",
-         gap_chance >= stats.GAP_CHANCE),
+         bool(gap_chance >= stats.GAP_CHANCE)),
     ]
     log("")
     log(f"{'main job summary':<40} {'value':>8}  {'target':<9} ok")
