@@ -18,7 +18,7 @@ import os
 import time
 from typing import Optional
 
-from slimtune import batch_statistics, checkpoint, metadata, registry
+from slimtune import batch_statistics, checkpoint, files, metadata, registry
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
@@ -129,8 +129,8 @@ def _refuse_frozen(cfg, meta, path):
 
 
 def _write(cfg, fill, name, what, started, log):
-    """Fill the output directory all at once (see metadata.write_directory)."""
-    metadata.write_directory(cfg.output_dir, fill)
+    """Fill the output directory all at once (see files.write_directory)."""
+    files.write_directory(cfg.output_dir, fill)
     log(f"wrote {os.path.join(cfg.output_dir, name)}: {what}, in "
         f"{format_seconds(time.monotonic() - started)}")
 

@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from slimtune import checkpoint, graphs, metadata, registry
+from slimtune import checkpoint, files, graphs, metadata, registry
 from slimtune.convert import parity
 from slimtune.doctor.findings import listed
 from slimtune.errors import SlimtuneError
@@ -492,8 +492,5 @@ def verify(cfg: VerifyConfig, log=_log):
         log(f"first divergence: {bad[0]} (Keras layer {bad[1]}): {bad[2].line()}" if bad
             else "every end point within --rtol")
     if cfg.report_json:
-        tmp = f"{cfg.report_json}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-        os.replace(tmp, cfg.report_json)
+        files.write_json(cfg.report_json, result, indent=2)
     return result

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from slimtune import checkpoint, metadata
+from slimtune import checkpoint, files, metadata
 from slimtune.convert import keras_model, parity, source
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 from slimtune.nets import batch_norm
@@ -172,7 +172,7 @@ def _write(model, cfg, meta_out, log):
         metadata.write(tmp, meta_out)
 
     # output_dir is absent, empty, or --overwrite (checked before any work)
-    metadata.write_directory(cfg.output_dir, fill)
+    files.write_directory(cfg.output_dir, fill)
 
 
 def convert(cfg: ConvertConfig, log=_log):
