@@ -17,6 +17,7 @@ from typing import Optional
 from slimtune import checkpoint, files, metadata, probe, registry
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm
+from slimtune.progress import log as _log
 
 INPUT_NODE = "input"
 LOGITS_NODE = "logits"
@@ -33,10 +34,6 @@ class ExportConfig:
     batch_size: Optional[int] = None  # None: dynamic batch
     num_classes: Optional[int] = None  # default: as trained, else the checkpoint's logits
     labels_offset: int = 0  # informational, stored in the sidecar JSON
-
-
-def _log(message):
-    print(message, flush=True)
 
 
 def _settings(cfg, prefix):

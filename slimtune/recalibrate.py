@@ -22,7 +22,7 @@ from slimtune import batch_statistics, checkpoint, files, metadata, registry
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
-from slimtune.progress import format_seconds
+from slimtune.progress import format_seconds, log as _log
 
 KERAS_FILE = "model.keras"
 
@@ -45,10 +45,6 @@ class RecalibrateConfig:
     train_preprocessing: bool = False
     include_frozen: bool = False
     seed: int = 0
-
-
-def _log(message):
-    print(message, flush=True)
 
 
 def _is_keras(path):

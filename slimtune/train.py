@@ -38,7 +38,7 @@ from slimtune import batch_statistics, checkpoint, compat, metadata, optim, regi
 from slimtune.data import pipeline, tfrecord
 from slimtune.errors import BrokenCheckpoint, DataError, TrainingDiverged, UsageError
 from slimtune.nets import batch_norm as bn_lib
-from slimtune.progress import Meter, format_seconds
+from slimtune.progress import Meter, format_seconds, log as _log
 
 CHECKPOINT_BASENAME = "model.ckpt"
 # Images the final checkpoint's inference outputs are checked on: a checkpoint whose
@@ -114,10 +114,6 @@ class TrainResult:
     global_step: int
     loss: float
     seconds: float
-
-
-def _log(message):
-    print(message, flush=True)
 
 
 def batch_norm_config(spec, cfg):

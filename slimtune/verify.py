@@ -24,6 +24,7 @@ from slimtune.convert import parity
 from slimtune.doctor.findings import listed
 from slimtune.errors import SlimtuneError
 from slimtune.nets import batch_norm
+from slimtune.progress import log as _log
 
 
 class UnusableInput(SlimtuneError):
@@ -434,10 +435,6 @@ class VerifyConfig:
     output_node: Optional[str] = None
     signature: str = "serving_default"
     report_json: Optional[str] = None
-
-
-def _log(message):
-    print(message, flush=True)
 
 
 def input_settings(cfg, forms):

@@ -22,6 +22,7 @@ from slimtune import checkpoint, files, metadata
 from slimtune.convert import keras_model, parity, source
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 from slimtune.nets import batch_norm
+from slimtune.progress import log as _log
 
 FORMAT = "slimtune.keras/1"
 KERAS_FILE = "model.keras"
@@ -51,10 +52,6 @@ class ConvertConfig:
     seed: int = 0
     rtol: float = 1e-5
     overwrite: bool = False
-
-
-def _log(message):
-    print(message, flush=True)
 
 
 def batch_norm_for(spec, meta, cfg):
