@@ -75,8 +75,7 @@ def make_checkpoint(prefix, model_name, num_classes, image_size=32, seed=0, glob
 
 def read(prefix):
     """``{name: array}`` of every variable in a checkpoint."""
-    reader = tf.train.load_checkpoint(prefix)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    return checkpoint.read_tensors(prefix)
 
 
 def write(prefix, tensors):
