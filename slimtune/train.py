@@ -517,10 +517,10 @@ def _name_non_finite(spec, prefix, images, num_classes, bn, log):
     end with weights that overflowed while its training loss still looked finite)."""
     import tensorflow as tf
 
-    from slimtune.convert import parity
+    from slimtune import slim_run
 
     try:
-        parity.slim_outputs(spec, prefix, images, num_classes, bn)
+        slim_run.slim_outputs(spec, prefix, images, num_classes, bn)
         log(f"WARNING: {prefix} gives non-finite inference outputs on some images")
     except BrokenCheckpoint as e:
         log(f"WARNING: {str(e).splitlines()[0]}")

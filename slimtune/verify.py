@@ -19,8 +19,9 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from slimtune import checkpoint, files, graphs, metadata, registry
-from slimtune.convert import parity
+from slimtune import checkpoint, files, graphs, metadata, probe, registry, slim_run
+from slimtune.compare import difference
+from slimtune.data import pipeline
 from slimtune.doctor.findings import listed
 from slimtune.errors import SlimtuneError
 from slimtune.nets import batch_norm
@@ -86,7 +87,7 @@ def _open_checkpoint(path, model_name):
     num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(prefix), prefix)
 
     def run(images):
-        return parity.slim_outputs(spec, prefix, images, num_classes, bn)[0]
+        return slim_run.slim_outputs(spec, prefix, images, num_classes, bn)[0]
 
     return Form("checkpoint", prefix, run, spec.name, None,
                 meta.get("preprocessing") or spec.preprocessing,
@@ -276,7 +277,7 @@ def _misalignment(reference, candidate, rtol):
         checks.append((reference[:, :-1], candidate[:, 1:], "the candidate's classes are "
                        "shifted by one against the reference (an off-by-one label offset)"))
     for a, b, text in checks:
-        if parity.difference(a, b).max_rel <= max(rtol, 1e-4):
+        if difference(a, b).max_rel <= max(rtol, 1e-4):
             return text
     if r != c:
         return f"class counts differ ({r} vs {c}) and no shift by one explains it"
@@ -290,7 +291,7 @@ def compare(reference, candidate, atol=1e-4, rtol=1e-5):
     misaligned = _misalignment(reference, candidate, rtol)
     n = min(reference.shape[1], candidate.shape[1])
     a, b = reference[:, :n], candidate[:, :n]
-    diff = parity.difference(a, b)
+    diff = difference(a, b)
     cosine = float(np.sum(a * b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
     top5 = min(5, n)
     ref5 = np.argsort(-a, axis=1)[:, :top5]
@@ -308,7 +309,7 @@ def findings_of(form, role, images, first_logits, rtol=1e-5):
     found = []
     if not form.deterministic_by_construction:
         again = form.run(images)
-        repeat = parity.difference(first_logits, again)
+        repeat = difference(first_logits, again)
         if repeat.max_rel > rtol:
             randoms = graphs.random_ops(form.graph_def, form.outputs) if form.graph_def else []
             cause = (f"it depends on random ops ({listed(randoms)}): dropout left active, "
@@ -358,19 +359,15 @@ def check(reference, candidate, images, atol=1e-4, rtol=1e-5, reference_logits=N
 def inputs(image_files: Sequence[str] = (), random=0, seed=0, size=224, preprocessing="inception",
            dataset=None):
     """The images both forms see: files (preprocessed for eval), random, or a split."""
-    from slimtune.convert.convert import load_images
-
     batches = []
     if image_files:
-        batches.append(load_images(list(image_files), preprocessing, size))
+        batches.append(pipeline.load_images(list(image_files), preprocessing, size))
     if dataset:
-        from slimtune.data import pipeline
-
         name, directory, split_name, limit = dataset
         batches.append(pipeline.load_eval_arrays(name, directory, split_name, preprocessing,
                                                  size, limit)[0])
     if random:
-        batches.append(parity.random_images(random, size, seed))
+        batches.append(probe.random_images(random, size, seed))
     if not batches:
         raise UnusableInput("no inputs: pass --images, --dataset_dir/--dataset_name, or "
                             "--random N")
@@ -398,14 +395,14 @@ def layerwise(checkpoint_path, keras_path, images, model_name=None, rtol=1e-5):
     if missing:
         raise UnusableInput(f"{keras_path} is not a slimtune conversion of {spec.name}: it has "
                             f"no layer {missing[0]}")
-    _, slim_points = parity.slim_outputs(spec, ref.path, images, num_classes, bn,
-                                         [key for key, _ in points])
+    _, slim_points = slim_run.slim_outputs(spec, ref.path, images, num_classes, bn,
+                                           [key for key, _ in points])
     probe = keras.Model(model.input, [model.get_layer(n).output for _, n in points])
     outs = probe(images, training=False)
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     rows, first_bad = [], None
     for (key, name), value in zip(points, outs):
-        diff = parity.difference(slim_points[key], np.asarray(value))
+        diff = difference(slim_points[key], np.asarray(value))
         rows.append((key, name, diff))
         if first_bad is None and diff.max_rel > rtol:
             first_bad = rows[-1]

@@ -12,8 +12,8 @@ pure function of its input fails).
 import keras
 import numpy as np
 
-from slimtune import export, registry, verify
-from slimtune.convert import families, keras_model, parity
+from slimtune import compare, export, probe, registry, verify
+from slimtune.convert import families, keras_model
 from slim_checkpoints import make_checkpoint, read
 
 
@@ -55,7 +55,7 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
     """
     spec = registry.get(model_name)
     bn = spec.batch_norm
-    images = parity.random_images(batch, image_size, seed)
+    images = probe.random_images(batch, image_size, seed)
     points = families.module_for(spec).end_points(spec)
     # The slim reference comes from the graph that saved the checkpoint (built with
     # is_training=False); tests/test_convert.py covers restoring into a fresh graph.
@@ -67,12 +67,12 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
                                      image_size=image_size, include_aux_logits=aux)
     outputs = model(images, training=False)
     keras_logits = np.asarray(outputs[0] if aux else outputs)
-    results = {"logits": parity.difference(slim_logits, keras_logits)}
+    results = {"logits": compare.difference(slim_logits, keras_logits)}
     if aux:
-        results["AuxLogits"] = parity.difference(slim_points["AuxLogits"], np.asarray(outputs[1]))
+        results["AuxLogits"] = compare.difference(slim_points["AuxLogits"], np.asarray(outputs[1]))
         assert results["AuxLogits"].reference_max > 1e-3, "degenerate test: aux logits ~0"
     for (key, _), value in zip(points, keras_end_points(model, [n for _, n in points], images)):
-        results[key] = parity.difference(slim_points[key], value)
+        results[key] = compare.difference(slim_points[key], value)
     for key, diff in results.items():
         print(f"{model_name} {image_size}px {key}: {diff.line()}")
     bad = {k: d.max_rel for k, d in results.items() if d.max_rel > rtol}

@@ -18,8 +18,8 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read, write
-from slimtune import doctor, evaluate, export, registry, train, verify
-from slimtune.convert import convert, parity
+from slimtune import doctor, evaluate, export, probe, registry, train, verify
+from slimtune.convert import convert
 from slimtune.errors import BrokenCheckpoint, UsageError
 
 V3 = registry.get("inception_v3")
@@ -68,7 +68,7 @@ def test_graph_is_built_with_or_without_the_aux_head(model_name):
 
 def test_aux_less_v3_evaluates_exports_and_is_measured_by_the_doctor(aux_less_v3, digits_dir,
                                                                      tmp_path):
-    """slimtune-verify runs a checkpoint through parity.slim_outputs, as slimtune-convert
+    """slimtune-verify runs a checkpoint through slim_run.slim_outputs, as slimtune-convert
     does (test_aux_less_v3_converts_...)."""
     from slimtune.doctor import statistics_checks
 
@@ -84,7 +84,7 @@ def test_aux_less_v3_evaluates_exports_and_is_measured_by_the_doctor(aux_less_v3
     # The doctor's live checks run the checkpoint through verify's form (above) and
     # through its own per-layer measurement graph.
     served, batch_logits, layers = statistics_checks.slim_measurements(
-        V3, aux_less_v3, parity.random_images(4, SIZE), 10, V3.batch_norm)
+        V3, aux_less_v3, probe.random_images(4, SIZE), 10, V3.batch_norm)
     assert served.shape == batch_logits.shape == (4, 10)
     assert len(layers) == sum(n.endswith("/moving_mean") for n in read(aux_less_v3))
 

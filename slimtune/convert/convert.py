@@ -18,8 +18,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from slimtune import checkpoint, files, metadata
-from slimtune.convert import keras_model, parity, source
+from slimtune import checkpoint, compare, files, metadata, probe, slim_run
+from slimtune.convert import keras_model, source
+from slimtune.data import pipeline
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 from slimtune.nets import batch_norm
 from slimtune.progress import log as _log
@@ -109,35 +110,17 @@ def _hint_for(error, tensors):
     return error
 
 
-def load_images(paths, preprocessing_name, size):
-    """Real image files, decoded and preprocessed for evaluation (float32 NHWC)."""
-    import tensorflow as tf
-
-    from slimtune.data import preprocessing
-
-    batch = []
-    for path in paths:
-        try:
-            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        except (tf.errors.OpError, ValueError) as e:
-            raise UsageError(f"cannot decode image {path}: {str(e).splitlines()[0]}; pass "
-                             "JPEG, PNG, GIF or BMP files") from None
-        batch.append(preprocessing.preprocess(preprocessing_name, image, size, size,
-                                              is_training=False).numpy())
-    return np.stack(batch).astype(np.float32)
-
-
 def check_parity(spec, src, model, num_classes, bn, cfg, size, variable_map, log):
     """Slim graph vs Keras model on random (and real) images; returns a dict for the JSON."""
-    inputs = {"random": parity.random_images(cfg.random_images, size, cfg.seed)}
+    inputs = {"random": probe.random_images(cfg.random_images, size, cfg.seed)}
     if cfg.images:
-        inputs["images"] = load_images(cfg.images, src.metadata.get("preprocessing")
-                                       or spec.preprocessing, size)
+        inputs["images"] = pipeline.load_images(
+            cfg.images, src.metadata.get("preprocessing") or spec.preprocessing, size)
     report = {"image_size": size, "rtol": cfg.rtol}
     failures = []
     first = 1 if cfg.drop_background else 0
     for name, images in inputs.items():
-        slim_logits, slim_points = parity.slim_outputs(
+        slim_logits, slim_points = slim_run.slim_outputs(
             spec, src.prefix, images, num_classes, bn, drop_background=cfg.drop_background,
             variable_map=variable_map,
             end_point_keys=[spec.aux_logits] if cfg.include_aux_logits else [])
@@ -146,7 +129,7 @@ def check_parity(spec, src, model, num_classes, bn, cfg, size, variable_map, log
         if cfg.include_aux_logits:  # the auxiliary head is checked like the logits
             pairs[f"{name} aux"] = (slim_points[spec.aux_logits][:, first:], outputs[1])
         for key, (reference, candidate) in pairs.items():
-            diff = parity.difference(reference, np.asarray(candidate))
+            diff = compare.difference(reference, np.asarray(candidate))
             log(f"parity on {len(images)} {key} images at {size}px: {diff.line()}")
             report[key] = dataclasses.asdict(diff)
             if not diff.max_rel <= cfg.rtol:

@@ -14,7 +14,7 @@ per-example:
 
 import numpy as np
 
-from slimtune.convert import parity
+from slimtune.compare import difference
 from slimtune.doctor.findings import ERROR, WARNING, Finding
 
 # A class taking this share of predictions on data with at least this many labels'
@@ -27,7 +27,7 @@ def check_form(form, images, labels=None, rtol=1e-4):
     findings = []
     first = np.asarray(form.run(images))
     again = np.asarray(form.run(images))
-    repeat = parity.difference(first, again).max_rel
+    repeat = difference(first, again).max_rel
     if repeat > rtol:
         findings.append(Finding(
             ERROR, "live-nondeterministic", "the same images give different outputs twice",
@@ -38,7 +38,7 @@ def check_form(form, images, labels=None, rtol=1e-4):
             "training=False)"))
     if len(images) > 1:
         alone = np.asarray(form.run(images[:1]))
-        shift = parity.difference(first[:1], alone).max_rel
+        shift = difference(first[:1], alone).max_rel
         if shift > rtol and repeat <= rtol:
             findings.append(Finding(
                 ERROR, "live-batch-dependent", "an image's output depends on the rest of "

@@ -182,7 +182,6 @@ def _diagnose(cfg):
 def _live_checks(report, cfg):
     """Run every given model form on the data (see ``data_checks``)."""
     from slimtune import verify
-    from slimtune.convert.convert import load_images
     from slimtune.data import pipeline
 
     paths = [p for p in (cfg.keras_model, cfg.saved_model, cfg.train_dir, cfg.checkpoint_path)
@@ -195,7 +194,7 @@ def _live_checks(report, cfg):
     forms = [verify.open_form(p, cfg.model_name) for p in paths]
     size, preprocessing = verify.input_settings(cfg, forms)
     if cfg.images:
-        images, labels = load_images(list(cfg.images), preprocessing, size), None
+        images, labels = pipeline.load_images(list(cfg.images), preprocessing, size), None
     else:
         images, labels = pipeline.load_eval_arrays(cfg.dataset_name, cfg.dataset_dir,
                                                    cfg.dataset_split_name, preprocessing,

@@ -70,7 +70,7 @@ def slim_measurements(spec, prefix, images, num_classes, bn):
     import tensorflow as tf
 
     from slimtune import batch_statistics, checkpoint, compat, probe
-    from slimtune.convert import parity
+    from slimtune import slim_run
     from slimtune.nets import batch_norm
 
     compat.apply()
@@ -94,8 +94,8 @@ def slim_measurements(spec, prefix, images, num_classes, bn):
                                       {x: images})
             probe.check(prefix, sess, served, end_points, x, images, logits)
     layers = [compare(name, *values[name], fetch[name][4]) for name in fetch]
-    batch_logits, _ = parity.slim_outputs(spec, prefix, images, num_classes,
-                                          bn.replace(mode=batch_norm.BATCH_STATS))
+    batch_logits, _ = slim_run.slim_outputs(spec, prefix, images, num_classes,
+                                            bn.replace(mode=batch_norm.BATCH_STATS))
     return served, batch_logits, layers
 
 
