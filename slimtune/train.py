@@ -569,7 +569,7 @@ def _precise_batch_norm(cfg, spec, split, bn, image_size, preprocessing, num_cla
 def _report_graph_findings(graph, log):
     """Before the first step, print the doctor's findings about the training graph's
     BatchNorm layers (one value per channel, or so few that training can explode)."""
-    from slimtune.doctor import graph_checks
+    from slimtune.checks import graph_checks
 
     findings = graph_checks.batch_norm_size_findings(graph)
     for finding in findings:
@@ -581,15 +581,16 @@ def _report_graph_findings(graph, log):
 def _report_doctor_findings(prefix, log, already=()):
     """Print the BatchNorm doctor's checkpoint findings (errors and warnings only; not
     the ``already`` reported codes again)."""
-    from slimtune import doctor
+    from slimtune.checks import checkpoint_checks
+    from slimtune.findings import NOTE
 
     try:
-        report = doctor.checkpoint_report(prefix)
+        report = checkpoint_checks.checkpoint_report(prefix)
     except Exception as e:  # a diagnosis must never fail a finished run
         log(f"slimtune-doctor could not check {prefix}: {str(e).splitlines()[0]}")
         return
     findings = [f for f in report.sorted()
-                if f.severity != doctor.NOTE and f.code not in already]
+                if f.severity != NOTE and f.code not in already]
     if findings:
         log("slimtune-doctor on the final checkpoint:")
         for finding in findings:

@@ -12,7 +12,7 @@ pure function of its input fails).
 import keras
 import numpy as np
 
-from slimtune import compare, export, probe, registry, verify
+from slimtune import compare, export, forms, probe, registry, verify
 from slimtune.convert import families, keras_model
 from slim_checkpoints import make_checkpoint, read
 
@@ -31,10 +31,10 @@ def check_forms(tmp_path, prefix, model, model_name, image_size, images, slim_lo
         output_file=str(tmp_path / "frozen.pb"), output_dir=str(tmp_path / "saved_model")),
         log=lambda message: None)
     model.save(str(tmp_path / "model.keras"))
-    reference = verify.Form("checkpoint", prefix, None, deterministic_by_construction=True)
+    reference = forms.Form("checkpoint", prefix, None, deterministic_by_construction=True)
     reports = {}
     for path in ("frozen.pb", "saved_model", "model.keras"):
-        form = verify.open_form(str(tmp_path / path))
+        form = forms.open_form(str(tmp_path / path))
         report = verify.check(reference, form, images, rtol=rtol, reference_logits=slim_logits)
         print(f"{model_name} {image_size}px {form.kind}: max rel {report.max_rel:.3g}, "
               f"top-1 agreement {report.top1_agreement:.4f}, "

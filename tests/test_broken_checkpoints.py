@@ -18,9 +18,9 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read, write
-from slimtune import doctor, evaluate, export, probe, registry, train, verify
+from slimtune import doctor, evaluate, export, forms, probe, registry, train, verify
 from slimtune.convert import convert
-from slimtune.errors import BrokenCheckpoint, UsageError
+from slimtune.errors import BrokenCheckpoint, UnusableInput, UsageError
 
 V3 = registry.get("inception_v3")
 SIZE = 107  # the smallest size slim builds Inception v3 for
@@ -70,7 +70,7 @@ def test_aux_less_v3_evaluates_exports_and_is_measured_by_the_doctor(aux_less_v3
                                                                      tmp_path):
     """slimtune-verify runs a checkpoint through slim_run.slim_outputs, as slimtune-convert
     does (test_aux_less_v3_converts_...)."""
-    from slimtune.doctor import statistics_checks
+    from slimtune.checks import statistics_checks
 
 
     scores = evaluate.evaluate(evaluate.EvalConfig(
@@ -318,11 +318,11 @@ def test_a_keras_file_that_is_not_a_zip_is_unusable_input(tmp_path):
     """Keras itself says "File not found" for a file that exists but is not an archive."""
     path = tmp_path / "model.keras"
     path.write_text("a text file named like a model")
-    with pytest.raises(verify.UnusableInput) as error:
-        verify.open_form(str(path))
+    with pytest.raises(UnusableInput) as error:
+        forms.open_form(str(path))
     assert error.value.exit_code == 2
     assert str(error.value).startswith(f"{path} is not a valid .keras archive (not a zip file)")
-    with pytest.raises(doctor.UnusableInput) as error:
+    with pytest.raises(UnusableInput) as error:
         doctor.diagnose(doctor.DoctorConfig(keras_model=str(path)))
     assert error.value.exit_code == 2
     assert str(error.value).startswith(f"{path} is not a valid .keras archive (not a zip file)")

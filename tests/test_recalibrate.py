@@ -17,9 +17,10 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read, write
-from slimtune import batch_statistics, metadata, recalibrate, registry, slim_run, train
+from slimtune import (batch_statistics, bn_layers, metadata, recalibrate, registry, slim_run,
+                      train)
 from slimtune.data import pipeline
-from slimtune.doctor import statistics_checks
+from slimtune.checks import statistics_checks
 from slimtune.errors import CheckpointError, DataError, UsageError
 from slimtune.nets import batch_norm
 
@@ -452,7 +453,7 @@ def test_converted_keras_model_gets_the_checkpoints_statistics(tmp_path, digits_
         **common))
     slim = read(str(tmp_path / "slim_out" / "model.ckpt-1000"))
     model = keras.models.load_model(tmp_path / "keras_out" / "model.keras", safe_mode=True)
-    layers = batch_statistics.batch_norm_layers(model)
+    layers = bn_layers.keras_layers(model)
     assert len(layers) == 53
     worst = max(_relative(np.asarray(getattr(layer, kind)),
                           slim[f"resnet_v1_50/{layer.name.replace('.', '/')}/{kind}"])
