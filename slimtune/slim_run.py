@@ -56,14 +56,31 @@ def slim_outputs(spec, checkpoint_prefix, images, num_classes, bn, end_point_key
 
     Returns ``(logits [B, C], {key: array})``.
     """
+    return slim_outputs_each(spec, checkpoint_prefix, {"images": images}, num_classes, bn,
+                             end_point_keys, drop_background, variable_map)["images"]
+
+
+def slim_outputs_each(spec, checkpoint_prefix, batches, num_classes, bn, end_point_keys=(),
+                      drop_background=False, variable_map=None):
+    """:func:`slim_outputs` of each batch in ``batches`` (``{name: images}``, one shape).
+
+    The graph is built and restored once for all of them (a deep net's build costs more
+    than running it), and closed before returning.  Returns ``{name: (logits, points)}``.
+    """
     from slimtune import probe
 
-    with restored(spec, checkpoint_prefix, images.shape[1:], num_classes, bn,
-                  variable_map) as run:
+    shape = next(iter(batches.values())).shape[1:]
+    if any(images.shape[1:] != shape for images in batches.values()):
+        raise ValueError(f"image batches of several shapes: "
+                         f"{[images.shape for images in batches.values()]}")
+    outputs = {}
+    with restored(spec, checkpoint_prefix, shape, num_classes, bn, variable_map) as run:
         logits = run.logits[:, 1:] if drop_background else run.logits
         fetch = {"logits": logits,
                  "end_points": {k: run.end_points[k] for k in end_point_keys}}
-        out = run.sess.run(fetch, {run.images: images})
-        probe.check(checkpoint_prefix, run.sess, out["logits"], run.end_points, run.images,
-                    images, logits)
-    return out["logits"], out["end_points"]
+        for name, images in batches.items():
+            out = run.sess.run(fetch, {run.images: images})
+            probe.check(checkpoint_prefix, run.sess, out["logits"], run.end_points,
+                        run.images, images, logits)
+            outputs[name] = out["logits"], out["end_points"]
+    return outputs

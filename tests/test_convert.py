@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read, write
 from slimtune import compare, probe, registry, slim_run, train
-from slimtune.convert import convert, keras_model, layers
+from slimtune.convert import convert
+from slimtune.keras_nets import layers
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,13 +61,29 @@ model = keras.models.load_model(out + "/model.keras", safe_mode=True)
 served = tf.saved_model.load(out + "/saved_model")
 np.save(sys.argv[3], np.asarray(model(images, training=False)))
 np.save(sys.argv[4], served.serve(tf.constant(images)).numpy())
+with tf.Graph().as_default(), tf.compat.v1.Session() as sess:  # TF1's loader, as TF Serving
+    meta = tf.compat.v1.saved_model.load(sess, ["serve"], out + "/saved_model")
+    sig = meta.signature_def["serving_default"]
+    np.save(sys.argv[5], sess.run(sig.outputs["output_0"].name,
+                                  {sig.inputs["images"].name: images}))
 """
 
 
 def test_outputs_reload_in_a_fresh_process(checkpoint_7, tmp_path):
     out = str(tmp_path / "keras")
-    convert.convert(convert.ConvertConfig(checkpoint_path=checkpoint_7, output_dir=out,
-                                          image_size=SIZE))
+    pictures = []  # real image files join the parity check; one slim graph serves both sets
+    for i in range(2):
+        pixels = np.random.RandomState(i).randint(0, 256, (48, 40, 3), dtype=np.uint8)
+        pictures.append(str(tmp_path / f"picture{i}.png"))
+        tf.io.write_file(pictures[-1], tf.io.encode_png(pixels))
+    lines = []
+    meta = convert.convert(convert.ConvertConfig(checkpoint_path=checkpoint_7, output_dir=out,
+                                                 image_size=SIZE, images=pictures),
+                           log=lines.append)
+    print("\n".join(lines))
+    assert meta["parity"]["images"]["count"] == 2 and meta["parity"]["random"]["count"] == 4
+    assert meta["parity"]["images"]["max_rel"] <= 1e-5
+    assert sum(line.startswith("slim graph built") for line in lines) == 1
     images = probe.random_images(3, 40, seed=5)  # open input size: 40 px works too
     np.save(tmp_path / "images.npy", images)
     in_memory = keras.models.load_model(os.path.join(out, "model.keras"))
@@ -80,18 +97,22 @@ def test_outputs_reload_in_a_fresh_process(checkpoint_7, tmp_path):
     as_graph = np.asarray(tf.function(lambda x: in_memory(x, training=False),
                                       input_signature=[open_shape])(images))
     subprocess.run([sys.executable, "-c", _RELOAD, out, str(tmp_path / "images.npy"),
-                    str(tmp_path / "k.npy"), str(tmp_path / "s.npy")], check=True,
+                    str(tmp_path / "k.npy"), str(tmp_path / "s.npy"), str(tmp_path / "v1.npy")],
+                   check=True,
                    env={**os.environ, "PYTHONPATH": ""}, cwd=str(tmp_path))
     reloaded, served = np.load(tmp_path / "k.npy"), np.load(tmp_path / "s.npy")
+    served_v1 = np.load(tmp_path / "v1.npy")
     print("model.keras reloaded:", compare.difference(expected, reloaded).line())
     print("SavedModel vs graph:", compare.difference(as_graph, served).line())
     print("SavedModel vs eager:", compare.difference(expected, served).line())
+    print("SavedModel in TF1's loader vs graph:", compare.difference(as_graph, served_v1).line())
     assert compare.difference(expected, reloaded).max_rel <= 1e-5
     assert compare.difference(as_graph, served).max_rel <= 1e-5
     assert compare.difference(expected, served).max_rel <= 1e-5
+    assert compare.difference(as_graph, served_v1).max_rel <= 1e-5
     # ...and the in-memory conversion equals the slim graph at that size too
     slim, _ = slim_run.slim_outputs(registry.get(MODEL), checkpoint_7, images, 7,
-                                    registry.get(MODEL).batch_norm)
+                                  registry.get(MODEL).batch_norm)
     assert compare.difference(slim, expected).max_rel <= 1e-5
 
 
@@ -107,7 +128,7 @@ def _diff_against_slim(prefix, model, images, slim_classes=7, slim_slice=None):
 
 def test_changed_bn_epsilon_is_caught(checkpoint_7):
     spec = registry.get(MODEL)
-    model = keras_model.from_tensors(spec, read(checkpoint_7), 7, spec.batch_norm)
+    model = spec.keras_from_tensors(read(checkpoint_7), 7, spec.batch_norm)
     images = probe.random_images(2, SIZE)
     assert _diff_against_slim(checkpoint_7, model, images).max_rel <= 1e-5
     model.get_layer("block3.unit_2.bottleneck_v1.conv2.BatchNorm").epsilon = 1e-3
@@ -134,7 +155,7 @@ def _plant_zero_padded_pool1(monkeypatch):
 def test_zero_padded_max_pool_is_caught(checkpoint_7, monkeypatch):
     _plant_zero_padded_pool1(monkeypatch)
     spec = registry.get(MODEL)
-    model = keras_model.from_tensors(spec, read(checkpoint_7), 7, spec.batch_norm)
+    model = spec.keras_from_tensors(read(checkpoint_7), 7, spec.batch_norm)
     diff = _diff_against_slim(checkpoint_7, model, probe.random_images(2, EVEN))
     print("zero-padded pool1:", diff.line())
     assert diff.max_rel > 1e-5
@@ -142,8 +163,8 @@ def test_zero_padded_max_pool_is_caught(checkpoint_7, monkeypatch):
 
 def test_background_dropped_on_one_side_is_caught(checkpoint_7):
     spec = registry.get(MODEL)
-    model = keras_model.from_tensors(spec, read(checkpoint_7), 6, spec.batch_norm,
-                                     drop_background=True)
+    model = spec.keras_from_tensors(read(checkpoint_7), 6, spec.batch_norm,
+                                    drop_background=True)
     images = probe.random_images(4, SIZE)
     assert _diff_against_slim(checkpoint_7, model, images, slim_slice=slice(1, None)
                               ).max_rel <= 1e-5
