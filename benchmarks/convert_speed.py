@@ -8,7 +8,7 @@ Measures, in one run, each phase in a fresh Python process (so peak memory is it
   port       import + read + build + port every tensor with its shape checks
              (ModelSpec.keras_from_tensors): the conversion proper
   reference  import + build the slim graph, restore the checkpoint and run it once on
-             the parity check's images (slimtune.convert.parity.slim_outputs): the
+             the parity check's images (slimtune.slim_run.slim_outputs): the
              price of checking parity at all
   command    the whole slimtune-convert run: port, parity check against the slim graph,
              model.keras, SavedModel and metadata; its own log gives the time of each
@@ -66,8 +66,8 @@ def run_phase(phase, prefix):
     import keras  # noqa: F401
     import tensorflow as tf  # noqa: F401
 
-    from slimtune import compat, registry
-    from slimtune.convert import convert, parity, source
+    from slimtune import compat, probe, registry, slim_run
+    from slimtune.convert import convert, source
 
     compat.apply()
     spec = registry.get(FLAGS.model_name)
@@ -80,8 +80,8 @@ def run_phase(phase, prefix):
             spec.keras_from_tensors(tensors, FLAGS.num_classes, spec.batch_norm)
     elif phase == "reference":
         count = convert.ConvertConfig("", "").random_images  # the command's default
-        parity.slim_outputs(spec, prefix, parity.random_images(count, FLAGS.image_size),
-                            FLAGS.num_classes, spec.batch_norm)
+        slim_run.slim_outputs(spec, prefix, probe.random_images(count, FLAGS.image_size),
+                              FLAGS.num_classes, spec.batch_norm)
     elif phase == "command":
         steps = []
 

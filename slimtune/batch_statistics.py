@@ -21,13 +21,13 @@ layers' inputs, called with ``training=True``).  ``slimtune-recalibrate`` and
 inputs in inference mode.
 """
 
-import dataclasses
 import datetime
 import itertools
 import os
 
 import numpy as np
 
+from slimtune import bn_layers
 from slimtune.errors import CheckpointError, DataError, UsageError
 from slimtune.progress import Meter
 
@@ -79,66 +79,6 @@ def moment_tensors(x, channel_axis=-1):
 
 # --- slim graphs -------------------------------------------------------------------------
 
-@dataclasses.dataclass
-class SlimLayer:
-    """One BatchNorm of a slim graph: its ``FusedBatchNorm`` op and its variable scope."""
-
-    name: str  # e.g. resnet_v1_50/conv1/BatchNorm; InceptionV3/Mixed_5b/.../BatchNorm
-    op: object
-
-    @property
-    def training(self):
-        return bool(self.op.get_attr("is_training"))
-
-    @property
-    def epsilon(self):
-        return float(self.op.get_attr("epsilon"))
-
-    @property
-    def input(self):
-        return self.op.inputs[0]
-
-    @property
-    def channel_axis(self):
-        return 1 if self.op.get_attr("data_format") == b"NCHW" else -1
-
-    @property
-    def moving_mean(self):
-        return self.name + "/moving_mean"
-
-    @property
-    def moving_variance(self):
-        return self.name + "/moving_variance"
-
-
-def _variable_read_by(tensor):
-    op = tensor.op
-    while op.type in ("ReadVariableOp", "Identity") and op.inputs:
-        op = op.inputs[0].op
-    return op.name if op.type in ("VarHandleOp", "VariableV2", "Variable") else None
-
-
-def slim_layers(graph):
-    """Every BatchNorm of ``graph`` in construction (network) order.
-
-    A layer is named by the variables its op reads as mean and variance (inputs 3 and 4,
-    in training mode too), not by the op's name scope: Inception re-enters its root
-    scope (ops under ``InceptionV3/InceptionV3/...``, variables under
-    ``InceptionV3/...``), and ResNet v2's ``preact``/``postnorm`` have no ``BatchNorm``
-    scope at all.
-    """
-    layers = []
-    for op in graph.get_operations():
-        if not op.type.startswith("FusedBatchNorm") or "Grad" in op.type:
-            continue
-        mean, variance = _variable_read_by(op.inputs[3]), _variable_read_by(op.inputs[4])
-        if not (mean and mean.endswith("/moving_mean") and variance == mean[:-4] + "variance"):
-            raise RuntimeError(f"internal: BatchNorm op {op.name} reads {mean} and {variance}, "
-                               "not a layer's moving_mean/moving_variance")
-        layers.append(SlimLayer(mean[: -len("/moving_mean")], op))
-    return layers
-
-
 def slim_statistics(spec, prefix, num_classes, bn, batches, num_batches, log=print,
                     variable_map=None):
     """Re-estimate the moving statistics of a slim checkpoint's BatchNorm layers.
@@ -162,7 +102,7 @@ def slim_statistics(spec, prefix, num_classes, bn, batches, num_batches, log=pri
         images = v1.placeholder(tf.float32, (None,) + first.shape[1:], name="images")
         spec.build(images, num_classes, is_training=False,
                    batch_norm=bn.replace(mode=batch_norm.BATCH_STATS))
-        layers = slim_layers(graph)
+        layers = bn_layers.slim_layers(graph)
         inference = [layer.name for layer in layers if not layer.training]
         if inference:
             raise RuntimeError("internal: BatchNorm forced to batch statistics, yet these "
@@ -193,23 +133,6 @@ def slim_statistics(spec, prefix, num_classes, bn, batches, num_batches, log=pri
 # and a BatchNorm would make the measured inputs differ from what serving feeds.
 _RANDOM_IN_TRAINING = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
                        "GaussianNoise", "GaussianDropout", "AlphaDropout")
-
-
-def batch_norm_layers(model):
-    """Every BatchNormalization layer of a Keras model, nested models included, in
-    network order."""
-    import keras
-
-    found = []
-
-    def visit(layers):
-        for layer in layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                found.append(layer)
-            visit(getattr(layer, "layers", ()))
-
-    visit(model.layers)
-    return found
 
 
 def keras_probe(model, layers):
@@ -248,7 +171,7 @@ def keras_statistics(model, batches, num_batches, include_frozen=False, log=prin
     moving statistics while the others are measured, as in training, unless
     ``include_frozen``.  Returns ``({layer name: Moments}, [names left alone])``.
     """
-    layers = batch_norm_layers(model)
+    layers = bn_layers.keras_layers(model)
     if not layers:
         raise UsageError(f"Keras model {model.name} has no BatchNormalization layers: "
                          "there are no statistics to re-estimate")
@@ -286,7 +209,7 @@ def keras_statistics(model, batches, num_batches, include_frozen=False, log=prin
 
 def assign_keras(model, moments):
     """Write ``{layer name: Moments}`` into the model's moving statistics."""
-    for layer in batch_norm_layers(model):
+    for layer in bn_layers.keras_layers(model):
         if layer.name in moments:
             layer.moving_mean.assign(moments[layer.name].mean.astype(np.float32))
             layer.moving_variance.assign(moments[layer.name].variance().astype(np.float32))

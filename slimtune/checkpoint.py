@@ -50,13 +50,32 @@ def read_shapes(prefix):
     return {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
 
 
-def read_tensors(prefix):
-    """``{name: array}`` of every tensor in checkpoint ``prefix``, dtypes kept."""
+def read_tensors(prefix, names=None):
+    """``{name: array}`` of every tensor in checkpoint ``prefix`` (or of ``names``), dtypes
+    kept; an unreadable index or a truncated data file is a CheckpointError."""
     import tensorflow as tf
 
-    read_shapes(prefix)  # a clear error for unreadable files
+    names = list(read_shapes(prefix) if names is None else names)  # unreadable: said here
     reader = tf.train.load_checkpoint(prefix)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    tensors = {}
+    for name in names:
+        try:
+            tensors[name] = reader.get_tensor(name)
+        except Exception as e:  # TF raises several types for the same problem
+            raise CheckpointError(f"cannot read {name} from checkpoint {prefix}: "
+                                  f"{str(e).splitlines()[0]}; the data file is truncated or "
+                                  "corrupt, copy or download it again") from None
+    return tensors
+
+
+def file_hashes(prefix):
+    """``{file name: sha256}`` of the files of checkpoint ``prefix``."""
+    from slimtune.download import sha256_of
+
+    directory, base = os.path.split(prefix)
+    return {name: sha256_of(os.path.join(directory, name))
+            for name in sorted(os.listdir(directory or "."))
+            if name == base + ".index" or name.startswith(base + ".data-") or name == base}
 
 
 def write(prefix, tensors):

@@ -1,8 +1,8 @@
 """Download a file with progress and a checksum; unpack a checkpoint archive safely.
 
-Both leave nothing half-written: a download streams into ``<dest>.part-<pid>`` and is
-renamed only once complete and its sha256 checked; an archive is unpacked into a
-temporary sibling directory renamed into place when every member is out.
+Both leave nothing half-written (``slimtune.files``): a download streams into a
+temporary name and is renamed only once complete and its sha256 checked; an archive is
+unpacked into a temporary sibling directory renamed into place when every member is out.
 
 Archives come from the internet, so members are checked *before* anything is written:
 absolute paths, ``..`` components, symbolic and hard links, and device/FIFO entries
@@ -11,12 +11,12 @@ are refused (a checkpoint archive holds regular files and directories only).
 
 import hashlib
 import os
-import shutil
 import tarfile
 import time
 import urllib.error
 import urllib.request
 
+from slimtune import files
 from slimtune.errors import CheckpointError
 from slimtune.progress import format_seconds
 
@@ -51,11 +51,22 @@ def _progress_line(done, total, started):
 def fetch(url, dest, expected_sha256=None, log=print, timeout=60, manual_hint=""):
     """Download ``url`` to ``dest``; returns its sha256.  A mismatch with
     ``expected_sha256`` deletes the download and raises :class:`CheckpointError`."""
-    part = f"{dest}.part-{os.getpid()}"
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    with files.staged(dest) as part:
+        actual, done = _stream(url, part, log, timeout, manual_hint, os.path.basename(dest))
+        if expected_sha256 and actual != expected_sha256.lower():
+            raise CheckpointError(f"sha256 mismatch for {url}: expected {expected_sha256}, "
+                                  f"got {actual}; the download was deleted (corrupt transfer "
+                                  "or a changed file): try again, or check the manifest entry")
+    log(f"downloaded {os.path.basename(dest)}: {done / 1e6:.1f} MB, sha256 {actual}")
+    return actual
+
+
+def _stream(url, path, log, timeout, manual_hint, name):
+    """Write ``url`` into ``path`` with progress lines; returns ``(sha256, bytes)``."""
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(path, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
             done, started, shown = 0, time.monotonic(), 0.0
             while True:
@@ -66,28 +77,15 @@ def fetch(url, dest, expected_sha256=None, log=print, timeout=60, manual_hint=""
                 digest.update(block)
                 done += len(block)
                 if time.monotonic() - shown > 1.0:
-                    log(f"downloading {os.path.basename(dest)}: "
-                        f"{_progress_line(done, total, started)}")
+                    log(f"downloading {name}: {_progress_line(done, total, started)}")
                     shown = time.monotonic()
         if total and done != total:
             raise DownloadError(f"download of {url} stopped at {done} of {total} bytes: run "
                                 "the same command again")
     except (urllib.error.URLError, OSError, ValueError) as e:
-        remove_quietly(part)
         reason = getattr(e, "reason", None) or e
         raise DownloadError(f"cannot download {url} ({reason}){manual_hint}") from None
-    except BaseException:
-        remove_quietly(part)
-        raise
-    actual = digest.hexdigest()
-    if expected_sha256 and actual != expected_sha256.lower():
-        remove_quietly(part)
-        raise CheckpointError(f"sha256 mismatch for {url}: expected {expected_sha256}, got "
-                              f"{actual}; the download was deleted (corrupt transfer or a "
-                              "changed file): try again, or check the manifest entry")
-    os.replace(part, dest)
-    log(f"downloaded {os.path.basename(dest)}: {done / 1e6:.1f} MB, sha256 {actual}")
-    return actual
+    return digest.hexdigest(), done
 
 
 def remove_quietly(path):
@@ -114,27 +112,24 @@ def unsafe_member(member):
 
 def safe_extract(archive, dest_dir):
     """Unpack ``archive`` into ``dest_dir`` (which must not exist yet), all or nothing."""
-    tmp = f"{dest_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        with tarfile.open(archive) as tar:
-            members = tar.getmembers()
-            for member in members:
-                why = unsafe_member(member)
-                if why:
-                    raise CheckpointError(f"refusing archive {archive}: member {member.name!r} "
-                                          f"is {why}; a checkpoint archive holds only regular "
-                                          "files (fetch it again from the official URL)")
-            os.makedirs(tmp)
-            tar.extractall(tmp, members=members, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"cannot unpack checkpoint archive {archive}: {e}; download it "
-                              "again") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    os.replace(tmp, dest_dir)
+
+    def fill(tmp):
+        try:
+            with tarfile.open(archive) as tar:
+                members = tar.getmembers()
+                for member in members:
+                    why = unsafe_member(member)
+                    if why:
+                        raise CheckpointError(
+                            f"refusing archive {archive}: member {member.name!r} is {why}; a "
+                            "checkpoint archive holds only regular files (fetch it again from "
+                            "the official URL)")
+                tar.extractall(tmp, members=members, filter="data")
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise CheckpointError(f"cannot unpack checkpoint archive {archive}: {e}; download "
+                                  "it again") from None
+
+    files.write_directory(dest_dir, fill)
     return dest_dir
 
 

@@ -30,3 +30,11 @@ class TrainingDiverged(SlimtuneError):
 class BrokenCheckpoint(CheckpointError):
     """The checkpoint's own graph computes NaN or infinite outputs (its weights overflowed
     in training): no tool can evaluate, export or convert it faithfully."""
+
+
+class UnusableInput(SlimtuneError):
+    """A model file or input a command cannot use: a missing or unreadable file, a form
+    it cannot open, no inputs.  Exit code 2, since verify and the doctor exit 1 to say
+    "the models differ" or "errors found"."""
+
+    exit_code = 2

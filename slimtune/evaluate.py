@@ -18,7 +18,7 @@ from slimtune import checkpoint, compat, metadata, probe, registry
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
-from slimtune.progress import format_seconds
+from slimtune.progress import format_seconds, log as _log
 
 
 @dataclasses.dataclass
@@ -52,10 +52,6 @@ class EvalResult:
     def line(self):
         return (f"top-1 {self.top1:.4f}  top-5 {self.top5:.4f}  loss {self.loss:.4f}  "
                 f"on {self.count} images  ({self.checkpoint}, step {self.global_step})")
-
-
-def _log(message):
-    print(message, flush=True)
 
 
 def _settings(cfg, meta):

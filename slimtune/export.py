@@ -11,14 +11,13 @@ inf on seeded random images is refused before anything is written (``slimtune.pr
 """
 
 import dataclasses
-import json
 import os
-import shutil
 from typing import Optional
 
-from slimtune import checkpoint, metadata, probe, registry
+from slimtune import checkpoint, files, metadata, probe, registry
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm
+from slimtune.progress import log as _log
 
 INPUT_NODE = "input"
 LOGITS_NODE = "logits"
@@ -35,10 +34,6 @@ class ExportConfig:
     batch_size: Optional[int] = None  # None: dynamic batch
     num_classes: Optional[int] = None  # default: as trained, else the checkpoint's logits
     labels_offset: int = 0  # informational, stored in the sidecar JSON
-
-
-def _log(message):
-    print(message, flush=True)
 
 
 def _settings(cfg, prefix):
@@ -87,24 +82,17 @@ def _frozen_graph(spec, prefix, size, num_classes, bn, batch_size):
 
 
 def _write_pb(frozen, path, sidecar):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(frozen.SerializeToString())
-    with open(tmp + ".json", "w", encoding="utf-8") as f:
-        json.dump(sidecar, f, indent=2, sort_keys=True)
-    os.replace(tmp + ".json", path + ".json")
-    os.replace(tmp, path)
+    with files.staged(path) as tmp:
+        files.write_text(tmp, frozen.SerializeToString(), mode="wb")
+        files.write_json(path + ".json", sidecar, indent=2, sort_keys=True)
 
 
 def _write_saved_model(frozen, directory, sidecar):
     import tensorflow as tf
 
     v1 = tf.compat.v1
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(directory)}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+
+    def fill(tmp):
         with tf.Graph().as_default() as graph:
             tf.graph_util.import_graph_def(frozen, name="")
             inputs = graph.get_tensor_by_name(INPUT_NODE + ":0")
@@ -122,9 +110,8 @@ def _write_saved_model(frozen, directory, sidecar):
         if os.path.exists(directory):
             raise UsageError(f"output directory {directory} already exists: remove it or "
                              "choose another --output_dir")
-        os.replace(tmp, directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    files.write_directory(directory, fill)
 
 
 def export(cfg: ExportConfig, log=_log):

@@ -9,8 +9,6 @@ from exporting a graph built with ``is_training=True``.  The helpers here look a
 the functions it calls, which is where TF2/Keras exports keep their layers.
 """
 
-import numpy as np
-
 # Op types that draw random numbers.  Stateless ones count too: Keras 3's dropout uses
 # them with a seed that changes on every call.
 _RANDOM_TYPES = {"TruncatedNormal", "Multinomial", "StatefulUniform", "StatefulUniformInt",
@@ -87,26 +85,3 @@ def training_batch_norms(graph_def, outputs=None):
     return [f"{scope}/{n.name}" if scope else n.name
             for scope, n in reachable_nodes(graph_def, outputs)
             if n.op.startswith("FusedBatchNorm") and n.attr["is_training"].b]
-
-
-def batch_norm_statistics(graph_def):
-    """``{layer scope: (moving_mean, moving_variance)}`` from a frozen graph's constants."""
-    from tensorflow.python.framework import tensor_util
-
-    consts = {n.name: n for n in graph_def.node if n.op == "Const"}
-    stats = {}
-    for name, node in consts.items():
-        if name.endswith("/moving_mean"):
-            scope = name[: -len("/moving_mean")]
-            variance = consts.get(scope + "/moving_variance")
-            if variance is not None:
-                stats[scope] = (tensor_util.MakeNdarray(node.attr["value"].tensor),
-                                tensor_util.MakeNdarray(variance.attr["value"].tensor))
-    return stats
-
-
-def initial_statistics(stats):
-    """Layers of ``{layer: (mean, variance)}`` whose statistics are exactly 0 and 1, the
-    values BatchNorm starts from: statistics never trained, or lost on the way."""
-    return [layer for layer, (mean, variance) in stats.items()
-            if np.all(np.asarray(mean) == 0) and np.all(np.asarray(variance) == 1)]

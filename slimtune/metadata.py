@@ -8,7 +8,8 @@ preprocessing and image size.
 
 import json
 import os
-import shutil
+
+from slimtune import files
 
 FILENAME = "slimtune.json"
 
@@ -19,33 +20,7 @@ def path_for(directory):
 
 def write(directory, data):
     """Write ``slimtune.json`` in ``directory`` atomically."""
-    path = path_for(directory)
-    tmp = path + f".tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
-
-
-def write_directory(directory, fill):
-    """Create ``directory`` all at once: ``fill(tmp)`` writes into a temporary sibling,
-    which takes the place of ``directory`` (absent, empty or meant to be overwritten:
-    the caller checks) only when complete.  On any failure nothing is left behind."""
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(directory))}"
-                               f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    try:
-        fill(tmp)
-        if os.path.exists(directory):
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return files.write_json(path_for(directory), data, indent=2, sort_keys=True, end="\n")
 
 
 def read(directory):

@@ -1,6 +1,11 @@
-"""Progress lines for long loops: step, throughput and time left."""
+"""Progress lines for long loops (step, throughput and time left), and the log they go to."""
 
 import time
+
+
+def log(message):
+    """Print one line now: the default ``log`` of every command."""
+    print(message, flush=True)
 
 
 def format_seconds(seconds):

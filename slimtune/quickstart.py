@@ -33,7 +33,7 @@ import numpy as np
 from slimtune import evaluate, export, registry, stats, train, verify
 from slimtune.data import digits, pipeline
 from slimtune.errors import SlimtuneError, UsageError
-from slimtune.progress import format_seconds
+from slimtune.progress import format_seconds, log as _log
 
 @dataclasses.dataclass
 class QuickstartConfig:
@@ -58,10 +58,6 @@ class QuickstartConfig:
 
 class TargetMissed(SlimtuneError):
     """The run finished but missed its accuracy or parity targets."""
-
-
-def _log(message):
-    print(message, flush=True)
 
 
 def _classes(text, flag):

@@ -18,11 +18,11 @@ import os
 import time
 from typing import Optional
 
-from slimtune import batch_statistics, checkpoint, metadata, registry
+from slimtune import batch_statistics, checkpoint, files, metadata, registry
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
-from slimtune.progress import format_seconds
+from slimtune.progress import format_seconds, log as _log
 
 KERAS_FILE = "model.keras"
 
@@ -45,10 +45,6 @@ class RecalibrateConfig:
     train_preprocessing: bool = False
     include_frozen: bool = False
     seed: int = 0
-
-
-def _log(message):
-    print(message, flush=True)
 
 
 def _is_keras(path):
@@ -129,8 +125,8 @@ def _refuse_frozen(cfg, meta, path):
 
 
 def _write(cfg, fill, name, what, started, log):
-    """Fill the output directory all at once (see metadata.write_directory)."""
-    metadata.write_directory(cfg.output_dir, fill)
+    """Fill the output directory all at once (see files.write_directory)."""
+    files.write_directory(cfg.output_dir, fill)
     log(f"wrote {os.path.join(cfg.output_dir, name)}: {what}, in "
         f"{format_seconds(time.monotonic() - started)}")
 

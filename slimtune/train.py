@@ -38,7 +38,7 @@ from slimtune import batch_statistics, checkpoint, compat, metadata, optim, regi
 from slimtune.data import pipeline, tfrecord
 from slimtune.errors import BrokenCheckpoint, DataError, TrainingDiverged, UsageError
 from slimtune.nets import batch_norm as bn_lib
-from slimtune.progress import Meter, format_seconds
+from slimtune.progress import Meter, format_seconds, log as _log
 
 CHECKPOINT_BASENAME = "model.ckpt"
 # Images the final checkpoint's inference outputs are checked on: a checkpoint whose
@@ -114,10 +114,6 @@ class TrainResult:
     global_step: int
     loss: float
     seconds: float
-
-
-def _log(message):
-    print(message, flush=True)
 
 
 def batch_norm_config(spec, cfg):
@@ -521,10 +517,10 @@ def _name_non_finite(spec, prefix, images, num_classes, bn, log):
     end with weights that overflowed while its training loss still looked finite)."""
     import tensorflow as tf
 
-    from slimtune.convert import parity
+    from slimtune import slim_run
 
     try:
-        parity.slim_outputs(spec, prefix, images, num_classes, bn)
+        slim_run.slim_outputs(spec, prefix, images, num_classes, bn)
         log(f"WARNING: {prefix} gives non-finite inference outputs on some images")
     except BrokenCheckpoint as e:
         log(f"WARNING: {str(e).splitlines()[0]}")
@@ -573,7 +569,7 @@ def _precise_batch_norm(cfg, spec, split, bn, image_size, preprocessing, num_cla
 def _report_graph_findings(graph, log):
     """Before the first step, print the doctor's findings about the training graph's
     BatchNorm layers (one value per channel, or so few that training can explode)."""
-    from slimtune.doctor import graph_checks
+    from slimtune.checks import graph_checks
 
     findings = graph_checks.batch_norm_size_findings(graph)
     for finding in findings:
@@ -585,15 +581,16 @@ def _report_graph_findings(graph, log):
 def _report_doctor_findings(prefix, log, already=()):
     """Print the BatchNorm doctor's checkpoint findings (errors and warnings only; not
     the ``already`` reported codes again)."""
-    from slimtune import doctor
+    from slimtune.checks import checkpoint_checks
+    from slimtune.findings import NOTE
 
     try:
-        report = doctor.checkpoint_report(prefix)
+        report = checkpoint_checks.checkpoint_report(prefix)
     except Exception as e:  # a diagnosis must never fail a finished run
         log(f"slimtune-doctor could not check {prefix}: {str(e).splitlines()[0]}")
         return
     findings = [f for f in report.sorted()
-                if f.severity != doctor.NOTE and f.code not in already]
+                if f.severity != NOTE and f.code not in already]
     if findings:
         log("slimtune-doctor on the final checkpoint:")
         for finding in findings:

@@ -12,8 +12,7 @@ pure function of its input fails).
 import keras
 import numpy as np
 
-from slimtune import export, registry, verify
-from slimtune.convert import parity
+from slimtune import compare, export, forms, probe, registry, verify
 from slim_checkpoints import make_checkpoint, read
 
 
@@ -31,10 +30,10 @@ def check_forms(tmp_path, prefix, model, model_name, image_size, images, slim_lo
         output_file=str(tmp_path / "frozen.pb"), output_dir=str(tmp_path / "saved_model")),
         log=lambda message: None)
     model.save(str(tmp_path / "model.keras"))
-    reference = verify.Form("checkpoint", prefix, None, deterministic_by_construction=True)
+    reference = forms.Form("checkpoint", prefix, None, deterministic_by_construction=True)
     reports = {}
     for path in ("frozen.pb", "saved_model", "model.keras"):
-        form = verify.open_form(str(tmp_path / path))
+        form = forms.open_form(str(tmp_path / path))
         report = verify.check(reference, form, images, rtol=rtol, reference_logits=slim_logits)
         print(f"{model_name} {image_size}px {form.kind}: max rel {report.max_rel:.3g}, "
               f"top-1 agreement {report.top1_agreement:.4f}, "
@@ -55,7 +54,7 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
     """
     spec = registry.get(model_name)
     bn = spec.batch_norm
-    images = parity.random_images(batch, image_size, seed)
+    images = probe.random_images(batch, image_size, seed)
     points = spec.end_points()
     # The slim reference comes from the graph that saved the checkpoint (built with
     # is_training=False); tests/test_convert.py covers restoring into a fresh graph.
@@ -67,12 +66,12 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
                                     include_aux_logits=aux)
     outputs = model(images, training=False)
     keras_logits = np.asarray(outputs[0] if aux else outputs)
-    results = {"logits": parity.difference(slim_logits, keras_logits)}
+    results = {"logits": compare.difference(slim_logits, keras_logits)}
     if aux:
-        results["AuxLogits"] = parity.difference(slim_points["AuxLogits"], np.asarray(outputs[1]))
+        results["AuxLogits"] = compare.difference(slim_points["AuxLogits"], np.asarray(outputs[1]))
         assert results["AuxLogits"].reference_max > 1e-3, "degenerate test: aux logits ~0"
     for (key, _), value in zip(points, keras_end_points(model, [n for _, n in points], images)):
-        results[key] = parity.difference(slim_points[key], value)
+        results[key] = compare.difference(slim_points[key], value)
     for key, diff in results.items():
         print(f"{model_name} {image_size}px {key}: {diff.line()}")
     bad = {k: d.max_rel for k, d in results.items() if d.max_rel > rtol}

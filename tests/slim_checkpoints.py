@@ -12,8 +12,7 @@ v1 = tf.compat.v1
 
 def read(prefix):
     """``{name: array}`` of every variable in a checkpoint."""
-    reader = tf.train.load_checkpoint(prefix)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    return checkpoint.read_tensors(prefix)
 
 
 def write(prefix, tensors):

@@ -18,9 +18,9 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read, write
-from slimtune import doctor, evaluate, export, registry, train, verify
-from slimtune.convert import convert, parity
-from slimtune.errors import BrokenCheckpoint, UsageError
+from slimtune import doctor, evaluate, export, forms, probe, registry, train, verify
+from slimtune.convert import convert
+from slimtune.errors import BrokenCheckpoint, UnusableInput, UsageError
 
 V3 = registry.get("inception_v3")
 SIZE = 107  # the smallest size slim builds Inception v3 for
@@ -69,9 +69,9 @@ def test_graph_is_built_with_or_without_the_aux_head(model_name):
 @pytest.mark.slow  # eval, export and the doctor on an aux-less v3; its conversion runs by default
 def test_aux_less_v3_evaluates_exports_and_is_measured_by_the_doctor(aux_less_v3, digits_dir,
                                                                      tmp_path):
-    """slimtune-verify runs a checkpoint through parity.slim_outputs, as slimtune-convert
+    """slimtune-verify runs a checkpoint through slim_run.slim_outputs, as slimtune-convert
     does (test_aux_less_v3_converts_...)."""
-    from slimtune.doctor import statistics_checks
+    from slimtune.checks import statistics_checks
 
 
     scores = evaluate.evaluate(evaluate.EvalConfig(
@@ -85,7 +85,7 @@ def test_aux_less_v3_evaluates_exports_and_is_measured_by_the_doctor(aux_less_v3
     # The doctor's live checks run the checkpoint through verify's form (above) and
     # through its own per-layer measurement graph.
     served, batch_logits, layers = statistics_checks.slim_measurements(
-        V3, aux_less_v3, parity.random_images(4, SIZE), 10, V3.batch_norm)
+        V3, aux_less_v3, probe.random_images(4, SIZE), 10, V3.batch_norm)
     assert served.shape == batch_logits.shape == (4, 10)
     assert len(layers) == sum(n.endswith("/moving_mean") for n in read(aux_less_v3))
 
@@ -321,11 +321,11 @@ def test_a_keras_file_that_is_not_a_zip_is_unusable_input(tmp_path):
     """Keras itself says "File not found" for a file that exists but is not an archive."""
     path = tmp_path / "model.keras"
     path.write_text("a text file named like a model")
-    with pytest.raises(verify.UnusableInput) as error:
-        verify.open_form(str(path))
+    with pytest.raises(UnusableInput) as error:
+        forms.open_form(str(path))
     assert error.value.exit_code == 2
     assert str(error.value).startswith(f"{path} is not a valid .keras archive (not a zip file)")
-    with pytest.raises(doctor.UnusableInput) as error:
+    with pytest.raises(UnusableInput) as error:
         doctor.diagnose(doctor.DoctorConfig(keras_model=str(path)))
     assert error.value.exit_code == 2
     assert str(error.value).startswith(f"{path} is not a valid .keras archive (not a zip file)")

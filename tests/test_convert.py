@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read, write
-from slimtune import registry, train
-from slimtune.convert import convert, parity
+from slimtune import compare, probe, registry, slim_run, train
+from slimtune.convert import convert
 from slimtune.keras_nets import layers
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 
@@ -84,7 +84,7 @@ def test_outputs_reload_in_a_fresh_process(checkpoint_7, tmp_path):
     assert meta["parity"]["images"]["count"] == 2 and meta["parity"]["random"]["count"] == 4
     assert meta["parity"]["images"]["max_rel"] <= 1e-5
     assert sum(line.startswith("slim graph built") for line in lines) == 1
-    images = parity.random_images(3, 40, seed=5)  # open input size: 40 px works too
+    images = probe.random_images(3, 40, seed=5)  # open input size: 40 px works too
     np.save(tmp_path / "images.npy", images)
     in_memory = keras.models.load_model(os.path.join(out, "model.keras"))
     expected = np.asarray(in_memory(images, training=False))
@@ -102,34 +102,34 @@ def test_outputs_reload_in_a_fresh_process(checkpoint_7, tmp_path):
                    env={**os.environ, "PYTHONPATH": ""}, cwd=str(tmp_path))
     reloaded, served = np.load(tmp_path / "k.npy"), np.load(tmp_path / "s.npy")
     served_v1 = np.load(tmp_path / "v1.npy")
-    print("model.keras reloaded:", parity.difference(expected, reloaded).line())
-    print("SavedModel vs graph:", parity.difference(as_graph, served).line())
-    print("SavedModel vs eager:", parity.difference(expected, served).line())
-    print("SavedModel in TF1's loader vs graph:", parity.difference(as_graph, served_v1).line())
-    assert parity.difference(expected, reloaded).max_rel <= 1e-5
-    assert parity.difference(as_graph, served).max_rel <= 1e-5
-    assert parity.difference(expected, served).max_rel <= 1e-5
-    assert parity.difference(as_graph, served_v1).max_rel <= 1e-5
+    print("model.keras reloaded:", compare.difference(expected, reloaded).line())
+    print("SavedModel vs graph:", compare.difference(as_graph, served).line())
+    print("SavedModel vs eager:", compare.difference(expected, served).line())
+    print("SavedModel in TF1's loader vs graph:", compare.difference(as_graph, served_v1).line())
+    assert compare.difference(expected, reloaded).max_rel <= 1e-5
+    assert compare.difference(as_graph, served).max_rel <= 1e-5
+    assert compare.difference(expected, served).max_rel <= 1e-5
+    assert compare.difference(as_graph, served_v1).max_rel <= 1e-5
     # ...and the in-memory conversion equals the slim graph at that size too
-    slim, _ = parity.slim_outputs(registry.get(MODEL), checkpoint_7, images, 7,
+    slim, _ = slim_run.slim_outputs(registry.get(MODEL), checkpoint_7, images, 7,
                                   registry.get(MODEL).batch_norm)
-    assert parity.difference(slim, expected).max_rel <= 1e-5
+    assert compare.difference(slim, expected).max_rel <= 1e-5
 
 
 # -- planted faults: the parity check must be able to fail ------------------------------
 
 def _diff_against_slim(prefix, model, images, slim_classes=7, slim_slice=None):
     spec = registry.get(MODEL)
-    slim, _ = parity.slim_outputs(spec, prefix, images, slim_classes, spec.batch_norm)
+    slim, _ = slim_run.slim_outputs(spec, prefix, images, slim_classes, spec.batch_norm)
     if slim_slice is not None:
         slim = slim[:, slim_slice]
-    return parity.difference(slim, np.asarray(model(images, training=False)))
+    return compare.difference(slim, np.asarray(model(images, training=False)))
 
 
 def test_changed_bn_epsilon_is_caught(checkpoint_7):
     spec = registry.get(MODEL)
     model = spec.keras_from_tensors(read(checkpoint_7), 7, spec.batch_norm)
-    images = parity.random_images(2, SIZE)
+    images = probe.random_images(2, SIZE)
     assert _diff_against_slim(checkpoint_7, model, images).max_rel <= 1e-5
     model.get_layer("block3.unit_2.bottleneck_v1.conv2.BatchNorm").epsilon = 1e-3
     diff = _diff_against_slim(checkpoint_7, model, images)
@@ -156,7 +156,7 @@ def test_zero_padded_max_pool_is_caught(checkpoint_7, monkeypatch):
     _plant_zero_padded_pool1(monkeypatch)
     spec = registry.get(MODEL)
     model = spec.keras_from_tensors(read(checkpoint_7), 7, spec.batch_norm)
-    diff = _diff_against_slim(checkpoint_7, model, parity.random_images(2, EVEN))
+    diff = _diff_against_slim(checkpoint_7, model, probe.random_images(2, EVEN))
     print("zero-padded pool1:", diff.line())
     assert diff.max_rel > 1e-5
 
@@ -166,7 +166,7 @@ def test_background_dropped_on_one_side_is_caught(checkpoint_7):
     spec = registry.get(MODEL)
     model = spec.keras_from_tensors(read(checkpoint_7), 6, spec.batch_norm,
                                     drop_background=True)
-    images = parity.random_images(4, SIZE)
+    images = probe.random_images(4, SIZE)
     assert _diff_against_slim(checkpoint_7, model, images, slim_slice=slice(1, None)
                               ).max_rel <= 1e-5
     shifted = _diff_against_slim(checkpoint_7, model, images, slim_slice=slice(0, 6))

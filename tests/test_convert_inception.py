@@ -10,8 +10,8 @@ import pytest
 
 from conversion import check_parity, check_tools_path
 from slim_checkpoints import make_checkpoint, read
-from slimtune import registry
-from slimtune.convert import convert, parity
+from slimtune import compare, probe, registry, slim_run
+from slimtune.convert import convert
 from slimtune.errors import CheckpointError
 
 
@@ -57,8 +57,8 @@ def test_v3_aux_logits(tmp_path, size, aux_kernel, num_classes=7):
     spec = registry.get("inception_v3")
     prefix = make_checkpoint(str(tmp_path / "model.ckpt"), spec.name, num_classes,
                              image_size=size)
-    images = parity.random_images(2, size)
-    slim_logits, slim_points = parity.slim_outputs(
+    images = probe.random_images(2, size)
+    slim_logits, slim_points = slim_run.slim_outputs(
         spec, prefix, images, num_classes, spec.batch_norm, ["AuxLogits"])
     tensors = read(prefix)
     for drop_background in (False, True):
@@ -71,7 +71,7 @@ def test_v3_aux_logits(tmp_path, size, aux_kernel, num_classes=7):
         logits, aux = (np.asarray(o) for o in model(images, training=False))
         for key, reference, candidate in (("logits", slim_logits, logits),
                                           ("AuxLogits", slim_points["AuxLogits"], aux)):
-            diff = parity.difference(reference[:, first:], candidate)
+            diff = compare.difference(reference[:, first:], candidate)
             print(f"inception_v3 {size}px drop_background={drop_background} {key}: "
                   f"{diff.line()}")
             assert diff.max_rel < 1e-5 and diff.top1_agreement == 1.0, (key, diff)

@@ -18,8 +18,7 @@ import pytest
 
 from conversion import check_parity
 from slim_checkpoints import make_checkpoint, read
-from slimtune import registry
-from slimtune.convert import parity
+from slimtune import probe, registry
 from slimtune.errors import CheckpointError
 
 # model -> (size always run, size marked slow); v1 and v2 alternate even/odd at each depth.
@@ -87,5 +86,5 @@ def test_open_input_size(tmp_path):
     assert tuple(model.input_shape) == (None, None, None, 3)
     for size in (33, 64):
         fixed = spec.keras_from_tensors(tensors, 7, spec.batch_norm, image_size=size)
-        images = parity.random_images(2, size)
+        images = probe.random_images(2, size)
         np.testing.assert_array_equal(np.asarray(model(images)), np.asarray(fixed(images)))

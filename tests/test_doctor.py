@@ -297,7 +297,7 @@ def test_seed_001_end_to_end_eval_gap_names_batch_norm(seed_001, seed_001_broken
 def _gap(n, both, batch_only, served_only):
     """gap_findings on ``n`` labelled images: ``both`` right either way, ``batch_only``
     right only with batch statistics, ``served_only`` only in inference mode."""
-    from slimtune.doctor import statistics_checks
+    from slimtune.checks import statistics_checks
 
     labels = np.arange(n) % 10
     served, batch = labels.copy(), labels.copy()
@@ -422,17 +422,17 @@ def test_live_dropout_in_a_frozen_graph_is_an_error(tmp_path, digits_dir):
 
 
 def test_same_prediction_for_every_image_is_a_warning():
-    from slimtune import verify
-    from slimtune.doctor import data_checks
+    from slimtune import forms
+    from slimtune.checks import data_checks
 
     images = np.zeros((20, 4, 4, 3), np.float32)
     labels = np.arange(20) % 5
-    squashed = verify.Form("keras", "m.keras", lambda x: np.tile([[3.0, 1, 0, 0, 0]], (len(x), 1)))
+    squashed = forms.Form("keras", "m.keras", lambda x: np.tile([[3.0, 1, 0, 0, 0]], (len(x), 1)))
     codes = {f.code for f in data_checks.check_form(squashed, images, labels)}
     assert codes == {"live-same-prediction"}
     rng = np.random.RandomState(0)
     table = rng.normal(size=(20, 5))
-    healthy = verify.Form("keras", "m.keras", lambda x: table[: len(x)])
+    healthy = forms.Form("keras", "m.keras", lambda x: table[: len(x)])
     assert not data_checks.check_form(healthy, images, labels)
 
 
@@ -450,7 +450,7 @@ def _keras_style_serving_graph(with_learning_phase):
 
 
 def test_learning_phase_placeholder_in_a_serving_graph_is_a_warning():
-    from slimtune.doctor import graph_checks
+    from slimtune.checks import graph_checks
 
     findings = graph_checks.check_serving_graph(_keras_style_serving_graph(True), ["logits"])
     assert [f.code for f in findings] == ["serving-learning-phase"]

@@ -11,8 +11,7 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint
-from slimtune import export
-from slimtune.convert import parity
+from slimtune import export, probe
 from slimtune.errors import UsageError
 
 MODEL, SIZE = "inception_v2", 33
@@ -47,7 +46,7 @@ def test_frozen_graph_is_constants_in_inference_mode_with_named_nodes(exported):
 def test_saved_model_serves_probabilities_in_tf2(exported):
     root, _ = exported
     served = tf.saved_model.load(str(root / "saved_model"))
-    out = served.signatures["serving_default"](images=tf.constant(parity.random_images(3, SIZE)))
+    out = served.signatures["serving_default"](images=tf.constant(probe.random_images(3, SIZE)))
     assert out["logits"].shape == (3, 7)
     np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(out["probabilities"].numpy(),

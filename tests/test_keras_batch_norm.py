@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from slimtune import compat
-from slimtune.convert import parity
+from slimtune import compare, compat
 from slimtune.keras_engine.batch_norm import SlimBatchNormalization
 from slimtune.nets import batch_norm as bn_lib
 
@@ -89,7 +88,7 @@ def _keras_step(batch_norm_class):
 
 
 def _rel(reference, candidate):
-    diff = parity.difference(reference, candidate)
+    diff = compare.difference(reference, candidate)
     return diff.max_abs / diff.reference_max
 
 
@@ -170,7 +169,7 @@ def test_saved_model_loads_as_plain_keras_in_a_fresh_process(tmp_path):
     expected = np.asarray(model(x, training=False))
     reloaded = np.load(tmp_path / "y.npy")
     print("SlimBatchNormalization model reloaded as plain Keras:",
-          parity.difference(expected, reloaded).line())
-    assert parity.difference(expected, reloaded).max_rel <= 1e-5
+          compare.difference(expected, reloaded).line())
+    assert compare.difference(expected, reloaded).max_rel <= 1e-5
     in_process = keras.models.load_model(path, safe_mode=True)
     assert type(in_process.get_layer("conv.BatchNorm")) is keras.layers.BatchNormalization

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from slimtune import compat, optim
-from slimtune.convert import parity
+from slimtune import compare, compat, optim
 from slimtune.errors import UsageError
 from slimtune.keras_engine import optimizers, schedules
 from slimtune.train import TrainConfig
@@ -88,7 +87,7 @@ def _max_rel(reference, candidate):
     worst = 0.0
     for ref_step, cand_step in zip(reference, candidate):
         for ref, cand in zip(ref_step, cand_step):
-            diff = parity.difference(ref, cand)
+            diff = compare.difference(ref, cand)
             worst = max(worst, diff.max_abs / diff.reference_max)
     return worst
 

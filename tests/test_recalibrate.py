@@ -17,10 +17,10 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read, write
-from slimtune import batch_statistics, metadata, recalibrate, registry, train
-from slimtune.convert import parity
+from slimtune import (batch_statistics, bn_layers, metadata, recalibrate, registry, slim_run,
+                      train)
 from slimtune.data import pipeline
-from slimtune.doctor import statistics_checks
+from slimtune.checks import statistics_checks
 from slimtune.errors import CheckpointError, DataError, UsageError
 from slimtune.nets import batch_norm
 
@@ -318,7 +318,7 @@ def test_seed_001_broken_run_recalibrated_serves_like_batch_statistics(
         image_size=32, dataset_name="digits", num_batches=40, batch_size=32))
     images, labels = pipeline.load_eval_arrays("digits", digits_dir, "validation", "vgg", 32)
     bn = spec.batch_norm
-    before, _ = parity.slim_outputs(spec, raw, images, 10, bn)
+    before, _ = slim_run.slim_outputs(spec, raw, images, 10, bn)
     served, batch, _ = statistics_checks.slim_measurements(
         spec, os.path.join(out, "model.ckpt-100"), images, 10, bn)
     batch_top1, before_top1, before_chance = _top1_and_chance(batch, before, labels)
@@ -455,7 +455,7 @@ def test_converted_keras_model_gets_the_checkpoints_statistics(tmp_path, digits_
         **common))
     slim = read(str(tmp_path / "slim_out" / "model.ckpt-1000"))
     model = keras.models.load_model(tmp_path / "keras_out" / "model.keras", safe_mode=True)
-    layers = batch_statistics.batch_norm_layers(model)
+    layers = bn_layers.keras_layers(model)
     assert len(layers) == 53
     worst = max(_relative(np.asarray(getattr(layer, kind)),
                           slim[f"resnet_v1_50/{layer.name.replace('.', '/')}/{kind}"])

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import freeze, make_checkpoint
-from slimtune import export, registry, verify
+from slimtune import compare, export, registry, verify
+from slimtune.forms import open_form
 from slimtune.convert import convert
 from slimtune.nets import batch_norm
 
@@ -85,17 +86,17 @@ def photos(tmp_path_factory):
 def test_faithful_conversion_on_real_photos(forms, photos, preprocessing, count):
     images = verify.inputs(photos[:count], size=SIZE, preprocessing=preprocessing)
     assert images.shape == (count, SIZE, SIZE, 3)
-    ref = verify.open_form(forms["ckpt"], MODEL)
-    cand = verify.open_form(forms["keras"])
-    report = verify.compare(ref.run(images), cand.run(images))
+    ref = open_form(forms["ckpt"], MODEL)
+    cand = open_form(forms["keras"])
+    report = compare.compare(ref.run(images), cand.run(images))
     print(preprocessing, count, "\n".join(report.lines()))
     assert report.passed and report.top1_agreement == 1.0
 
 
 def test_layerwise_names_the_changed_bn_layer(forms):
     images = verify.inputs(random=2, size=SIZE)
-    ref = verify.open_form(forms["ckpt"], MODEL)
-    report = verify.compare(ref.run(images), verify.open_form(forms["faulty"]).run(images))
+    ref = open_form(forms["ckpt"], MODEL)
+    report = compare.compare(ref.run(images), open_form(forms["faulty"]).run(images))
     assert not report.passed
     rows, bad = verify.layerwise(forms["ckpt"], forms["faulty"], images, MODEL)
     assert bad is not None
@@ -155,9 +156,9 @@ def test_background_dropped_on_one_side_is_named(forms, tmp_path):
 def test_compare_detects_off_by_one_and_noise():
     rng = np.random.RandomState(0)
     logits = rng.normal(0, 3, (5, 10))
-    assert verify.compare(logits, logits).passed
+    assert compare.compare(logits, logits).passed
     shifted = np.concatenate([logits[:, 1:], rng.normal(0, 3, (5, 1))], axis=1)
-    assert "shifted by one" in verify.compare(logits, shifted).misalignment
+    assert "shifted by one" in compare.compare(logits, shifted).misalignment
 
 
 @pytest.mark.parametrize("kind", ["text file", "missing signature", "unknown node", "sizes"])

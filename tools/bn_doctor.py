@@ -33,8 +33,6 @@ Exit code: 1 when any error is found, 0 otherwise (2 on unusable input).
       --dataset_name=digits --image_size=32
 """
 
-import json
-import os
 import sys
 
 from absl import flags
@@ -62,17 +60,14 @@ F.DEFINE_string("report_json", None, "Also write the findings to this JSON file.
 
 
 def main(argv):
-    from slimtune import doctor
+    from slimtune import doctor, files
 
     cfg = cli.config_from_flags(doctor.DoctorConfig)
     report = doctor.diagnose(cfg)
     for line in report.lines():
         print(line)
     if cfg.report_json:
-        tmp = f"{cfg.report_json}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(report.as_dict(), f, indent=2)
-        os.replace(tmp, cfg.report_json)
+        files.write_json(cfg.report_json, report.as_dict(), indent=2)
     sys.exit(1 if report.errors else 0)
 
 

@@ -20,10 +20,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from slimtune import checkpoint, metadata
-from slimtune.convert import parity, source
+from slimtune import checkpoint, compare, files, metadata, probe, slim_run
+from slimtune.convert import source
+from slimtune.data import pipeline
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 from slimtune.nets import batch_norm
+from slimtune.progress import log as _log
 
 FORMAT = "slimtune.keras/1"
 KERAS_FILE = "model.keras"
@@ -53,10 +55,6 @@ class ConvertConfig:
     seed: int = 0
     rtol: float = 1e-5
     overwrite: bool = False
-
-
-def _log(message):
-    print(message, flush=True)
 
 
 def batch_norm_for(spec, meta, cfg):
@@ -133,24 +131,6 @@ def _release_memory():
         pass
 
 
-def load_images(paths, preprocessing_name, size):
-    """Real image files, decoded and preprocessed for evaluation (float32 NHWC)."""
-    import tensorflow as tf
-
-    from slimtune.data import preprocessing
-
-    batch = []
-    for path in paths:
-        try:
-            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        except (tf.errors.OpError, ValueError) as e:
-            raise UsageError(f"cannot decode image {path}: {str(e).splitlines()[0]}; pass "
-                             "JPEG, PNG, GIF or BMP files") from None
-        batch.append(preprocessing.preprocess(preprocessing_name, image, size, size,
-                                              is_training=False).numpy())
-    return np.stack(batch).astype(np.float32)
-
-
 def serving_function(model):
     """``model.__call__`` traced once for batches of any size: the concrete function that
     both the parity check and the SavedModel run.
@@ -195,15 +175,15 @@ def check_parity(spec, src, serve, num_classes, bn, cfg, size, variable_map, log
     dict for the JSON."""
     import tensorflow as tf
 
-    inputs = {"random": parity.random_images(cfg.random_images, size, cfg.seed)}
+    inputs = {"random": probe.random_images(cfg.random_images, size, cfg.seed)}
     if cfg.images:
-        inputs["images"] = load_images(cfg.images, src.metadata.get("preprocessing")
-                                       or spec.preprocessing, size)
+        inputs["images"] = pipeline.load_images(
+            cfg.images, src.metadata.get("preprocessing") or spec.preprocessing, size)
     report = {"image_size": size, "rtol": cfg.rtol}
     failures = []
     first = 1 if cfg.drop_background else 0
     started = time.monotonic()
-    slim = parity.slim_outputs_each(
+    slim = slim_run.slim_outputs_each(
         spec, src.prefix, inputs, num_classes, bn, drop_background=cfg.drop_background,
         variable_map=variable_map,
         end_point_keys=[spec.aux_logits] if cfg.include_aux_logits else [])
@@ -217,7 +197,7 @@ def check_parity(spec, src, serve, num_classes, bn, cfg, size, variable_map, log
         if cfg.include_aux_logits:  # the auxiliary head is checked like the logits
             pairs[f"{name} aux"] = (slim_points[spec.aux_logits][:, first:], outputs[1])
         for key, (reference, candidate) in pairs.items():
-            diff = parity.difference(reference, np.asarray(candidate))
+            diff = compare.difference(reference, np.asarray(candidate))
             log(f"parity on {len(images)} {key} images at {size}px: {diff.line()}")
             report[key] = dataclasses.asdict(diff)
             if not diff.max_rel <= cfg.rtol:
@@ -246,7 +226,7 @@ def _write(model, serve, cfg, meta_out, log):
         metadata.write(tmp, meta_out)
 
     # output_dir is absent, empty, or --overwrite (checked before any work)
-    metadata.write_directory(cfg.output_dir, fill)
+    files.write_directory(cfg.output_dir, fill)
 
 
 def convert(cfg: ConvertConfig, log=_log):

@@ -7,8 +7,6 @@ unpacked into the checkpoint cache by ``slimtune.published``).
 
 import contextlib
 import dataclasses
-import hashlib
-import os
 
 from slimtune import checkpoint, metadata, registry
 from slimtune.errors import CheckpointError, UsageError
@@ -30,38 +28,10 @@ def opened(path):
     yield checkpoint.resolve(path)
 
 
-def _file_hashes(prefix):
-    directory, base = os.path.split(prefix)
-    hashes = {}
-    for name in sorted(os.listdir(directory or ".")):
-        if name == base + ".index" or name.startswith(base + ".data-") or name == base:
-            digest = hashlib.sha256()
-            with open(os.path.join(directory, name), "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            hashes[name] = digest.hexdigest()
-    return hashes
-
-
 def read(prefix):
     """Every tensor of the checkpoint at ``prefix``; unreadable or truncated data fails here."""
-    import tensorflow as tf
-
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-        names = reader.get_variable_to_shape_map()
-    except Exception as e:  # TF raises several types for the same problem
-        raise CheckpointError(f"cannot read checkpoint {prefix}: {str(e).splitlines()[0]}; "
-                              "the files are missing, truncated or not a TF checkpoint") from None
-    tensors = {}
-    for name in names:
-        try:
-            tensors[name] = reader.get_tensor(name)
-        except Exception as e:
-            raise CheckpointError(f"cannot read {name} from checkpoint {prefix}: "
-                                  f"{str(e).splitlines()[0]}; the data file is truncated or "
-                                  "corrupt, copy or download it again") from None
-    return Source(prefix, tensors, metadata.read(prefix), _file_hashes(prefix))
+    return Source(prefix, checkpoint.read_tensors(prefix), metadata.read(prefix),
+                  checkpoint.file_hashes(prefix))
 
 
 def detect_model(tensors, model_name=None):

@@ -10,11 +10,10 @@ disjoint subsets to stand in for "a published checkpoint" and "your new label se
 """
 
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
+from slimtune import files
 from slimtune.cache import cache_dir
 from slimtune.data import tfrecord
 
@@ -81,10 +80,8 @@ def ensure(dataset_dir=None, classes=None):
 
     images, digit_labels = load_arrays()
     renumber = {digit: index for index, digit in enumerate(classes)}
-    parent = os.path.dirname(os.path.abspath(dataset_dir))
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".digits-", dir=parent)
-    try:
+
+    def fill(work):
         # Split the full set, then keep the chosen digits: a subset's held-out images
         # are held out of every other subset and of the full set too.
         for split, indices in zip(("train", "validation"), split_indices(digit_labels)):
@@ -97,12 +94,7 @@ def ensure(dataset_dir=None, classes=None):
         tfrecord.write_labels(work, {i: str(d) for i, d in enumerate(classes)})
         with open(os.path.join(work, _DONE_MARKER), "w", encoding="utf-8") as f:
             f.write(_marker_text(classes))
-        if os.path.isdir(dataset_dir):
-            # A half-written or foreign directory: keep its files, add ours beside them.
-            for name in os.listdir(work):
-                os.replace(os.path.join(work, name), os.path.join(dataset_dir, name))
-        else:
-            os.replace(work, dataset_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    # A half-written or foreign directory keeps its files; ours are added beside them.
+    files.write_directory(dataset_dir, fill, merge=True)
     return dataset_dir

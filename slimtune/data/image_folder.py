@@ -8,12 +8,10 @@ error in the middle of training.  Output appears only when every shard is comple
 """
 
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
-from slimtune import compat
+from slimtune import compat, files
 from slimtune.data import tfrecord
 from slimtune.errors import DataError
 
@@ -71,13 +69,11 @@ def convert(root, output_dir, validation_fraction=0.1, num_shards=4, seed=0, log
         cut = int(round(len(members) * validation_fraction))
         splits["validation"] += [(p, class_id) for p in members[:cut]]
         splits["train"] += [(p, class_id) for p in members[cut:]]
-    parent = os.path.dirname(os.path.abspath(output_dir))
-    os.makedirs(parent, exist_ok=True)
     if os.path.exists(output_dir) and os.listdir(output_dir):
         raise DataError(f"output directory {output_dir} is not empty: choose a new one")
-    work = tempfile.mkdtemp(prefix=".convert-", dir=parent)
     counts = {}
-    try:
+
+    def fill(work):
         done = 0
         for split, members in splits.items():
             order = rng.permutation(len(members))
@@ -93,11 +89,8 @@ def convert(root, output_dir, validation_fraction=0.1, num_shards=4, seed=0, log
                 tfrecord.write_split(work, split, records, num_shards)
             counts[split] = len(records)
         tfrecord.write_labels(work, dict(enumerate(classes)))
-        if os.path.exists(output_dir):
-            os.rmdir(output_dir)
-        os.replace(work, output_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    files.write_directory(output_dir, fill)  # absent or empty: checked above
     log(f"wrote {counts['train']} train and {counts['validation']} validation images of "
         f"{len(classes)} classes to {output_dir}")
     return counts

@@ -11,7 +11,7 @@ import os
 
 from slimtune.data import digits, tfrecord
 from slimtune.data.preprocessing import preprocess
-from slimtune.errors import DataError
+from slimtune.errors import DataError, UsageError
 
 BUILTIN = {digits.NAME: digits}
 
@@ -122,3 +122,20 @@ def load_eval_arrays(dataset_name, dataset_dir, split_name, preprocessing_name, 
             break
     images, labels = np.concatenate(images), np.concatenate(labels)
     return images[:limit].astype(np.float32), labels[:limit]
+
+
+def load_images(paths, preprocessing_name, size):
+    """Image files decoded and preprocessed for evaluation: float32 ``[N,S,S,3]``."""
+    import numpy as np
+    import tensorflow as tf
+
+    batch = []
+    for path in paths:
+        try:
+            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        except (tf.errors.OpError, ValueError) as e:
+            raise UsageError(f"cannot decode image {path}: {str(e).splitlines()[0]}; pass "
+                             "JPEG, PNG, GIF or BMP files") from None
+        batch.append(preprocess(preprocessing_name, image, size, size,
+                                is_training=False).numpy())
+    return np.stack(batch).astype(np.float32)

@@ -7,10 +7,11 @@ record is a ``tf.train.Example`` with ``image/encoded``, ``image/format``,
 ``image/class/label``, ``image/height`` and ``image/width``.
 """
 
+import contextlib
 import glob
 import os
 
-from slimtune import compat
+from slimtune import compat, files
 from slimtune.errors import DataError
 
 LABELS_FILE = "labels.txt"
@@ -62,33 +63,22 @@ def write_split(out_dir, split, records, num_shards):
 
     num_shards = max(1, min(num_shards, len(records)))
     per_shard = -(-len(records) // num_shards)
-    temporary = []
-    try:
+    written = []
+    with contextlib.ExitStack() as renamed_when_all_done:
         for index in range(num_shards):
             final = os.path.join(out_dir, shard_name(split, index, num_shards))
-            tmp = final + f".tmp{os.getpid()}"
-            temporary.append((tmp, final))
+            tmp = renamed_when_all_done.enter_context(files.staged(final))
+            written.append(final)
             with tf.io.TFRecordWriter(tmp) as writer:
                 for record in records[index * per_shard:(index + 1) * per_shard]:
                     writer.write(record)
-        for tmp, final in temporary:
-            os.replace(tmp, final)
-    finally:
-        for tmp, _ in temporary:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    return [final for _, final in temporary]
+    return written
 
 
 def write_labels(out_dir, labels):
     """Write ``labels.txt`` (``id:name`` lines) atomically."""
-    path = os.path.join(out_dir, LABELS_FILE)
-    tmp = path + f".tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for label_id in sorted(labels):
-            f.write(f"{label_id}:{labels[label_id]}\n")
-    os.replace(tmp, path)
-    return path
+    return files.write_text(os.path.join(out_dir, LABELS_FILE),
+                            "".join(f"{i}:{labels[i]}\n" for i in sorted(labels)))
 
 
 def read_labels(dataset_dir):

@@ -1,20 +1,25 @@
-"""Run the doctor's checks on whatever inputs were given and collect one report."""
+"""slimtune-doctor: name the BatchNorm and Dropout pitfalls behind "eval accuracy collapsed".
+
+``diagnose(DoctorConfig(...))`` examines whatever it is given (a train dir, checkpoint,
+MetaGraph, frozen graph, SavedModel, Keras model), runs the checks of
+``slimtune.checks`` that apply to each, and returns a :class:`~slimtune.findings.Report`
+of findings, each with its evidence, meaning and fix.  With data, every model form is
+also run on it.  ``check_train_step(model, step, *batch)`` checks a custom Keras
+training step from the user's own code.
+"""
 
 import dataclasses
 import os
 from typing import Optional, Sequence
 
-from slimtune import batch_statistics, checkpoint, metadata, probe, registry
-from slimtune.doctor import (checkpoint_checks, data_checks, graph_checks, keras_checks,
+from slimtune import batch_statistics, checkpoint, forms, metadata, probe, registry
+from slimtune.checks import (checkpoint_checks, data_checks, graph_checks, keras_checks,
                              statistics_checks)
-from slimtune.doctor.findings import ERROR, NOTE, Finding, Report
-from slimtune.errors import BrokenCheckpoint, SlimtuneError, UsageError
-
-
-class UnusableInput(SlimtuneError):
-    """An input the doctor cannot read: exit code 2, since 1 means "errors found"."""
-
-    exit_code = 2
+# The doctor's public API for users' own training loops.
+from slimtune.checks.keras_checks import check_train_step  # noqa: F401
+from slimtune.data import pipeline
+from slimtune.errors import BrokenCheckpoint, SlimtuneError, UnusableInput, UsageError
+from slimtune.findings import ERROR, NOTE, Finding, Report
 
 
 @dataclasses.dataclass
@@ -38,84 +43,52 @@ class DoctorConfig:
     report_json: Optional[str] = None
 
 
-def _default_decay(meta, model_name):
-    name = model_name or meta.get("model_name")
-    if name:
-        spec = registry.get(name)
-        return spec.batch_norm.decay if spec.batch_norm else None
-    return None
-
-
-def _read_meta_graph(path):
-    import tensorflow as tf
-
-    meta_graph = tf.compat.v1.MetaGraphDef()
+def diagnose(cfg: DoctorConfig):
+    """The report for every input in ``cfg``; unreadable input is :class:`UnusableInput`
+    (exit code 2, since 1 means "errors found")."""
     try:
-        with open(path, "rb") as f:
-            meta_graph.ParseFromString(f.read())
-    except Exception:
-        raise UsageError(f"{path} is not a MetaGraphDef (.meta written by a Saver)") from None
-    return meta_graph
+        return _diagnose(cfg)
+    except UnusableInput:
+        raise
+    except SlimtuneError as e:
+        raise UnusableInput(str(e)) from None
 
 
-def _graph_decay(meta_graph):
-    """The most common BN decay in a training MetaGraphDef, or None."""
-    import collections
+def _diagnose(cfg):
+    from slimtune import compat
 
-    decays = graph_checks.batch_norm_decays(meta_graph.graph_def)
-    if not decays:
-        return None
-    # float32 constants: 0.9997 is stored as 0.99970001
-    return collections.Counter(round(d, 6) for d in decays.values()).most_common(1)[0][0]
-
-
-def checkpoint_report(path, model_name=None):
-    """The checkpoint (and its MetaGraph) checks alone: what training runs at its end."""
+    compat.apply()
+    if not any((cfg.train_dir, cfg.checkpoint_path, cfg.graph, cfg.saved_model,
+                cfg.keras_model)):
+        raise UsageError("nothing to examine: pass --train_dir, --checkpoint_path, --graph, "
+                         "--saved_model or --keras_model")
     report = Report()
-    _check_checkpoint(report, path, model_name)
+    for path in (cfg.train_dir, cfg.checkpoint_path):
+        if path:
+            checkpoint_checks.checkpoint_report(path, cfg.model_name, report,
+                                                **_data_flags(cfg))
+    if cfg.graph:
+        _check_graph(report, cfg.graph)
+    if cfg.saved_model:
+        _check_saved_model(report, cfg.saved_model)
+    if cfg.keras_model:
+        _check_keras(report, cfg.keras_model)
+    if cfg.dataset_name or cfg.dataset_dir or cfg.images:
+        _live_checks(report, cfg)
     return report
 
 
-def _check_checkpoint(report, path, model_name, **data):
-    """``data``: the doctor's dataset_name/dataset_dir/image_size, for the repair command."""
-    prefix = checkpoint.resolve(path)
-    meta = metadata.read(prefix)
-    graph_path = prefix + ".meta"
-    meta_graph = _read_meta_graph(graph_path) if os.path.exists(graph_path) else None
-    # The decay actually used: the run's metadata, else the training graph's constants,
-    # else the architecture's published value.
-    decay = (meta_graph and _graph_decay(meta_graph)) or _default_decay(meta, model_name)
-    report.checked.append(f"checkpoint {prefix}")
-    report.add(checkpoint_checks.check(checkpoint.read_tensors(prefix), meta, decay, prefix,
-                                       model_name=model_name, **data), prefix)
-    if meta_graph:
-        _check_training_graph(report, graph_path, meta_graph)
-
-
-def _check_training_graph(report, path, meta_graph):
-    report.checked.append(f"training graph {path}")
-    report.add(graph_checks.check_training_graph(meta_graph), path)
-
-
 def _check_graph(report, path):
-    import tensorflow as tf
-
     if not os.path.isfile(path):
         raise UsageError(f"--graph={path} does not exist: pass a .meta MetaGraph or a frozen .pb")
     if path.endswith(".meta"):
-        _check_training_graph(report, path, _read_meta_graph(path))
+        report.checked.append(f"training graph {path}")
+        report.add(graph_checks.check_training_graph(forms.read_meta_graph(path)), path)
         return
-    from slimtune.verify import sidecar
-
-    graph_def = tf.compat.v1.GraphDef()
-    try:
-        with open(path, "rb") as f:
-            graph_def.ParseFromString(f.read())
-    except Exception:
-        raise UsageError(f"{path} is not a frozen GraphDef (.pb)") from None
-    side = sidecar(path)
+    graph_def = forms.read_graph_def(path)
     report.checked.append(f"serving graph {path}")
-    report.add(graph_checks.check_serving_graph(graph_def, side.get("output_nodes")), path)
+    report.add(graph_checks.check_serving_graph(graph_def, forms.sidecar(path).get(
+        "output_nodes")), path)
 
 
 def _check_saved_model(report, path):
@@ -139,52 +112,13 @@ def _check_saved_model(report, path):
 
 
 def _check_keras(report, path):
-    from slimtune.verify import load_keras
-
-    model = load_keras(path)
+    model = forms.load_keras(path)
     report.checked.append(f"Keras model {path}")
     report.add(keras_checks.check(model, metadata.read(os.path.dirname(path) or ".")), path)
 
 
-def diagnose(cfg: DoctorConfig):
-    """The report for every input in ``cfg``; unreadable input is :class:`UnusableInput`."""
-    try:
-        return _diagnose(cfg)
-    except UnusableInput:
-        raise
-    except SlimtuneError as e:
-        raise UnusableInput(str(e)) from None
-
-
-def _diagnose(cfg):
-    from slimtune import compat
-
-    compat.apply()
-    if not any((cfg.train_dir, cfg.checkpoint_path, cfg.graph, cfg.saved_model,
-                cfg.keras_model)):
-        raise UsageError("nothing to examine: pass --train_dir, --checkpoint_path, --graph, "
-                         "--saved_model or --keras_model")
-    report = Report()
-    for path in (cfg.train_dir, cfg.checkpoint_path):
-        if path:
-            _check_checkpoint(report, path, cfg.model_name, **_data_flags(cfg))
-    if cfg.graph:
-        _check_graph(report, cfg.graph)
-    if cfg.saved_model:
-        _check_saved_model(report, cfg.saved_model)
-    if cfg.keras_model:
-        _check_keras(report, cfg.keras_model)
-    if cfg.dataset_name or cfg.dataset_dir or cfg.images:
-        _live_checks(report, cfg)
-    return report
-
-
 def _live_checks(report, cfg):
-    """Run every given model form on the data (see ``data_checks``)."""
-    from slimtune import verify
-    from slimtune.convert.convert import load_images
-    from slimtune.data import pipeline
-
+    """Run every given model form on the data (see ``checks.data_checks``)."""
     paths = [p for p in (cfg.keras_model, cfg.saved_model, cfg.train_dir, cfg.checkpoint_path)
              if p]
     if cfg.graph and not cfg.graph.endswith(".meta"):
@@ -192,15 +126,15 @@ def _live_checks(report, cfg):
     if not paths:
         raise UsageError("data was given but no model to run on it: pass --keras_model, "
                          "--saved_model, --graph (.pb), --train_dir or --checkpoint_path")
-    forms = [verify.open_form(p, cfg.model_name) for p in paths]
-    size, preprocessing = verify.input_settings(cfg, forms)
+    opened = [forms.open_form(p, cfg.model_name) for p in paths]
+    size, preprocessing = forms.input_settings(cfg, opened)
     if cfg.images:
-        images, labels = load_images(list(cfg.images), preprocessing, size), None
+        images, labels = pipeline.load_images(list(cfg.images), preprocessing, size), None
     else:
         images, labels = pipeline.load_eval_arrays(cfg.dataset_name, cfg.dataset_dir,
                                                    cfg.dataset_split_name, preprocessing,
                                                    size, cfg.max_images)
-    for form in forms:
+    for form in opened:
         report.checked.append(f"{len(images)} images through {form.kind} {form.path}")
         try:
             report.add(data_checks.check_form(form, images, labels), form.path)
@@ -254,9 +188,7 @@ def _checkpoint_statistics(report, form, images, labels, data):
 
 
 def _keras_statistics(report, path, images):
-    from slimtune.verify import load_keras
-
-    model = load_keras(path)
+    model = forms.load_keras(path)
     layers = statistics_checks.keras_layer_statistics(model, images)
     if layers is None:
         report.add([Finding(

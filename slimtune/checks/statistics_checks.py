@@ -21,7 +21,9 @@ import dataclasses
 
 import numpy as np
 
-from slimtune.doctor.findings import ERROR, NOTE, WARNING, Finding, listed
+from slimtune import batch_statistics, bn_layers, probe, slim_run
+from slimtune.findings import ERROR, NOTE, WARNING, Finding, listed
+from slimtune.nets import batch_norm
 from slimtune.stats import GAP_CHANCE, chance_of_gap, disagreements
 
 # A layer is off when the median channel is shifted by more than one moving standard
@@ -67,49 +69,32 @@ def slim_measurements(spec, prefix, images, num_classes, bn):
     Returns ``(inference logits, batch-statistics logits, [LayerStatistics])`` with the
     layers in network order (graph construction order).
     """
-    import tensorflow as tf
-
-    from slimtune import batch_statistics, checkpoint, compat, probe
-    from slimtune.convert import parity
-    from slimtune.nets import batch_norm
-
-    compat.apply()
-    v1 = tf.compat.v1
-    aux = spec.holds_aux_logits(checkpoint.read_shapes(prefix))
-    with tf.Graph().as_default() as graph:
-        x = v1.placeholder(tf.float32, [None] + list(images.shape[1:]), name="images")
-        logits, end_points = spec.build(x, num_classes, is_training=False, batch_norm=bn,
-                                        create_aux_logits=aux)
+    with slim_run.restored(spec, prefix, images.shape[1:], num_classes, bn) as run:
         fetch = {}
-        for layer in batch_statistics.slim_layers(graph):
+        for layer in bn_layers.slim_layers(run.graph):
             if not layer.training:
                 _, mean, variance = batch_statistics.moment_tensors(layer.input,
                                                                     layer.channel_axis)
                 fetch[layer.name] = (mean, variance, layer.op.inputs[3], layer.op.inputs[4],
                                      layer.epsilon)
-        saver = v1.train.Saver(v1.global_variables())
-        with v1.Session() as sess:
-            saver.restore(sess, prefix)
-            served, values = sess.run([logits, {k: v[:4] for k, v in fetch.items()}],
-                                      {x: images})
-            probe.check(prefix, sess, served, end_points, x, images, logits)
+        served, values = run.sess.run([run.logits, {k: v[:4] for k, v in fetch.items()}],
+                                      {run.images: images})
+        probe.check(prefix, run.sess, served, run.end_points, run.images, images, run.logits)
     layers = [compare(name, *values[name], fetch[name][4]) for name in fetch]
-    batch_logits, _ = parity.slim_outputs(spec, prefix, images, num_classes,
-                                          bn.replace(mode=batch_norm.BATCH_STATS))
+    batch_logits, _ = slim_run.slim_outputs(spec, prefix, images, num_classes,
+                                            bn.replace(mode=batch_norm.BATCH_STATS))
     return served, batch_logits, layers
 
 
 def keras_layer_statistics(model, images, chunk=16):
     """``[LayerStatistics]`` of a functional Keras model's BatchNorm layers, or ``None``
     when their inputs cannot be reached from the model's input (nested models)."""
-    from slimtune import batch_statistics
-
-    layers = batch_statistics.batch_norm_layers(model)
-    probe = batch_statistics.keras_probe(model, layers)
-    if probe is None:
+    layers = bn_layers.keras_layers(model)
+    probe_model = batch_statistics.keras_probe(model, layers)
+    if probe_model is None:
         return None
     chunks = [images[start:start + chunk] for start in range(0, len(images), chunk)]
-    moments = batch_statistics.keras_input_moments(probe, layers, chunks, len(chunks),
+    moments = batch_statistics.keras_input_moments(probe_model, layers, chunks, len(chunks),
                                                    training=False)
     return [compare(layer.name, moments[layer.name].mean, moments[layer.name].variance(0),
                     np.asarray(layer.moving_mean), np.asarray(layer.moving_variance),

@@ -19,7 +19,7 @@ where a step can blow the weights up.
 import numpy as np
 
 from slimtune import graphs
-from slimtune.doctor.findings import ERROR, NOTE, WARNING, Finding, listed
+from slimtune.findings import ERROR, NOTE, WARNING, Finding, listed
 
 _APPLY_PREFIXES = ("Apply", "ResourceApply", "ResourceSparseApply", "SparseApply")
 

@@ -12,9 +12,8 @@ training function and see whether the moving statistics moved; a custom loop cal
 
 import numpy as np
 
-from slimtune import graphs
-from slimtune.batch_statistics import batch_norm_layers
-from slimtune.doctor.findings import ERROR, NOTE, WARNING, Finding, listed
+from slimtune import bn_layers
+from slimtune.findings import ERROR, NOTE, WARNING, Finding, listed
 
 
 def nested_calls_in_training_mode(model):
@@ -26,7 +25,7 @@ def nested_calls_in_training_mode(model):
     for layer in model.layers:
         if not isinstance(layer, keras.Model):
             continue
-        live = [bn.name for bn in batch_norm_layers(layer) if bn.trainable]
+        live = [bn.name for bn in bn_layers.keras_layers(layer) if bn.trainable]
         calls = [node.arguments.kwargs.get("training")
                  for node in getattr(layer, "_inbound_nodes", ())
                  if getattr(node, "arguments", None) is not None]
@@ -68,7 +67,7 @@ def check_train_step(model, train_step, *args, **kwargs):
     while the weights do mean the step calls the model without ``training=True``.
     The step really runs: call this on a model you are about to train anyway.
     """
-    layers = [layer for layer in batch_norm_layers(model) if layer.trainable]
+    layers = [layer for layer in bn_layers.keras_layers(model) if layer.trainable]
     weights = [np.array(w) for w in model.trainable_weights]
     before = _statistics(layers)
     train_step(*args, **kwargs)
@@ -79,7 +78,7 @@ def check_train_step(model, train_step, *args, **kwargs):
                         for w, v in zip(weights, model.trainable_weights))
     if not layers:
         return [Finding(NOTE, "keras-step-no-trainable-bn", "no trainable BatchNorm layers",
-                        f"{model.name} has {len(batch_norm_layers(model))} BatchNormalization "
+                        f"{model.name} has {len(bn_layers.keras_layers(model))} BatchNormalization "
                         "layers, none trainable", "BatchNorm is frozen: its statistics are "
                         "not expected to move", "nothing to do")]
     if not still:
@@ -101,10 +100,9 @@ def check_train_step(model, train_step, *args, **kwargs):
 def check(model, meta=None):
     """Findings for a loaded Keras model and the slimtune.json beside it (if any)."""
     meta = meta or {}
-    layers = batch_norm_layers(model)
+    layers = bn_layers.keras_layers(model)
     findings = _nested_findings(model, (meta.get("batch_norm") or {}).get("mode") == "frozen")
-    initial = graphs.initial_statistics(
-        {layer.name: (layer.moving_mean, layer.moving_variance) for layer in layers})
+    initial = bn_layers.initial(bn_layers.keras_statistics(model))
     if initial:
         findings.append(Finding(
             WARNING, "keras-bn-stats-initial", "BatchNorm moving statistics at their "

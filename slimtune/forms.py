@@ -1,0 +1,234 @@
+"""Open any form of a model as a function from preprocessed images to logits.
+
+Forms: a slim checkpoint (the network built with ``is_training=False``), a frozen
+GraphDef ``.pb``, a SavedModel directory (TF1 or TF2) and a Keras ``.keras`` file.  Each
+opens as a :class:`Form` that also says what it knows of itself (architecture, input
+size, preprocessing, from the JSON slimtune writes beside it) and gives what the checks
+read: the graph and its outputs, the BatchNorm moving statistics.  A file that is not
+the form it claims to be is :class:`~slimtune.errors.UnusableInput`.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Callable, Optional
+
+import numpy as np
+
+from slimtune import bn_layers, checkpoint, metadata, registry, slim_run
+from slimtune.errors import SlimtuneError, UnusableInput
+from slimtune.nets import batch_norm
+
+
+@dataclasses.dataclass
+class Form:
+    """One opened model: ``run(images) -> logits [B, C]`` plus what it knows of itself.
+
+    ``graph_def``/``outputs`` (graph forms) let the checks name random ops and
+    training-mode BatchNorms; ``bn_statistics()`` returns ``{layer: (mean, variance)}``.
+    """
+
+    kind: str
+    path: str
+    run: Callable
+    model_name: Optional[str] = None
+    image_size: Optional[int] = None  # a fixed input size, if the form has one
+    preprocessing: Optional[str] = None
+    trained_size: Optional[int] = None  # the size it was trained or converted at, if known
+    deterministic_by_construction: bool = False  # slimtune builds it with is_training=False
+    graph_def: object = None
+    outputs: Optional[list] = None
+    bn_statistics: Optional[Callable] = None
+
+
+def sidecar(path):
+    """The JSON written beside a model form (``<file>.json`` or ``slimtune.json``), or {}."""
+    for candidate in (path + ".json", os.path.join(path, metadata.FILENAME)):
+        if os.path.isfile(candidate):
+            with open(candidate, encoding="utf-8") as f:
+                return json.load(f)
+    return metadata.read(path) if os.path.exists(path) else {}
+
+
+def read_graph_def(path):
+    """The ``GraphDef`` in a frozen ``.pb`` file."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        with open(path, "rb") as f:
+            graph_def.ParseFromString(f.read())
+    except Exception as e:
+        raise UnusableInput(f"{path} is not a frozen GraphDef (.pb): "
+                            f"{str(e).splitlines()[0]}") from None
+    return graph_def
+
+
+def read_meta_graph(path):
+    """The ``MetaGraphDef`` in a ``.meta`` file (a training graph a Saver wrote)."""
+    import tensorflow as tf
+
+    meta_graph = tf.compat.v1.MetaGraphDef()
+    try:
+        with open(path, "rb") as f:
+            meta_graph.ParseFromString(f.read())
+    except Exception:
+        raise UnusableInput(f"{path} is not a MetaGraphDef (.meta written by a Saver)") from None
+    return meta_graph
+
+
+def load_keras(path):
+    """A saved Keras model; a missing file, or a ``.keras`` file that is not the zip
+    archive Keras writes (Keras itself then says "File not found"), is
+    :class:`UnusableInput`."""
+    import zipfile
+
+    import keras
+
+    if not os.path.isfile(path):
+        raise UnusableInput(f"Keras file {path} does not exist")
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise UnusableInput(f"{path} is not a valid .keras archive (not a zip file): it is "
+                            "truncated or another format; save it again with model.save() "
+                            "or convert the checkpoint again with slimtune-convert")
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except Exception as e:
+        raise UnusableInput(f"cannot load Keras model {path}: {str(e).splitlines()[0]}") from None
+
+
+def open_checkpoint(path, model_name=None):
+    prefix = checkpoint.resolve(path)
+    meta = metadata.read(prefix)
+    name = model_name or meta.get("model_name")
+    if not name:
+        raise UnusableInput(f"{path}: a slim checkpoint needs --model_name (no slimtune.json "
+                            "beside it)")
+    spec = registry.get(name)
+    bn = batch_norm.as_trained(spec.batch_norm, meta)
+    num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(prefix), prefix)
+
+    def run(images):
+        return slim_run.slim_outputs(spec, prefix, images, num_classes, bn)[0]
+
+    return Form("checkpoint", prefix, run, spec.name, None,
+                meta.get("preprocessing") or spec.preprocessing,
+                trained_size=meta.get("image_size"), deterministic_by_construction=True,
+                bn_statistics=lambda: _checkpoint_statistics(prefix))
+
+
+def _checkpoint_statistics(prefix):
+    names = [name for name in checkpoint.read_shapes(prefix)
+             if name.endswith(("/moving_mean", "/moving_variance"))]
+    return bn_layers.tensor_statistics(checkpoint.read_tensors(prefix, names))
+
+
+def _open_frozen(path, input_node, output_node):
+    import tensorflow as tf
+
+    graph_def = read_graph_def(path)
+    side = sidecar(path)
+    input_node = input_node or side.get("input_node", "input")
+    output_node = output_node or (side.get("output_nodes") or ["logits"])[0]
+    names = {n.name for n in graph_def.node}
+    for node, flag in ((input_node, "--input_node"), (output_node, "--output_node")):
+        if node not in names:
+            raise UnusableInput(f"{path} has no node {node!r}: pass {flag} (nodes include "
+                                f"{', '.join(sorted(names)[:8])} ...)")
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    shape = graph.get_tensor_by_name(input_node + ":0").shape
+    session = []  # one session for every call: graph optimisation runs once
+
+    def run(images):
+        if not session:
+            session.append(tf.compat.v1.Session(graph=graph))
+        return session[0].run(output_node + ":0", {input_node + ":0": images})
+
+    size = shape[1] if shape.rank == 4 else None
+    return Form("frozen", path, run, side.get("model_name"), size, side.get("preprocessing"),
+                trained_size=(side.get("input_shape") or [None, None])[1],
+                graph_def=graph_def, outputs=[output_node],
+                bn_statistics=lambda: bn_layers.graph_statistics(graph_def))
+
+
+def _open_saved_model(path, signature_name):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    if signature_name not in loaded.signatures:
+        raise UnusableInput(f"SavedModel {path} has no signature {signature_name!r} (it has "
+                            f"{', '.join(loaded.signatures) or 'none'}): pass --signature")
+    fn = loaded.signatures[signature_name]
+    args = fn.structured_input_signature[1]
+    if len(args) != 1:
+        raise UnusableInput(f"signature {signature_name!r} of {path} takes {len(args)} inputs "
+                            f"({', '.join(args)}); it must take one image batch")
+    (arg, spec), = args.items()
+    outputs = list(fn.structured_outputs)
+    key = "logits" if "logits" in outputs else outputs[0]
+    side = sidecar(path)
+
+    def run(images):
+        return fn(**{arg: tf.constant(images)})[key].numpy()
+
+    graph_def = fn.graph.as_graph_def()
+    size = spec.shape[1] if spec.shape.rank == 4 else None
+    return Form("saved_model", path, run, side.get("model_name"), size, side.get("preprocessing"),
+                graph_def=graph_def, outputs=[t.name for t in fn.outputs],
+                bn_statistics=lambda: bn_layers.graph_statistics(graph_def))
+
+
+def _open_keras(path):
+    model = load_keras(path)
+    side = sidecar(os.path.dirname(path) or ".")
+
+    def run(images):
+        out = model(images, training=False)
+        return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
+
+    return Form("keras", path, run, side.get("model_name"), model.input_shape[1],
+                side.get("preprocessing"), trained_size=side.get("image_size"),
+                bn_statistics=lambda: bn_layers.keras_statistics(model))
+
+
+def open_form(path, model_name=None, input_node=None, output_node=None,
+              signature="serving_default"):
+    """Open ``path`` as whichever form it is."""
+    from slimtune import compat
+
+    compat.apply()
+    if path.endswith(".keras"):
+        return _open_keras(path)
+    if path.endswith(".pb") and os.path.isfile(path):
+        return _open_frozen(path, input_node, output_node)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return _open_saved_model(path, signature)
+    try:
+        return open_checkpoint(path, model_name)
+    except SlimtuneError as e:
+        raise UnusableInput(f"{path} is not a .keras file, a frozen .pb, a SavedModel or a "
+                            f"usable slim checkpoint ({e})") from None
+
+
+def input_settings(cfg, forms):
+    """``(image size, preprocessing)`` the ``forms`` accept, from ``cfg``'s
+    ``image_size``/``preprocessing_name`` flags, else the forms' own, else the
+    architecture's; conflicting fixed sizes are unusable."""
+    fixed = {f.image_size for f in forms if f.image_size}
+    if len(fixed) > 1:
+        raise UnusableInput(f"the two models take different input sizes ({sorted(fixed)}): "
+                            "compare forms exported at the same --image_size")
+    if cfg.image_size and fixed and cfg.image_size not in fixed:
+        raise UnusableInput(f"--image_size={cfg.image_size} but a model has a fixed input size "
+                            f"of {fixed.pop()}")
+    name = next((f.model_name for f in forms if f.model_name), None)
+    size = (cfg.image_size or (fixed.pop() if fixed else None)
+            or next((f.trained_size for f in forms if f.trained_size), None))
+    if size is None:
+        size = registry.get(name).default_image_size if name else 224
+    preprocessing = (cfg.preprocessing_name
+                     or next((f.preprocessing for f in forms if f.preprocessing), None)
+                     or "inception")
+    return size, preprocessing

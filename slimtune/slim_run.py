@@ -1,0 +1,86 @@
+"""Build a slim network's inference graph, restore it from a checkpoint and run it.
+
+The graph is built exactly as evaluation builds it (``is_training=False``, BatchNorm as
+given) in its own ``tf.Graph``, with an auxiliary head only if the checkpoint holds one,
+so what runs is the function the checkpoint actually computes, not our reading of it:
+the reference of the conversion's parity check, of slimtune-verify for a checkpoint and
+of the doctor's live checks.  Logits that are not finite raise
+:class:`~slimtune.errors.BrokenCheckpoint` (see ``slimtune.probe``).
+"""
+
+import contextlib
+import dataclasses
+
+
+@dataclasses.dataclass
+class Restored:
+    """The restored inference graph: feed ``images``, fetch ``logits``/``end_points``."""
+
+    sess: object
+    images: object  # the placeholder, [None, H, W, 3]
+    logits: object
+    end_points: dict
+    graph: object
+
+
+@contextlib.contextmanager
+def restored(spec, prefix, image_shape, num_classes, bn, variable_map=None):
+    """Yield :class:`Restored` for checkpoint ``prefix``, images of ``image_shape``
+    ``(H, W, 3)``; the session closes when the block ends.
+
+    ``variable_map`` (``{graph variable name: checkpoint name}``) restores some
+    variables from other tensors than their own, e.g. ExponentialMovingAverage shadows.
+    """
+    import tensorflow as tf
+
+    from slimtune import checkpoint, compat
+
+    compat.apply()
+    v1 = tf.compat.v1
+    aux = spec.holds_aux_logits(checkpoint.read_shapes(prefix))
+    with tf.Graph().as_default() as graph:
+        images = v1.placeholder(tf.float32, [None] + list(image_shape), name="images")
+        logits, end_points = spec.build(images, num_classes, is_training=False, batch_norm=bn,
+                                        create_aux_logits=aux)
+        variable_map = variable_map or {}
+        saver = v1.train.Saver({variable_map.get(v.op.name, v.op.name): v
+                                for v in v1.global_variables()})
+        with v1.Session() as sess:
+            saver.restore(sess, prefix)
+            yield Restored(sess, images, logits, end_points, graph)
+
+
+def slim_outputs(spec, checkpoint_prefix, images, num_classes, bn, end_point_keys=(),
+                 drop_background=False, variable_map=None):
+    """Logits (and the requested end points) of the slim graph restored from a checkpoint.
+
+    Returns ``(logits [B, C], {key: array})``.
+    """
+    return slim_outputs_each(spec, checkpoint_prefix, {"images": images}, num_classes, bn,
+                             end_point_keys, drop_background, variable_map)["images"]
+
+
+def slim_outputs_each(spec, checkpoint_prefix, batches, num_classes, bn, end_point_keys=(),
+                      drop_background=False, variable_map=None):
+    """:func:`slim_outputs` of each batch in ``batches`` (``{name: images}``, one shape).
+
+    The graph is built and restored once for all of them (a deep net's build costs more
+    than running it), and closed before returning.  Returns ``{name: (logits, points)}``.
+    """
+    from slimtune import probe
+
+    shape = next(iter(batches.values())).shape[1:]
+    if any(images.shape[1:] != shape for images in batches.values()):
+        raise ValueError(f"image batches of several shapes: "
+                         f"{[images.shape for images in batches.values()]}")
+    outputs = {}
+    with restored(spec, checkpoint_prefix, shape, num_classes, bn, variable_map) as run:
+        logits = run.logits[:, 1:] if drop_background else run.logits
+        fetch = {"logits": logits,
+                 "end_points": {k: run.end_points[k] for k in end_point_keys}}
+        for name, images in batches.items():
+            out = run.sess.run(fetch, {run.images: images})
+            probe.check(checkpoint_prefix, run.sess, out["logits"], run.end_points,
+                        run.images, images, logits)
+            outputs[name] = out["logits"], out["end_points"]
+    return outputs
