@@ -19,7 +19,7 @@ from slimtune.convert.porting import is_training_state
 class Source:
     prefix: str
     tensors: dict  # {checkpoint name: array}
-    metadata: dict  # the training run's slimtune.json, or {}
+    recorded: metadata.RunInfo  # what the checkpoint's slimtune.json says (empty if none)
     sha256: dict  # {file name: sha256} of the checkpoint files
 
 
@@ -61,7 +61,7 @@ def read(prefix):
             raise CheckpointError(f"cannot read {name} from checkpoint {prefix}: "
                                   f"{str(e).splitlines()[0]}; the data file is truncated or "
                                   "corrupt, copy or download it again") from None
-    return Source(prefix, tensors, metadata.read(prefix), _file_hashes(prefix))
+    return Source(prefix, tensors, metadata.recorded(prefix), _file_hashes(prefix))
 
 
 def detect_model(tensors, model_name=None):
