@@ -147,6 +147,17 @@ def op_determinism(enabled=True):
         config.disable_op_determinism()
 
 
+def saved_model_root():
+    """An empty object that a SavedModel saves with each attribute under its own name.
+
+    ``tf.Module`` would do but reserves ``variables``, a name ``model.export`` writes
+    and users of its SavedModels read; its base class is only in ``tf.__internal__``.
+    """
+    import tensorflow as tf
+
+    return tf.__internal__.tracking.AutoTrackable()
+
+
 # TensorFlow's native start-up lines that say nothing to a CPU user; TF_CPP_MIN_LOG_LEVEL
 # cannot hide them because they are written before absl logging is initialised.
 _BENIGN_NATIVE_LINES = (

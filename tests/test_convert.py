@@ -60,13 +60,29 @@ model = keras.models.load_model(out + "/model.keras", safe_mode=True)
 served = tf.saved_model.load(out + "/saved_model")
 np.save(sys.argv[3], np.asarray(model(images, training=False)))
 np.save(sys.argv[4], served.serve(tf.constant(images)).numpy())
+with tf.Graph().as_default(), tf.compat.v1.Session() as sess:  # TF1's loader, as TF Serving
+    meta = tf.compat.v1.saved_model.load(sess, ["serve"], out + "/saved_model")
+    sig = meta.signature_def["serving_default"]
+    np.save(sys.argv[5], sess.run(sig.outputs["output_0"].name,
+                                  {sig.inputs["images"].name: images}))
 """
 
 
 def test_outputs_reload_in_a_fresh_process(checkpoint_7, tmp_path):
     out = str(tmp_path / "keras")
-    convert.convert(convert.ConvertConfig(checkpoint_path=checkpoint_7, output_dir=out,
-                                          image_size=SIZE))
+    pictures = []  # real image files join the parity check; one slim graph serves both sets
+    for i in range(2):
+        pixels = np.random.RandomState(i).randint(0, 256, (48, 40, 3), dtype=np.uint8)
+        pictures.append(str(tmp_path / f"picture{i}.png"))
+        tf.io.write_file(pictures[-1], tf.io.encode_png(pixels))
+    lines = []
+    meta = convert.convert(convert.ConvertConfig(checkpoint_path=checkpoint_7, output_dir=out,
+                                                 image_size=SIZE, images=pictures),
+                           log=lines.append)
+    print("\n".join(lines))
+    assert meta["parity"]["images"]["count"] == 2 and meta["parity"]["random"]["count"] == 4
+    assert meta["parity"]["images"]["max_rel"] <= 1e-5
+    assert sum(line.startswith("slim graph built") for line in lines) == 1
     images = parity.random_images(3, 40, seed=5)  # open input size: 40 px works too
     np.save(tmp_path / "images.npy", images)
     in_memory = keras.models.load_model(os.path.join(out, "model.keras"))
@@ -80,15 +96,19 @@ def test_outputs_reload_in_a_fresh_process(checkpoint_7, tmp_path):
     as_graph = np.asarray(tf.function(lambda x: in_memory(x, training=False),
                                       input_signature=[open_shape])(images))
     subprocess.run([sys.executable, "-c", _RELOAD, out, str(tmp_path / "images.npy"),
-                    str(tmp_path / "k.npy"), str(tmp_path / "s.npy")], check=True,
+                    str(tmp_path / "k.npy"), str(tmp_path / "s.npy"), str(tmp_path / "v1.npy")],
+                   check=True,
                    env={**os.environ, "PYTHONPATH": ""}, cwd=str(tmp_path))
     reloaded, served = np.load(tmp_path / "k.npy"), np.load(tmp_path / "s.npy")
+    served_v1 = np.load(tmp_path / "v1.npy")
     print("model.keras reloaded:", parity.difference(expected, reloaded).line())
     print("SavedModel vs graph:", parity.difference(as_graph, served).line())
     print("SavedModel vs eager:", parity.difference(expected, served).line())
+    print("SavedModel in TF1's loader vs graph:", parity.difference(as_graph, served_v1).line())
     assert parity.difference(expected, reloaded).max_rel <= 1e-5
     assert parity.difference(as_graph, served).max_rel <= 1e-5
     assert parity.difference(expected, served).max_rel <= 1e-5
+    assert parity.difference(as_graph, served_v1).max_rel <= 1e-5
     # ...and the in-memory conversion equals the slim graph at that size too
     slim, _ = parity.slim_outputs(registry.get(MODEL), checkpoint_7, images, 7,
                                   registry.get(MODEL).batch_norm)

@@ -11,7 +11,9 @@ whose own graph computes NaN or inf is named as broken (``slimtune.probe``) rath
 reported as a parity failure.
 """
 
+import ctypes
 import dataclasses
+import gc
 import os
 import time
 from typing import Optional, Sequence
@@ -112,6 +114,25 @@ def _hint_for(error, tensors):
     return error
 
 
+def _release_memory():
+    """Collect garbage and hand freed heap memory back to the system (glibc's
+    ``malloc_trim``; elsewhere only the collection).
+
+    Freed tensors (the checkpoint's arrays, the closed slim session's weights, a graph
+    run's activations) stay in the allocator's free lists, still counted as the
+    process's memory, and the next large buffer (``model.save`` builds the weights file
+    in memory) comes on top.  Measured for resnet_v1_152 with Eigen kernels
+    (TF_ENABLE_ONEDNN_OPTS=0): peak RSS 1705 MiB without this, 1383 MiB with it.  With
+    oneDNN kernels (slimtune's default) TensorFlow keeps freed tensors in its own pool
+    for reuse, and this gains about 25 MiB.
+    """
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc
+        pass
+
+
 def load_images(paths, preprocessing_name, size):
     """Real image files, decoded and preprocessed for evaluation (float32 NHWC)."""
     import tensorflow as tf
@@ -130,8 +151,50 @@ def load_images(paths, preprocessing_name, size):
     return np.stack(batch).astype(np.float32)
 
 
-def check_parity(run, src, model, num_classes, cfg, variable_map, log):
-    """Slim graph vs Keras model on random (and real) images; returns a dict for the JSON."""
+def serving_function(model):
+    """``model.__call__`` traced once for batches of any size: the concrete function that
+    both the parity check and the SavedModel run.
+
+    A graph frees each layer's output as soon as it is used; an eager call of a
+    functional model keeps every layer's output until it returns (measured: +1 GB of
+    peak memory for resnet_v1_152 on 4 images at 224 px).
+    """
+    import tensorflow as tf
+
+    x = model.inputs[0]
+    spec = tf.TensorSpec((None,) + tuple(x.shape[1:]), x.dtype, name=x.name)
+    return tf.function(model.__call__, input_signature=[spec],
+                       autograph=False).get_concrete_function()
+
+
+def _write_saved_model(model, serve, path):
+    """The SavedModel ``model.export`` writes (a ``serve`` endpoint, the same two
+    signatures, the ``variables`` lists), from the ``serve`` the parity check traced.
+
+    ``model.export`` traces the model twice more (walking every layer for lookup tables,
+    and again inside TensorFlow's save context) and saves each weight twice, as the Keras
+    variable and as the TensorFlow variable inside it; saving the TensorFlow variables
+    (``Variable.value`` on the TensorFlow backend) once, with the traced function, took
+    11.4 s instead of 30.9 s for resnet_v1_50 and half the disk space.  TF2's
+    ``tf.saved_model.load`` and the TF1 loader (what TF Serving runs) both open it.
+    """
+    import tensorflow as tf
+
+    from slimtune import compat
+
+    root = compat.saved_model_root()
+    root.variables = [v.value for v in model.variables]
+    root.trainable_variables = [v.value for v in model.trainable_variables]
+    root.non_trainable_variables = [v.value for v in model.non_trainable_variables]
+    root.serve = serve
+    tf.saved_model.save(root, path, signatures={"serve": serve, "serving_default": serve})
+
+
+def check_parity(run, src, serve, num_classes, cfg, variable_map, log):
+    """Slim graph vs Keras model (run by ``serve``) on random (and real) images; returns a
+    dict for the JSON."""
+    import tensorflow as tf
+
     spec, bn, size = run.spec, run.batch_norm, run.image_size
     inputs = {"random": parity.random_images(cfg.random_images, size, cfg.seed)}
     if cfg.images:
@@ -139,12 +202,17 @@ def check_parity(run, src, model, num_classes, cfg, variable_map, log):
     report = {"image_size": size, "rtol": cfg.rtol}
     failures = []
     first = 1 if cfg.drop_background else 0
+    started = time.monotonic()
+    slim = parity.slim_outputs_each(
+        spec, src.prefix, inputs, num_classes, bn, drop_background=cfg.drop_background,
+        variable_map=variable_map,
+        end_point_keys=[spec.aux_logits] if cfg.include_aux_logits else [])
+    _release_memory()  # the slim graph and its session's copy of the weights
+    log(f"slim graph built, restored and run in {time.monotonic() - started:.1f} s")
+    started = time.monotonic()
     for name, images in inputs.items():
-        slim_logits, slim_points = parity.slim_outputs(
-            spec, src.prefix, images, num_classes, bn, drop_background=cfg.drop_background,
-            variable_map=variable_map,
-            end_point_keys=[spec.aux_logits] if cfg.include_aux_logits else [])
-        outputs = model(images, training=False)
+        slim_logits, slim_points = slim[name]
+        outputs = serve(tf.constant(images))
         pairs = {name: (slim_logits, outputs[0] if cfg.include_aux_logits else outputs)}
         if cfg.include_aux_logits:  # the auxiliary head is checked like the logits
             pairs[f"{name} aux"] = (slim_points[spec.aux_logits][:, first:], outputs[1])
@@ -155,6 +223,8 @@ def check_parity(run, src, model, num_classes, cfg, variable_map, log):
             if not diff.max_rel <= cfg.rtol:
                 failures.append(f"{key} images: max rel {diff.max_rel:.3g} > --rtol "
                                 f"{cfg.rtol:g}")
+    log(f"Keras model run in {time.monotonic() - started:.1f} s")
+    _release_memory()
     if failures:
         raise ParityError(f"the Keras model does not match the checkpoint ({'; '.join(failures)}); "
                           f"nothing written. Check the BatchNorm parameters "
@@ -164,11 +234,15 @@ def check_parity(run, src, model, num_classes, cfg, variable_map, log):
     return report
 
 
-def _write(model, cfg, meta_out, log):
+def _write(model, serve, cfg, meta_out, log):
     def fill(tmp):
+        started = time.monotonic()
         model.save(os.path.join(tmp, KERAS_FILE))
-        log(f"wrote {KERAS_FILE}; exporting the SavedModel")
-        model.export(os.path.join(tmp, SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
+        log(f"wrote {KERAS_FILE} in {time.monotonic() - started:.1f} s; exporting the "
+            "SavedModel")
+        started = time.monotonic()
+        _write_saved_model(model, serve, os.path.join(tmp, SAVED_MODEL_DIR))
+        log(f"wrote {SAVED_MODEL_DIR}/ in {time.monotonic() - started:.1f} s")
         metadata.write(tmp, meta_out)
 
     # output_dir is absent, empty, or --overwrite (checked before any work)
@@ -231,9 +305,15 @@ def convert(cfg: ConvertConfig, log=_log):
         model, variable_map = _port(run, src, num_classes, cfg)
         log(f"ported {len(model.weights)} weights in {time.monotonic() - started:.1f} s; "
             "checking parity with the slim graph")
-        report = check_parity(run, src, model, in_checkpoint, cfg, variable_map, log)
+        # The Keras variables hold the weights now; the slim graph restores its own copy.
+        src.tensors = None
+        _release_memory()
+        traced = time.monotonic()
+        serve = serving_function(model)
+        log(f"traced the Keras model in {time.monotonic() - traced:.1f} s")
+        report = check_parity(run, src, serve, in_checkpoint, cfg, variable_map, log)
         meta_out = _converted(run, src, num_classes, cfg, report)
-        _write(model, cfg, meta_out, log)
+        _write(model, serve, cfg, meta_out, log)
     log(f"wrote {cfg.output_dir} ({KERAS_FILE}, {SAVED_MODEL_DIR}/, {metadata.FILENAME}) "
         f"in {time.monotonic() - started:.1f} s")
     return meta_out

@@ -22,15 +22,30 @@ def slim_outputs(spec, checkpoint_prefix, images, num_classes, bn, end_point_key
     finite raise :class:`~slimtune.errors.BrokenCheckpoint` (see ``slimtune.probe``).
     Returns ``(logits [B, C], {key: array})``.
     """
+    return slim_outputs_each(spec, checkpoint_prefix, {"images": images}, num_classes, bn,
+                             end_point_keys, drop_background, variable_map)["images"]
+
+
+def slim_outputs_each(spec, checkpoint_prefix, batches, num_classes, bn, end_point_keys=(),
+                      drop_background=False, variable_map=None):
+    """:func:`slim_outputs` of each batch in ``batches`` (``{name: images}``, one shape).
+
+    The graph is built and restored once for all of them (a deep net's build costs more
+    than running it), and closed before returning.  Returns ``{name: (logits, points)}``.
+    """
     import tensorflow as tf
 
     from slimtune import checkpoint, compat, probe
 
     compat.apply()
     v1 = tf.compat.v1
+    shape = next(iter(batches.values())).shape[1:]
+    if any(images.shape[1:] != shape for images in batches.values()):
+        raise ValueError(f"image batches of several shapes: "
+                         f"{[images.shape for images in batches.values()]}")
     aux = spec.holds_aux_logits(checkpoint.read_shapes(checkpoint_prefix))
     with tf.Graph().as_default():
-        x = v1.placeholder(tf.float32, [None] + list(images.shape[1:]), name="images")
+        x = v1.placeholder(tf.float32, [None] + list(shape), name="images")
         logits, end_points = spec.build(x, num_classes, is_training=False, batch_norm=bn,
                                         create_aux_logits=aux)
         if drop_background:
@@ -39,11 +54,15 @@ def slim_outputs(spec, checkpoint_prefix, images, num_classes, bn, end_point_key
         saver = v1.train.Saver({variable_map.get(v.op.name, v.op.name): v
                                 for v in v1.global_variables()})
         fetch = {"logits": logits, "end_points": {k: end_points[k] for k in end_point_keys}}
+        outputs = {}
         with v1.Session() as sess:
             saver.restore(sess, checkpoint_prefix)
-            out = sess.run(fetch, {x: images})
-            probe.check(checkpoint_prefix, sess, out["logits"], end_points, x, images, logits)
-    return out["logits"], out["end_points"]
+            for name, images in batches.items():
+                out = sess.run(fetch, {x: images})
+                probe.check(checkpoint_prefix, sess, out["logits"], end_points, x, images,
+                            logits)
+                outputs[name] = out["logits"], out["end_points"]
+    return outputs
 
 
 @dataclasses.dataclass
