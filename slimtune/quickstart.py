@@ -229,16 +229,28 @@ def _checks(cfg, base_eval, verdict):
     """The summary's rows: ``(name, value, target, ok or None when there is no target)``."""
     return [
         ("base top-1, digits " + cfg.base_classes, f"{base_eval.top1:.4f}", "", None),
+        # bool(): top-1 is a numpy float, and a numpy False is not False.
         ("fine-tuned top-1, is_training=False", f"{verdict.served.top1:.4f}",
-         f">= {cfg.min_top1}", verdict.served.top1 >= cfg.min_top1),
+         f">= {cfg.min_top1}", bool(verdict.served.top1 >= cfg.min_top1)),
         ("fine-tuned top-1, BN batch statistics", f"{verdict.batch_mode.top1:.4f}", "", None),
         ("gap (batch statistics - served)", f"{verdict.gap:+.4f}", "", None),
         ("images right only with batch statistics", f"{verdict.batch_only}", "", None),
         ("images right only served", f"{verdict.served_only}", "", None),
         # One-sided: served scoring higher is not a BatchNorm problem.
         ("chance of that gap (sign test)", f"{verdict.gap_chance:.4f}",
-         f">= {stats.GAP_CHANCE}", verdict.gap_chance >= stats.GAP_CHANCE),
+         f">= {stats.GAP_CHANCE}", bool(verdict.gap_chance >= stats.GAP_CHANCE)),
     ]
+
+
+def _missed(checks, forms):
+    """Why the run missed its targets (see the summary), or None."""
+    if not all(report.passed for _, report in forms[1:]):
+        return ("an exported or converted form does not compute what the checkpoint "
+                "computes (see the table above)")
+    if any(ok is False for *_, ok in checks):
+        return ("the main job missed its targets (see the summary above): try more "
+                "--base_steps/--finetune_steps or another --batch_norm_decay")
+    return None
 
 
 def _print_summary(cfg, checks, count, forms, top1, log):
@@ -287,12 +299,9 @@ def run(cfg: QuickstartConfig, log=_log):
     checks = _checks(cfg, base_eval, verdict)
     _print_summary(cfg, checks, count, forms, top1, log)
     _print_times_and_outputs(cfg, elapsed, finetune_dir, paths, log)
-    parity_ok = all(report.passed for _, report in forms[1:])
-    if not all(ok is not False for *_, ok in checks) or not parity_ok:
-        raise TargetMissed("the main job missed its targets (see the summary above): try more "
-                           "--base_steps/--finetune_steps or another --batch_norm_decay"
-                           if parity_ok else "an exported or converted form does not compute "
-                           "what the checkpoint computes (see the table above)")
+    missed = _missed(checks, forms)
+    if missed:
+        raise TargetMissed(missed)
     return {"base_top1": base_eval.top1, "top1": verdict.served.top1,
             "top1_batch_statistics": verdict.batch_mode.top1, "gap": verdict.gap,
             "batch_only": verdict.batch_only, "served_only": verdict.served_only,
