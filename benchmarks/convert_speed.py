@@ -6,7 +6,7 @@ Measures, in one run, each phase in a fresh Python process (so peak memory is it
   floor      import + read every checkpoint tensor + build the Keras model (random
              weights): the work no converter can skip
   port       import + read + build + port every tensor with its shape checks
-             (slimtune.convert.keras_model.from_tensors): the conversion proper
+             (ModelSpec.keras_from_tensors): the conversion proper
   reference  import + build the slim graph, restore the checkpoint and run it once on
              the parity check's images (slimtune.convert.parity.slim_outputs): the
              price of checking parity at all
@@ -67,7 +67,7 @@ def run_phase(phase, prefix):
     import tensorflow as tf  # noqa: F401
 
     from slimtune import compat, registry
-    from slimtune.convert import convert, keras_model, parity, source
+    from slimtune.convert import convert, parity, source
 
     compat.apply()
     spec = registry.get(FLAGS.model_name)
@@ -75,9 +75,9 @@ def run_phase(phase, prefix):
     if phase in ("floor", "port"):
         tensors = source.read(prefix).tensors
         if phase == "floor":
-            keras_model.build(spec, FLAGS.num_classes, spec.batch_norm)
+            spec.build_keras(FLAGS.num_classes, spec.batch_norm)
         else:
-            keras_model.from_tensors(spec, tensors, FLAGS.num_classes, spec.batch_norm)
+            spec.keras_from_tensors(tensors, FLAGS.num_classes, spec.batch_norm)
     elif phase == "reference":
         count = convert.ConvertConfig("", "").random_images  # the command's default
         parity.slim_outputs(spec, prefix, parity.random_images(count, FLAGS.image_size),

@@ -1,7 +1,8 @@
 """Published slim checkpoints: the manifest, the local cache, and names as checkpoint paths.
 
 ``checkpoints/manifest.json`` lists each published checkpoint (architecture, archive
-URL, the checkpoint inside it, classes, image size, preprocessing, published top-1/5).
+URL, the checkpoint inside it, published top-1/5); its classes, image size and
+preprocessing are those of the registry entry it names (joined by architecture name).
 :func:`ensure` downloads one into the cache and unpacks it, once; every tool's
 ``--checkpoint_path`` goes through :func:`local`, so it also takes a manifest name
 (``resnet_v1_50``) or a local ``.tar.gz``.
@@ -22,7 +23,7 @@ import shutil
 from typing import Optional
 
 import slimtune_checkpoints
-from slimtune import download, metadata
+from slimtune import download, metadata, registry
 from slimtune.errors import CheckpointError, UsageError
 
 _PACKAGED = os.path.dirname(os.path.abspath(slimtune_checkpoints.__file__))
@@ -40,14 +41,36 @@ class Entry:
     architecture: str
     url: str
     member: str  # checkpoint prefix inside the archive, e.g. resnet_v1_50.ckpt
-    num_classes: int
-    image_size: int
-    preprocessing: str
     top1: float
     top5: float
     sha256: Optional[str]
     manual: bool  # the URL is a web page, not a direct download
     source: str
+
+    @property
+    def spec(self):
+        """The registry entry of this checkpoint's architecture."""
+        return registry.get(self.architecture)
+
+    @property
+    def num_classes(self):
+        return self.spec.num_classes
+
+    @property
+    def image_size(self):
+        return self.spec.default_image_size
+
+    @property
+    def preprocessing(self):
+        return self.spec.preprocessing
+
+    def as_dict(self):
+        """The manifest row with the registry's classes, size and preprocessing (the
+        record ``download.json`` keeps)."""
+        row = dataclasses.asdict(self)
+        where = {k: row.pop(k) for k in ("name", "architecture", "url", "member")}
+        return {**where, "num_classes": self.num_classes, "image_size": self.image_size,
+                "preprocessing": self.preprocessing, **row}
 
     @property
     def archive_name(self):
@@ -119,6 +142,7 @@ def ensure(name, archive=None, cache=None, log=print):
     """The local checkpoint prefix of manifest entry ``name``, downloading it (or taking
     the ``archive`` file given) and unpacking it into the cache the first time."""
     entry = get(name)
+    spec = entry.spec  # an architecture slimtune cannot build is refused before any download
     cache = cache or cache_root()
     target = os.path.join(cache, entry.name)
     if os.path.isfile(os.path.join(target, _DONE)):
@@ -163,10 +187,10 @@ def ensure(name, archive=None, cache=None, log=print):
             f"downloads must match it ({os.path.join(cache, _RECORDED)})")
     # What the manifest knows, where every tool looks for it: no --model_name needed.
     metadata.write(os.path.dirname(prefix), metadata.published_document(metadata.RunInfo(
-        model_name=entry.architecture, num_classes=entry.num_classes,
-        image_size=entry.image_size, preprocessing=entry.preprocessing), entry.name))
+        model_name=spec.name, num_classes=spec.num_classes,
+        image_size=spec.default_image_size, preprocessing=spec.preprocessing), entry.name))
     with open(os.path.join(target, _DONE), "w", encoding="utf-8") as f:
-        json.dump({**dataclasses.asdict(entry), "archive_sha256": digest}, f, indent=1)
+        json.dump({**entry.as_dict(), "archive_sha256": digest}, f, indent=1)
     log(f"{entry.name}: {prefix}")
     return prefix
 

@@ -1,43 +1,77 @@
-"""One entry per supported architecture: how to build it and what its checkpoints hold.
+"""Every supported architecture, one entry each: how to build it in slim and in Keras, how
+its checkpoints port, and what its published checkpoints expect.
 
-A :class:`ModelSpec` says everything other modules need to know about a network:
-the slim function and arg scope, the BatchNorm defaults of its published checkpoints,
-its default input size and class count, its logits scopes (what to exclude when
-fine-tuning to a new label set) and its preprocessing.  Families live in
-``slimtune.nets.<family>``; adding one means adding its module to ``_FAMILIES``.
+An entry (:class:`ModelSpec`) joins the slim network function and arg scope
+(``slimtune.nets`` or ``tf_slim.nets``), the Keras mirror (``slimtune.keras_nets``), the
+port table and end points (``slimtune.ports``), the BatchNorm defaults, the default and
+smallest input sizes, the class count of the published checkpoints, the logits and
+auxiliary scopes, the preprocessing and the dropout keep probability.  Published
+checkpoints (``checkpoints/manifest.json``) name their entry and take classes, size and
+preprocessing from it.
+
+Adding an architecture is its slim module (only if tf_slim lacks it), its Keras module,
+its port table and one :func:`register` call: the built-in ones are registered at the
+end of this module, and a user's own code can register more.  The registry is per
+process.
 """
 
 import dataclasses
-import importlib
+import functools
 from typing import Callable, Optional
 
 from slimtune.errors import UsageError
+from slimtune.keras_nets import densenet as densenet_keras
+from slimtune.keras_nets import inception as inception_keras
+from slimtune.keras_nets import mobilenet as mobilenet_keras
+from slimtune.keras_nets import resnet as resnet_keras
+from slimtune.keras_nets import vgg as vgg_keras
+from slimtune.nets import densenet as densenet_slim
+from slimtune.nets import inception as inception_slim
+from slimtune.nets import inception_resnet_v2, inception_table, inception_v4
+from slimtune.nets import mobilenet as mobilenet_slim
+from slimtune.nets import resnet as resnet_slim
+from slimtune.nets import vgg as vgg_slim
 from slimtune.nets.batch_norm import BatchNormConfig
-
-_FAMILIES = ("resnet", "inception", "inception_v4", "inception_resnet_v2", "vgg", "densenet",
-             "mobilenet")
+from slimtune.ports import densenet as densenet_port
+from slimtune.ports import inception as inception_port
+from slimtune.ports import mobilenet as mobilenet_port
+from slimtune.ports import resnet as resnet_port
+from slimtune.ports import vgg as vgg_port
+from slimtune.ports.porter import Porter
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str
     scope: str  # root variable scope, e.g. "resnet_v1_50" or "InceptionV3"
     # slim network: fn(images, num_classes, is_training, scope[, create_aux_logits])
     # -> (net, end_points); create_aux_logits is taken where aux_logits is set.
     net_fn: Callable
     arg_scope_fn: Callable  # fn(weight_decay, bn: BatchNormConfig | None) -> arg scope
+    # Keras mirror: fn(num_classes=, image_size=, weight_decay=, name=[, batch_norm=]
+    # [, dropout_keep_prob=][, include_aux_logits=]) -> keras.Model (random weights),
+    # the bracketed arguments given where the network has BatchNorm, dropout, an aux head.
+    keras_fn: Callable
+    # port table: fn(porter, drop_background=[, include_aux_logits=]); slimtune.ports
+    port_fn: Callable
+    # fn() -> [(slim end point key, Keras layer name), ...] in network order: the slim
+    # end points whose tensors a Keras layer outputs exactly (to find the first that differs)
+    end_points_fn: Callable
     default_image_size: int
     min_image_size: int  # smallest input the graph can be built for
     num_classes: int  # class count of the published checkpoints (1001 = with background)
     logits_scopes: tuple  # exclude these to fine-tune on a new label set
     preprocessing: str
     batch_norm: Optional[BatchNormConfig]  # None: the network has no BatchNorm
-    has_dropout: bool
+    dropout_keep_prob: Optional[float] = None  # None: the network has no dropout
     aux_logits: Optional[str] = None  # end point key of an auxiliary head, if any
     # Tells apart architectures that share a root scope (MobileNet depth multipliers):
     # (a variable under the root scope, the size of its last dimension).
     fingerprint: Optional[tuple] = None
+
+    @property
+    def has_dropout(self):
+        return self.dropout_keep_prob is not None
 
     @property
     def aux_scope(self):
@@ -88,29 +122,199 @@ class ModelSpec:
             net = tf.squeeze(net, axis=[1, 2], name="SpatialSqueeze")
         return net, end_points
 
+    def build_keras(self, num_classes, batch_norm=None, include_aux_logits=False,
+                    image_size=None, weight_decay=0.0):
+        """The Keras 3 mirror with random weights, named ``scope``.
+
+        Input ``[B, H, W, 3]`` float32 (``H = W = image_size``, or open when ``None`` and
+        the architecture allows it); output the logits ``[B, num_classes]``, or
+        ``[logits, aux_logits]`` with ``include_aux_logits``.  ``batch_norm`` overrides
+        the BatchNorm defaults (decay, epsilon, scale); ``weight_decay`` is slim's.
+        """
+        from slimtune import compat
+
+        compat.apply()
+        if include_aux_logits and not self.aux_logits:
+            raise ValueError(f"{self.name} has no auxiliary logits")
+        options = {}
+        if self.batch_norm is not None:
+            options["batch_norm"] = batch_norm or self.batch_norm
+        if self.has_dropout:
+            options["dropout_keep_prob"] = self.dropout_keep_prob
+        if self.aux_logits:
+            options["include_aux_logits"] = include_aux_logits
+        return self.keras_fn(num_classes=num_classes, image_size=image_size,
+                             weight_decay=weight_decay, name=self.scope, **options)
+
+    def keras_from_tensors(self, tensors, num_classes, batch_norm=None, drop_background=False,
+                           include_aux_logits=False, image_size=None, source="checkpoint",
+                           weight_decay=0.0):
+        """The Keras mirror holding ``tensors`` (``{checkpoint name: array}``).
+
+        Raises :class:`~slimtune.errors.CheckpointError` listing every unmatched name
+        unless each Keras weight got exactly one tensor of the same shape and each tensor
+        was used or deliberately skipped.
+        """
+        model = self.build_keras(num_classes, batch_norm, include_aux_logits, image_size,
+                                 weight_decay)
+        porter = Porter(model, tensors, self.scope, source=source)
+        aux = {"include_aux_logits": include_aux_logits} if self.aux_logits else {}
+        self.port_fn(porter, drop_background=drop_background, **aux)
+        # A checkpoint's auxiliary head is left out unless included (a checkpoint saved
+        # without one has nothing to skip).
+        porter.finish(also_skip=(self.aux_scope,) if self.aux_scope and not include_aux_logits
+                      else ())
+        return model
+
+    def end_points(self):
+        """``[(slim end point key, Keras layer name), ...]`` in network order."""
+        return self.end_points_fn()
+
 
 _REGISTRY = {}
 
 
-def _load():
-    if not _REGISTRY:
-        for family in _FAMILIES:
-            module = importlib.import_module(f"slimtune.nets.{family}")
-            for spec in module.SPECS:
-                _REGISTRY[spec.name] = spec
-    return _REGISTRY
+def register(spec):
+    """Add an architecture; its name must be new.  Returns ``spec``."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"architecture {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
 
 
 def names():
     """All registered architecture names, sorted."""
-    return sorted(_load())
+    return sorted(_REGISTRY)
 
 
 def get(name):
     """The spec of ``name``; an unknown name is a :class:`UsageError` listing the choices."""
-    specs = _load()
-    if name not in specs:
+    if name not in _REGISTRY:
         raise UsageError(
-            f"unknown model name {name!r}: choose one of {', '.join(sorted(specs))} "
+            f"unknown model name {name!r}: choose one of {', '.join(names())} "
             "(pass it as --model_name)")
-    return specs[name]
+    return _REGISTRY[name]
+
+
+# -- the built-in architectures, family by family -------------------------------------------
+def _resnet(version, depth):
+    name = f"resnet_v{version}_{depth}"
+    plan = {"version": version, "depth": depth}
+    # v1 checkpoints were trained with VGG preprocessing at 224 on 1000 classes;
+    # v2 checkpoints with Inception preprocessing at 299 on 1001 (0 = background).
+    return ModelSpec(
+        name=name, scope=name,
+        net_fn=resnet_slim.network(version, depth), arg_scope_fn=resnet_slim.resnet_arg_scope,
+        keras_fn=functools.partial(resnet_keras.resnet, **plan),
+        port_fn=functools.partial(resnet_port.port, **plan),
+        end_points_fn=functools.partial(resnet_port.end_points, root=name, **plan),
+        default_image_size=224 if version == 1 else 299, min_image_size=32,
+        num_classes=1000 if version == 1 else 1001, logits_scopes=(f"{name}/logits",),
+        preprocessing="vgg" if version == 1 else "inception", batch_norm=resnet_slim.RESNET_BN)
+
+
+def _inception(table, scope, net_fn, default_size, min_size):
+    aux = table.aux is not None
+    return ModelSpec(
+        name=table.name, scope=scope,
+        net_fn=net_fn, arg_scope_fn=inception_slim.inception_arg_scope,
+        keras_fn=functools.partial(inception_keras.inception, table),
+        port_fn=functools.partial(inception_port.port, table=table),
+        end_points_fn=functools.partial(inception_port.end_points, table),
+        default_image_size=default_size, min_image_size=min_size, num_classes=1001,
+        logits_scopes=(f"{scope}/Logits",) + ((f"{scope}/{inception_table.AUX}",) if aux else ()),
+        preprocessing="inception", batch_norm=inception_slim.INCEPTION_BN,
+        dropout_keep_prob=inception_table.DROPOUT_KEEP,
+        aux_logits=inception_table.AUX if aux else None)
+
+
+def _vgg(depth):
+    name = f"vgg_{depth}"
+    return ModelSpec(
+        name=name, scope=name,
+        net_fn=vgg_slim.network(name), arg_scope_fn=vgg_slim.vgg_arg_scope,
+        keras_fn=functools.partial(vgg_keras.vgg, depth=depth),
+        port_fn=functools.partial(vgg_port.port_vgg, depth=depth),
+        end_points_fn=functools.partial(vgg_port.vgg_end_points, depth=depth, root=name),
+        default_image_size=224, min_image_size=224, num_classes=1000,
+        logits_scopes=(f"{name}/fc8",), preprocessing="vgg", batch_norm=None,
+        dropout_keep_prob=vgg_slim.DROPOUT_KEEP)
+
+
+def _alexnet():
+    name = "alexnet_v2"
+    return ModelSpec(
+        name=name, scope=name,
+        net_fn=vgg_slim.network(name), arg_scope_fn=vgg_slim.alexnet_arg_scope,
+        keras_fn=vgg_keras.alexnet_v2, port_fn=vgg_port.port_alexnet,
+        end_points_fn=functools.partial(vgg_port.alexnet_end_points, root=name),
+        default_image_size=224, min_image_size=195, num_classes=1000,
+        logits_scopes=(f"{name}/fc8",), preprocessing="vgg", batch_norm=None,
+        dropout_keep_prob=vgg_slim.DROPOUT_KEEP)
+
+
+def _densenet(name, growth, stem_filters, blocks):
+    plan = {"growth": growth, "stem_filters": stem_filters, "blocks": blocks}
+    return ModelSpec(
+        name=name, scope=name,
+        net_fn=densenet_slim.network(**plan), arg_scope_fn=densenet_slim.densenet_arg_scope,
+        keras_fn=functools.partial(densenet_keras.densenet, **plan),
+        port_fn=functools.partial(densenet_port.port, **plan),
+        end_points_fn=functools.partial(densenet_port.end_points, root=name, **plan),
+        default_image_size=224, min_image_size=32,
+        num_classes=1000,  # pudae's checkpoints: 1000 classes, no background
+        logits_scopes=(f"{name}/logits",), preprocessing="densenet",
+        batch_norm=densenet_slim.DENSENET_BN)
+
+
+def _mobilenet_v1(name, multiplier):
+    return ModelSpec(
+        name=name, scope="MobilenetV1",
+        net_fn=mobilenet_slim.network_v1(multiplier),
+        arg_scope_fn=mobilenet_slim.mobilenet_arg_scope,
+        keras_fn=functools.partial(mobilenet_keras.mobilenet_v1, multiplier=multiplier),
+        port_fn=mobilenet_port.port_v1, end_points_fn=mobilenet_port.end_points_v1,
+        default_image_size=224, min_image_size=32, num_classes=1001,
+        logits_scopes=("MobilenetV1/Logits",), preprocessing="inception",
+        batch_norm=mobilenet_slim.MOBILENET_V1_BN, dropout_keep_prob=mobilenet_slim.DROPOUT_KEEP,
+        fingerprint=("Conv2d_0/weights",
+                     mobilenet_slim.channels(mobilenet_slim.STEM_CHANNELS, multiplier)))
+
+
+def _mobilenet_v2(name, multiplier):
+    return ModelSpec(
+        name=name, scope="MobilenetV2",
+        net_fn=mobilenet_slim.network_v2(multiplier),
+        arg_scope_fn=mobilenet_slim.mobilenet_arg_scope,
+        keras_fn=functools.partial(mobilenet_keras.mobilenet_v2, multiplier=multiplier),
+        port_fn=functools.partial(mobilenet_port.port_v2, multiplier=multiplier),
+        end_points_fn=functools.partial(mobilenet_port.end_points_v2, multiplier),
+        default_image_size=224, min_image_size=32, num_classes=1001,
+        logits_scopes=("MobilenetV2/Logits",), preprocessing="inception",
+        batch_norm=mobilenet_slim.MOBILENET_V2_BN,
+        dropout_keep_prob=mobilenet_slim.V2_DROPOUT_KEEP,
+        fingerprint=("Conv/weights", mobilenet_slim.divisible(32 * multiplier)))
+
+
+# Smallest Inception sizes that build (measured): v1 ends in a fixed 7x7 VALID average
+# pool; the auxiliary heads of v3, v4 and IRv2 need 107 px; v2 shrinks every kernel for
+# small inputs and builds at any size, 16 px is a floor below which nothing is learned.
+_BUILT_IN = (
+    *(_resnet(version, depth) for version in (1, 2) for depth in (50, 101, 152, 200)),
+    _inception(inception_slim.INCEPTION_V1, "InceptionV1", inception_slim.network(1), 224, 193),
+    _inception(inception_slim.INCEPTION_V2, "InceptionV2", inception_slim.network(2), 224, 16),
+    _inception(inception_slim.INCEPTION_V3, "InceptionV3", inception_slim.network(3), 299, 107),
+    _inception(inception_v4.INCEPTION_V4, "InceptionV4",
+               inception_table.network(inception_v4.INCEPTION_V4), 299, 107),
+    _inception(inception_resnet_v2.INCEPTION_RESNET_V2, "InceptionResnetV2",
+               inception_table.network(inception_resnet_v2.INCEPTION_RESNET_V2), 299, 107),
+    _vgg(16), _vgg(19), _alexnet(),
+    _densenet("densenet121", growth=32, stem_filters=64, blocks=(6, 12, 24, 16)),
+    _densenet("densenet161", growth=48, stem_filters=96, blocks=(6, 12, 36, 24)),
+    _densenet("densenet169", growth=32, stem_filters=64, blocks=(6, 12, 32, 32)),
+    _mobilenet_v1("mobilenet_v1", 1.0), _mobilenet_v1("mobilenet_v1_075", 0.75),
+    _mobilenet_v1("mobilenet_v1_050", 0.5), _mobilenet_v1("mobilenet_v1_025", 0.25),
+    _mobilenet_v2("mobilenet_v2", 1.0), _mobilenet_v2("mobilenet_v2_140", 1.4),
+)
+for _spec in _BUILT_IN:
+    register(_spec)

@@ -384,14 +384,12 @@ def layerwise(checkpoint_path, keras_path, images, model_name=None, rtol=1e-5):
     """
     import keras
 
-    from slimtune.convert import families
-
     ref = _open_checkpoint(checkpoint_path, model_name)
     spec = registry.get(ref.model_name)
     meta = metadata.read(ref.path)
     bn = batch_norm.as_trained(spec.batch_norm, meta)
     num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(ref.path), ref.path)
-    points = families.module_for(spec).end_points(spec)
+    points = spec.end_points()
     model = load_keras(keras_path)
     missing = [name for _, name in points if name not in {l.name for l in model.layers}]
     if missing:

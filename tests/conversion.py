@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from slimtune import export, registry, verify
-from slimtune.convert import families, keras_model, parity
+from slimtune.convert import parity
 from slim_checkpoints import make_checkpoint, read
 
 
@@ -56,15 +56,15 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
     spec = registry.get(model_name)
     bn = spec.batch_norm
     images = parity.random_images(batch, image_size, seed)
-    points = families.module_for(spec).end_points(spec)
+    points = spec.end_points()
     # The slim reference comes from the graph that saved the checkpoint (built with
     # is_training=False); tests/test_convert.py covers restoring into a fresh graph.
     prefix, slim_logits, slim_points = make_checkpoint(
         str(tmp_path / "model.ckpt"), model_name, num_classes, image_size=image_size,
         seed=seed, run_on=images,
         end_point_keys=[key for key, _ in points] + (["AuxLogits"] if aux else []))
-    model = keras_model.from_tensors(spec, read(prefix), num_classes, bn,
-                                     image_size=image_size, include_aux_logits=aux)
+    model = spec.keras_from_tensors(read(prefix), num_classes, bn, image_size=image_size,
+                                    include_aux_logits=aux)
     outputs = model(images, training=False)
     keras_logits = np.asarray(outputs[0] if aux else outputs)
     results = {"logits": parity.difference(slim_logits, keras_logits)}

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read, write
 from slimtune import registry, train
-from slimtune.convert import convert, keras_model, layers, parity
+from slimtune.convert import convert, parity
+from slimtune.keras_nets import layers
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,7 +128,7 @@ def _diff_against_slim(prefix, model, images, slim_classes=7, slim_slice=None):
 
 def test_changed_bn_epsilon_is_caught(checkpoint_7):
     spec = registry.get(MODEL)
-    model = keras_model.from_tensors(spec, read(checkpoint_7), 7, spec.batch_norm)
+    model = spec.keras_from_tensors(read(checkpoint_7), 7, spec.batch_norm)
     images = parity.random_images(2, SIZE)
     assert _diff_against_slim(checkpoint_7, model, images).max_rel <= 1e-5
     model.get_layer("block3.unit_2.bottleneck_v1.conv2.BatchNorm").epsilon = 1e-3
@@ -154,7 +155,7 @@ def _plant_zero_padded_pool1(monkeypatch):
 def test_zero_padded_max_pool_is_caught(checkpoint_7, monkeypatch):
     _plant_zero_padded_pool1(monkeypatch)
     spec = registry.get(MODEL)
-    model = keras_model.from_tensors(spec, read(checkpoint_7), 7, spec.batch_norm)
+    model = spec.keras_from_tensors(read(checkpoint_7), 7, spec.batch_norm)
     diff = _diff_against_slim(checkpoint_7, model, parity.random_images(2, EVEN))
     print("zero-padded pool1:", diff.line())
     assert diff.max_rel > 1e-5
@@ -162,8 +163,8 @@ def test_zero_padded_max_pool_is_caught(checkpoint_7, monkeypatch):
 
 def test_background_dropped_on_one_side_is_caught(checkpoint_7):
     spec = registry.get(MODEL)
-    model = keras_model.from_tensors(spec, read(checkpoint_7), 6, spec.batch_norm,
-                                     drop_background=True)
+    model = spec.keras_from_tensors(read(checkpoint_7), 6, spec.batch_norm,
+                                    drop_background=True)
     images = parity.random_images(4, SIZE)
     assert _diff_against_slim(checkpoint_7, model, images, slim_slice=slice(1, None)
                               ).max_rel <= 1e-5

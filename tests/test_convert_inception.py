@@ -11,7 +11,7 @@ import pytest
 from conversion import check_parity, check_tools_path
 from slim_checkpoints import make_checkpoint, read
 from slimtune import registry
-from slimtune.convert import convert, keras_model, parity
+from slimtune.convert import convert, parity
 from slimtune.errors import CheckpointError
 
 
@@ -62,8 +62,8 @@ def test_v3_aux_logits(tmp_path, size, aux_kernel, num_classes=7):
     tensors = read(prefix)
     for drop_background in (False, True):
         first = 1 if drop_background else 0
-        model = keras_model.from_tensors(
-            spec, tensors, num_classes - first, spec.batch_norm,
+        model = spec.keras_from_tensors(
+            tensors, num_classes - first, spec.batch_norm,
             drop_background=drop_background, include_aux_logits=True, image_size=size)
         conv = model.get_layer(f"AuxLogits.Conv2d_2a_{aux_kernel}x{aux_kernel}")
         assert conv.kernel.shape == (aux_kernel, aux_kernel, 128, 768)
@@ -86,18 +86,18 @@ def test_v3_aux_logits(tmp_path, size, aux_kernel, num_classes=7):
 def test_open_size_and_size_checks():
     """Open sizes build (without aux); sizes slim cannot build are refused."""
     spec = registry.get("inception_v3")
-    model = keras_model.build(spec, 5, spec.batch_norm)
+    model = spec.build_keras(5, spec.batch_norm)
     assert model.input_shape == (None, None, None, 3)
     assert model(np.zeros((1, 139, 139, 3), np.float32)).shape == (1, 5)
     with pytest.raises(ValueError, match="image_size"):
-        keras_model.build(spec, 5, spec.batch_norm, include_aux_logits=True)
+        spec.build_keras(5, spec.batch_norm, include_aux_logits=True)
     with pytest.raises(ValueError, match="auxiliary"):
-        keras_model.build(registry.get("inception_v1"), 5, spec.batch_norm,
-                          include_aux_logits=True, image_size=224)
+        registry.get("inception_v1").build_keras(5, spec.batch_norm, include_aux_logits=True,
+                                                 image_size=224)
     for name, size in (("inception_v1", 192), ("inception_v1", 225),
                        ("inception_v2", 257), ("inception_v3", 106), ("inception_v3", 347)):
         with pytest.raises(ValueError):
-            keras_model.build(registry.get(name), 5, spec.batch_norm, image_size=size)
+            registry.get(name).build_keras(5, spec.batch_norm, image_size=size)
 
 
 def test_class_count_is_read_from_each_family_s_logits_kernel():

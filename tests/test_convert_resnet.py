@@ -19,7 +19,7 @@ import pytest
 from conversion import check_parity
 from slim_checkpoints import make_checkpoint, read
 from slimtune import registry
-from slimtune.convert import keras_model, parity
+from slimtune.convert import parity
 from slimtune.errors import CheckpointError
 
 # model -> (size always run, size marked slow); v1 and v2 alternate even/odd at each depth.
@@ -65,12 +65,12 @@ def test_wrong_architecture_lists_missing_tensors(tmp_path):
     tensors = read(prefix)
     spec = registry.get("resnet_v1_101")
     with pytest.raises(CheckpointError, match="resnet_v1_101/conv1/weights not in the checkpoint"):
-        keras_model.from_tensors(spec, tensors, 7, spec.batch_norm)
+        spec.keras_from_tensors(tensors, 7, spec.batch_norm)
 
     renamed = {name.replace("resnet_v1_50/", "resnet_v1_101/", 1): value
                for name, value in tensors.items()}
     with pytest.raises(CheckpointError) as error:
-        keras_model.from_tensors(spec, renamed, 7, spec.batch_norm)
+        spec.keras_from_tensors(renamed, 7, spec.batch_norm)
     message = str(error.value)
     assert ("resnet_v1_101/block3/unit_7/bottleneck_v1/conv1/weights not in the checkpoint"
             in message)
@@ -83,9 +83,9 @@ def test_open_input_size(tmp_path):
     """With ``image_size=None`` one Keras model serves every size, as the slim graph does."""
     spec = registry.get("resnet_v2_50")
     tensors = read(make_checkpoint(str(tmp_path / "model.ckpt"), spec.name, 7))
-    model = keras_model.from_tensors(spec, tensors, 7, spec.batch_norm, image_size=None)
+    model = spec.keras_from_tensors(tensors, 7, spec.batch_norm, image_size=None)
     assert tuple(model.input_shape) == (None, None, None, 3)
     for size in (33, 64):
-        fixed = keras_model.from_tensors(spec, tensors, 7, spec.batch_norm, image_size=size)
+        fixed = spec.keras_from_tensors(tensors, 7, spec.batch_norm, image_size=size)
         images = parity.random_images(2, size)
         np.testing.assert_array_equal(np.asarray(model(images)), np.asarray(fixed(images)))

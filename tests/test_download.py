@@ -81,8 +81,7 @@ def manifest(tmp_path, monkeypatch):
     monkeypatch.setenv("SLIMTUNE_CHECKPOINTS", str(cache))
 
     def write(**entries):
-        defaults = dict(architecture="resnet_v1_50", member="resnet_v1_50.ckpt",
-                        num_classes=1000, image_size=224, preprocessing="vgg", top1=75.2,
+        defaults = dict(architecture="resnet_v1_50", member="resnet_v1_50.ckpt", top1=75.2,
                         top5=92.2, sha256=None, manual=False, source="test")
         rows = [{**defaults, "name": name, **fields} for name, fields in entries.items()]
         path.write_text(json.dumps({"checkpoints": rows}))
@@ -114,7 +113,12 @@ def test_download_unpack_and_reuse_the_cache(server, manifest, real_checkpoint):
     assert checkpoint.read_shapes(prefix)["resnet_v1_50/logits/weights"] == (1, 1, 2048, 1000)
     from slimtune import metadata
 
-    assert metadata.read(prefix)["model_name"] == "resnet_v1_50"  # tools need no --model_name
+    meta = metadata.read(prefix)  # tools need no --model_name; the registry gives the rest
+    assert (meta["model_name"], meta["num_classes"], meta["image_size"],
+            meta["preprocessing"]) == ("resnet_v1_50", 1000, 224, "vgg")
+    done = json.loads((cache / "resnet_v1_50" / "download.json").read_text())
+    assert list(done)[:7] == ["name", "architecture", "url", "member", "num_classes",
+                              "image_size", "preprocessing"] and done["num_classes"] == 1000
     assert any(line.startswith("downloaded resnet_v1_50_2016_08_28.tar.gz") for line in lines)
     assert not (cache / "downloads").exists(), "the archive is removed once unpacked"
     # Again, and through --checkpoint_path's resolver: the cache answers, no request.
@@ -196,6 +200,15 @@ def test_an_archive_fetched_by_hand(manifest, tmp_path, real_checkpoint):
 
 
 def test_the_shipped_manifest_is_complete():
+    """Every entry names a registered architecture and does not repeat what its registry
+    entry holds (classes, size, preprocessing)."""
+    from slimtune import registry
+
+    with open(published.MANIFEST, encoding="utf-8") as f:
+        rows = json.load(f)["checkpoints"]
+    for row in rows:
+        assert not {"num_classes", "image_size", "preprocessing"} & set(row), row["name"]
+        assert row["architecture"] in registry.names(), row["name"]
     entries = published.manifest()
     assert {"resnet_v1_50", "inception_v3", "vgg_16", "densenet121",
             "mobilenet_v1_1.0_224", "inception_resnet_v2"} <= set(entries)
@@ -218,9 +231,14 @@ def test_a_wheel_install_ships_the_manifest_and_caches_in_the_home(tmp_path):
     (wheel,) = wheels.glob("slimtune-*.whl")
     subprocess.run(pip + ["install", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
-    probe = ("from slimtune import published; "
+    # The checkout's editable install would supply any package the wheel lacks, so the
+    # probe also names every slimtune module it imported from outside the wheel.
+    probe = ("import sys; from slimtune import published; "
              "print(published.__file__); print(published.MANIFEST); "
-             "print(published.cache_root()); print(len(published.manifest()))")
+             "print(published.cache_root()); print(len(published.manifest())); "
+             f"target = {str(target)!r}; "
+             "print([n for n, m in sys.modules.items() if n.startswith('slimtune') "
+             "and not (getattr(m, '__file__', None) or target).startswith(target)])")
     env = dict(os.environ, PYTHONPATH=str(target), HOME=str(home))
     env.pop("SLIMTUNE_CHECKPOINTS", None)
     lines = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, check=True,
@@ -229,3 +247,4 @@ def test_a_wheel_install_ships_the_manifest_and_caches_in_the_home(tmp_path):
     assert lines[1] == str(target / "slimtune_checkpoints" / "manifest.json")
     assert lines[2] == str(home / ".cache" / "slimtune" / "checkpoints")
     assert int(lines[3]) == len(published.manifest())
+    assert lines[4] == "[]", f"modules missing from the wheel: {lines[4:]}"

@@ -1,8 +1,8 @@
 """Download a published slim checkpoint into the local cache, safely and once.
 
 The manifest (checkpoints/manifest.json) lists every published checkpoint slimtune
-knows: architecture, archive URL, classes, image size, preprocessing and published
-top-1/top-5.  This command downloads one with a progress line, checks its sha256 (the
+knows: architecture (whose registry entry gives the classes, image size and
+preprocessing), archive URL and published top-1/top-5.  This command downloads one with a progress line, checks its sha256 (the
 published value, or the one recorded at the first download), unpacks it refusing
 absolute paths, '..', links and device files, and prints the checkpoint prefix.  Run
 again, it reuses the cache; an interrupted run leaves nothing behind.
@@ -48,8 +48,9 @@ def main(argv):
             note = "yes" if entry.architecture in known else "not yet"
             if entry.manual:
                 note += " (manual download)"
+            size = f"{entry.image_size:4d}" if entry.architecture in known else "   -"
             print(f"{name:24} {entry.architecture:20} {entry.top1:6.2f} {entry.top5:6.2f}  "
-                  f"{entry.image_size:4d}  {'yes' if cached else 'no':6}  {note}")
+                  f"{size}  {'yes' if cached else 'no':6}  {note}")
         print(f"cache: {cache}")
         return
     if not values.name:

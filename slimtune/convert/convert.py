@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from slimtune import checkpoint, metadata
-from slimtune.convert import keras_model, parity, source
+from slimtune.convert import parity, source
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 
 FORMAT = "slimtune.keras/1"
@@ -257,8 +257,8 @@ def _port(run, src, num_classes, cfg):
         tensors, variable_map = source.with_moving_averages(src.tensors)
     fixed = cfg.fixed_input_size or cfg.include_aux_logits
     try:
-        model = keras_model.from_tensors(
-            run.spec, tensors, num_classes, run.batch_norm, drop_background=cfg.drop_background,
+        model = run.spec.keras_from_tensors(
+            tensors, num_classes, run.batch_norm, drop_background=cfg.drop_background,
             include_aux_logits=cfg.include_aux_logits,
             image_size=run.image_size if fixed else None)
     except CheckpointError as e:

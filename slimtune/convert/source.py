@@ -12,7 +12,7 @@ import os
 
 from slimtune import checkpoint, metadata, registry
 from slimtune.errors import CheckpointError, UsageError
-from slimtune.convert.porting import is_training_state
+from slimtune.ports.porter import is_training_state
 
 
 @dataclasses.dataclass

@@ -19,17 +19,10 @@ logits are ``[B, 1, 1, C]`` (squeezed by the registry).
 
 from slimtune import compat
 from slimtune.nets.batch_norm import BatchNormConfig, slim_params
-from slimtune.registry import ModelSpec
 
 # pudae's densenet_arg_scope: decay 0.99, epsilon 1.1e-5, with gamma; weight decay 1e-4.
 DENSENET_BN = BatchNormConfig(decay=0.99, epsilon=1.1e-5, scale=True)
 
-# name -> (growth rate, stem filters, conv blocks per dense block)
-VARIANTS = {
-    "densenet121": (32, 64, (6, 12, 24, 16)),
-    "densenet161": (48, 96, (6, 12, 36, 24)),
-    "densenet169": (32, 64, (6, 12, 32, 32)),
-}
 COMPRESSION = 0.5
 
 
@@ -55,15 +48,15 @@ def _preact_conv(net, filters, kernel, scope, end_points):
     return net
 
 
-def _net(name):
-    growth, stem_filters, blocks = VARIANTS[name]
+def network(growth, stem_filters, blocks):
+    """The slim DenseNet with this growth rate, stem width and conv blocks per dense block."""
 
     def build(images, num_classes, is_training, scope):
         import tensorflow as tf
 
         slim = compat.apply()
         end_points = {}
-        with tf.compat.v1.variable_scope(scope, name, [images]) as root, \
+        with tf.compat.v1.variable_scope(scope, "densenet", [images]) as root, \
                 slim.arg_scope([slim.batch_norm], is_training=is_training):
             net = slim.conv2d(images, stem_filters, 7, stride=2, scope="conv1")
             end_points[root.name + "/conv1"] = net
@@ -97,23 +90,3 @@ def _net(name):
         return net, end_points
 
     return build
-
-
-def _spec(name):
-    return ModelSpec(
-        name=name,
-        family="densenet",
-        scope=name,
-        net_fn=_net(name),
-        arg_scope_fn=densenet_arg_scope,
-        default_image_size=224,
-        min_image_size=32,
-        num_classes=1000,  # pudae's checkpoints: 1000 classes, no background
-        logits_scopes=(f"{name}/logits",),
-        preprocessing="densenet",
-        batch_norm=DENSENET_BN,
-        has_dropout=False,
-    )
-
-
-SPECS = tuple(_spec(name) for name in VARIANTS)

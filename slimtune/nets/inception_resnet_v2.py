@@ -7,14 +7,13 @@ blocks ``Repeat/block35_<i>`` (scale 0.17); reduction ``Mixed_6a``; twenty 17x17
 ``Repeat_1/block17_<i>`` (0.10); ``Mixed_7a``; nine 8x8 ``Repeat_2/block8_<i>`` (0.20)
 and a last ``Block8`` (scale 1, no relu); ``Conv2d_7b_1x1``; ``AuxLogits`` on the
 17x17 map; a whole-map average pool, dropout (keep 0.8) and a fully connected
-``Logits/Logits`` (``slimtune.nets.inception_table.slim_table_net``).  Each residual block's ``Conv2d_1x1`` has biases and no BatchNorm;
+``Logits/Logits``.  Each residual block's ``Conv2d_1x1`` has biases and no BatchNorm;
 every other conv has BatchNorm without gamma and relu.
 """
 
-from slimtune.nets.inception import INCEPTION_BN, inception_arg_scope
-from slimtune.nets.inception_table import (Block, Conv, Heads, Pool, Residual, conv_branch,
-                                           slim_table_net)
-from slimtune.registry import ModelSpec
+from slimtune.nets.inception_table import (AuxHead, Block, Conv, Head, Pool, Residual, Table,
+                                           conv_branch)
+
 
 def _block35(name, scale=0.17):
     return Residual(name, (
@@ -41,7 +40,7 @@ def _block8(name, scale=0.20, activate=True):
     ), 2080, scale, activate)
 
 
-INCEPTION_RESNET_V2 = (
+_LAYERS = (
     Conv("Conv2d_1a_3x3", 32, 3, 2, "valid"),
     Conv("Conv2d_2a_3x3", 32, 3, 1, "valid"),
     Conv("Conv2d_2b_3x3", 64, 3),
@@ -75,28 +74,9 @@ INCEPTION_RESNET_V2 = (
     _block8("Block8", scale=1.0, activate=False),
     Conv("Conv2d_7b_1x1", 1536, 1),
 )
-HEADS = Heads(aux_on="Repeat_1/block17_20", aux_pool="Conv2d_1a_3x3",
-              aux_conv="Conv2d_2a_5x5", aux_logits="Logits", pool="AvgPool_1a_8x8",
-              dropout="Dropout", flatten_first=True)
-
-
-def _net(images, num_classes, is_training, scope, create_aux_logits=True):
-    return slim_table_net(images, num_classes, is_training, scope, "InceptionResnetV2",
-                          INCEPTION_RESNET_V2, HEADS, create_aux_logits)
-
-
-SPECS = (ModelSpec(
-    name="inception_resnet_v2",
-    family="inception",
-    scope="InceptionResnetV2",
-    net_fn=_net,
-    arg_scope_fn=inception_arg_scope,
-    default_image_size=299,
-    min_image_size=107,  # the auxiliary head needs a 5x5 map after the 17x17 blocks
-    num_classes=1001,
-    logits_scopes=("InceptionResnetV2/Logits", "InceptionResnetV2/AuxLogits"),
-    preprocessing="inception",
-    batch_norm=INCEPTION_BN,
-    has_dropout=True,
-    aux_logits="AuxLogits",
-),)
+INCEPTION_RESNET_V2 = Table(
+    "inception_resnet_v2", _LAYERS,
+    Head(pool="AvgPool_1a_8x8", window=None, stride=1, shrinks=True, dropout="Dropout",
+         logits="Logits", flatten_first=True),
+    AuxHead(on="Repeat_1/block17_20", pool="Conv2d_1a_3x3", conv="Conv2d_2a_5x5",
+            logits="Logits"))

@@ -1,15 +1,18 @@
-"""Inception networks as tables: the layer kinds both the slim graphs and the Keras
-mirrors are built from.
+"""Inception networks as tables: the one description their slim graphs, Keras mirrors and
+port tables are all built from.
 
-A network is a sequence of root-level layers and Mixed blocks; a block is a tuple of
-branches, each a tuple of layers whose scopes are relative to ``<block>/Branch_<i>``.
-``slimtune.convert.inception`` walks a table to build the Keras model and its weight
-table; :func:`slim_layer` walks the same table to build the slim graph of the
-networks ``tf_slim.nets`` lacks (Inception v4), with the variable scopes of the
-published checkpoints.
+A :class:`Table` is a sequence of root-level layers and Mixed blocks, a logits
+:class:`Head` and an optional :class:`AuxHead`; a block is a tuple of branches, each a
+tuple of layers whose scopes are relative to ``<block>/Branch_<i>``.  The tables keep
+slim's scope names as they are, typos included: the names are the checkpoint's.
+
+``slimtune.keras_nets.inception`` walks a table to build the Keras model,
+``slimtune.ports.inception`` to list its weights; :func:`network` walks it to build the
+slim graph of the networks ``tf_slim.nets`` lacks (Inception v4, Inception-ResNet v2),
+with the variable scopes of the published checkpoints.
 """
 
-from typing import NamedTuple, Tuple, Union
+from typing import NamedTuple, Optional, Tuple, Union
 
 Kernel = Union[int, Tuple[int, int]]
 
@@ -117,27 +120,89 @@ def _pair(kernel):
     return list(kernel) if isinstance(kernel, tuple) else [kernel, kernel]
 
 
-class Heads(NamedTuple):
-    """Scope names of a table network's two heads (they differ between v4 and IRv2).
+class Head(NamedTuple):
+    """The logits head, scopes relative to ``Logits``: an average pool of the last map,
+    dropout, the logits layer (a 1x1 conv in v1-v3, fully connected in v4 and IRv2).
 
-    Auxiliary head on ``aux_on``: 5x5/3 VALID average pool, 1x1 conv to 128, a conv to
-    768 covering the pooled map, a fully connected layer.  Main head: an average pool
-    over the whole last map, dropout and flatten (in ``flatten_first`` order), a fully
-    connected layer ``Logits/Logits``.
+    slim's pool window is ``window``, shrunk to a smaller map when ``shrinks``
+    (``_reduced_kernel_size_for_small_input``); ``None`` pools the whole map.  ``{k}`` in
+    ``pool`` is the window slim picks.  ``flatten_first``: the table networks flatten
+    before dropout (Inception-ResNet v2) or after it (v4).  ``prelogits``: the end point
+    key slim gives the dropout output, where it collects one (v3's ``PreLogits``).
     """
 
-    aux_on: str
-    aux_pool: str
-    aux_conv: str
-    aux_logits: str
     pool: str
+    window: Optional[int]
+    stride: int
+    shrinks: bool
     dropout: str
-    flatten_first: bool
-    dropout_keep: float = 0.8
+    logits: str
+    flatten_first: bool = False
+    prelogits: Optional[str] = None
 
 
-def slim_table_net(images, num_classes, is_training, scope, default_scope, table, heads,
-                   create_aux_logits=True):
+class AuxHead(NamedTuple):
+    """The auxiliary head on the output of ``on``, scopes relative to ``AuxLogits``:
+    avg-pool 5x5/3 VALID (``pool``), a 1x1 conv to 128 (``Conv2d_1b_1x1``), a VALID conv to
+    768 (``conv``; ``{k}`` is its kernel), the logits (``logits``: a 1x1 conv with biases
+    in v3, fully connected in v4 and IRv2).
+
+    ``kernel``: v3's second conv is ``min(kernel, pooled map)`` and slim's graph fails
+    unless that covers the pooled map; ``None`` (v4, IRv2): the whole pooled map.
+    """
+
+    on: str
+    pool: str
+    conv: str
+    logits: str
+    kernel: Optional[int] = None
+
+
+class Table(NamedTuple):
+    """One Inception network: its layers, its logits head and its auxiliary head."""
+
+    name: str
+    layers: tuple
+    head: Head
+    aux: Optional[AuxHead] = None
+
+
+AUX = "AuxLogits"  # the auxiliary head's scope under the root
+AUX_CONV = "Conv2d_1b_1x1"  # its first conv, the same in every network
+DROPOUT_KEEP = 0.8  # research/slim's dropout_keep_prob for every Inception network
+
+
+def aux_kernel(table, on_size):
+    """Kernel of the auxiliary head's second conv on an ``on`` map of ``on_size``.
+
+    Raises ValueError where slim's graph fails (pool larger than the map, or an aux map
+    that is not 1x1 and so cannot be squeezed).
+    """
+    aux = table.aux
+    if on_size < 5:
+        raise ValueError(f"{table.name}'s auxiliary head needs a {aux.on} map of at least "
+                         f"5x5, got {on_size}x{on_size}: use >= 107 px inputs")
+    pooled = (on_size - 5) // 3 + 1
+    if aux.kernel is None:
+        return pooled
+    kernel = min(aux.kernel, pooled)
+    if pooled - kernel + 1 != 1:
+        raise ValueError(f"slim's {table.name} auxiliary head does not build on a "
+                         f"{on_size}x{on_size} {aux.on} map: use <= 346 px inputs")
+    return kernel
+
+
+def network(table):
+    """The slim network of a table (the registry's ``net_fn`` for v4 and IRv2)."""
+
+    def build(images, num_classes, is_training, scope, create_aux_logits=True):
+        return _slim_table_net(images, num_classes, is_training, scope, table,
+                               create_aux_logits)
+
+    return build
+
+
+def _slim_table_net(images, num_classes, is_training, scope, table, create_aux_logits):
     """The slim graph of a table network with its heads (the auxiliary one only with
     ``create_aux_logits``); returns ``(logits, end_points)``."""
     import tensorflow as tf
@@ -146,32 +211,45 @@ def slim_table_net(images, num_classes, is_training, scope, default_scope, table
 
     slim = compat.apply()
     end_points = {}
-    with tf.compat.v1.variable_scope(scope, default_scope, [images]), \
+    with tf.compat.v1.variable_scope(scope, values=[images]), \
             slim.arg_scope([slim.batch_norm, slim.dropout], is_training=is_training):
         net = images
-        for op in table:
+        for op in table.layers:
             net = slim_layer(net, op, end_points)
             end_points.setdefault(getattr(op, "scope", None) or op.name, net)
         if create_aux_logits:
-            with tf.compat.v1.variable_scope("AuxLogits"):
-                aux = slim.avg_pool2d(end_points[heads.aux_on], [5, 5], stride=3,
-                                      padding="VALID", scope=heads.aux_pool)
-                aux = slim.conv2d(aux, 128, [1, 1], scope="Conv2d_1b_1x1")
-                aux = slim.conv2d(aux, 768, aux.shape[1:3].as_list(), padding="VALID",
-                                  scope=heads.aux_conv)
-                aux = slim.fully_connected(slim.flatten(aux), num_classes, activation_fn=None,
-                                           scope=heads.aux_logits)
-            end_points["AuxLogits"] = aux
+            end_points[AUX] = _slim_aux_head(end_points[table.aux.on], table.aux, num_classes)
         with tf.compat.v1.variable_scope("Logits"):
-            net = slim.avg_pool2d(net, net.shape[1:3].as_list(), padding="VALID",
-                                  scope=heads.pool)
-            end_points["global_pool"] = net
-            if heads.flatten_first:
-                net = slim.flatten(net)
-            net = slim.dropout(net, heads.dropout_keep, scope=heads.dropout)
-            if not heads.flatten_first:
-                net = slim.flatten(net, scope="PreLogitsFlatten")
-            end_points["PreLogitsFlatten"] = net
-            logits = slim.fully_connected(net, num_classes, activation_fn=None, scope="Logits")
+            logits = _slim_head(net, table.head, num_classes, end_points)
         end_points["Logits"] = logits
     return logits, end_points
+
+
+def _slim_aux_head(net, aux, num_classes):
+    import tensorflow as tf
+
+    from slimtune import compat
+
+    slim = compat.apply()
+    with tf.compat.v1.variable_scope(AUX):
+        net = slim.avg_pool2d(net, [5, 5], stride=3, padding="VALID", scope=aux.pool)
+        net = slim.conv2d(net, 128, [1, 1], scope=AUX_CONV)
+        kernel = net.shape[1:3].as_list()
+        net = slim.conv2d(net, 768, kernel, padding="VALID", scope=aux.conv.format(k=kernel[0]))
+        return slim.fully_connected(slim.flatten(net), num_classes, activation_fn=None,
+                                    scope=aux.logits)
+
+
+def _slim_head(net, head, num_classes, end_points):
+    from slimtune import compat
+
+    slim = compat.apply()
+    net = slim.avg_pool2d(net, net.shape[1:3].as_list(), padding="VALID", scope=head.pool)
+    end_points["global_pool"] = net
+    if head.flatten_first:
+        net = slim.flatten(net)
+    net = slim.dropout(net, DROPOUT_KEEP, scope=head.dropout)
+    if not head.flatten_first:
+        net = slim.flatten(net, scope="PreLogitsFlatten")
+    end_points["PreLogitsFlatten"] = net
+    return slim.fully_connected(net, num_classes, activation_fn=None, scope=head.logits)

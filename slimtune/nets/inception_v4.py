@@ -2,7 +2,7 @@
 
 ``tf_slim.nets`` has no Inception v4.  The network is the table :data:`INCEPTION_V4`
 (see ``slimtune.nets.inception_table``), built in slim by walking it and in Keras by
-``slimtune.convert.inception``, so both have the same layers by construction; the
+``slimtune.keras_nets.inception``, so both have the same layers by construction; the
 counts test pins the table to the published checkpoint's variables.
 
 Layout under ``InceptionV4``: a VALID stem (``Conv2d_1a_3x3`` .. ``Mixed_5a``), four
@@ -13,10 +13,9 @@ head average-pools the whole last map, applies dropout (keep 0.8) and a fully
 connected ``Logits/Logits``.  Every conv: BatchNorm without gamma, relu, no bias.
 """
 
-from slimtune.nets.inception import INCEPTION_BN, inception_arg_scope
-from slimtune.nets.inception_table import (Block, Conv, Fork, Heads, Pool, conv_branch,
-                                           slim_table_net)
-from slimtune.registry import ModelSpec
+from slimtune.nets.inception_table import (AuxHead, Block, Conv, Fork, Head, Pool, Table,
+                                           conv_branch)
+
 
 def _block_a(name):
     return Block(name, (
@@ -52,7 +51,7 @@ def _block_c(name):
     ))
 
 
-INCEPTION_V4 = (
+_LAYERS = (
     Conv("Conv2d_1a_3x3", 32, 3, 2, "valid"),
     Conv("Conv2d_2a_3x3", 32, 3, 1, "valid"),
     Conv("Conv2d_2b_3x3", 64, 3),
@@ -85,28 +84,10 @@ INCEPTION_V4 = (
     )),
     *[_block_c(f"Mixed_7{c}") for c in "bcd"],
 )
-HEADS = Heads(aux_on="Mixed_6h", aux_pool="AvgPool_1a_5x5", aux_conv="Conv2d_2a",
-              aux_logits="Aux_logits", pool="AvgPool_1a", dropout="Dropout_1b",
-              flatten_first=False)
-
-
-def _net(images, num_classes, is_training, scope, create_aux_logits=True):
-    return slim_table_net(images, num_classes, is_training, scope, "InceptionV4", INCEPTION_V4,
-                          HEADS, create_aux_logits)
-
-
-SPECS = (ModelSpec(
-    name="inception_v4",
-    family="inception",
-    scope="InceptionV4",
-    net_fn=_net,
-    arg_scope_fn=inception_arg_scope,
-    default_image_size=299,
-    min_image_size=107,  # the auxiliary head needs a 5x5 Mixed_6h map
-    num_classes=1001,
-    logits_scopes=("InceptionV4/Logits", "InceptionV4/AuxLogits"),
-    preprocessing="inception",
-    batch_norm=INCEPTION_BN,
-    has_dropout=True,
-    aux_logits="AuxLogits",
-),)
+# v4 pools the whole last map and ends in a fully connected layer (2-D weights); so does
+# its auxiliary head, whose second conv covers the pooled map whatever its name says.
+INCEPTION_V4 = Table(
+    "inception_v4", _LAYERS,
+    Head(pool="AvgPool_1a", window=None, stride=1, shrinks=True, dropout="Dropout_1b",
+         logits="Logits", flatten_first=False),
+    AuxHead(on="Mixed_6h", pool="AvgPool_1a_5x5", conv="Conv2d_2a", logits="Aux_logits"))

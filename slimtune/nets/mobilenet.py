@@ -24,7 +24,6 @@ average, dropout and ``Logits/Conv2d_1c_1x1``.  Depths are rounded to multiples 
 
 from slimtune import compat
 from slimtune.nets.batch_norm import BatchNormConfig, slim_params
-from slimtune.registry import ModelSpec
 
 # research/slim mobilenet_arg_scope: decay 0.9997, epsilon 1e-3, with gamma.
 MOBILENET_V1_BN = BatchNormConfig(decay=0.9997, epsilon=1e-3, scale=True)
@@ -35,8 +34,6 @@ SEPARABLE = ((1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512), (1, 512)
 STEM_CHANNELS = 32
 MIN_DEPTH = 8
 DROPOUT_KEEP = 0.999  # research/slim's default for MobileNet v1
-MULTIPLIERS = {"mobilenet_v1": 1.0, "mobilenet_v1_075": 0.75, "mobilenet_v1_050": 0.5,
-               "mobilenet_v1_025": 0.25}
 
 
 def channels(depth, multiplier):
@@ -65,8 +62,8 @@ def mobilenet_arg_scope(weight_decay, bn):
             return scope
 
 
-def _net(name):
-    multiplier = MULTIPLIERS[name]
+def network_v1(multiplier):
+    """The slim MobileNet v1 with this depth multiplier."""
 
     def build(images, num_classes, is_training, scope):
         import tensorflow as tf
@@ -110,7 +107,6 @@ V2_BLOCKS = ((1, 16, 1),
              (6, 320, 1))
 V2_FINAL = 1280
 V2_DROPOUT_KEEP = 0.8  # research/slim's mobilenet_v2 training scope
-V2_MULTIPLIERS = {"mobilenet_v2": 1.0, "mobilenet_v2_140": 1.4}
 # research/slim mobilenet_v2 training_scope: decay 0.997, epsilon 1e-3, with gamma.
 MOBILENET_V2_BN = BatchNormConfig(decay=0.997, epsilon=1e-3, scale=True)
 
@@ -138,8 +134,8 @@ def v2_final_depth(multiplier):
     return divisible(V2_FINAL * max(multiplier, 1.0))
 
 
-def _v2_net(name):
-    multiplier = V2_MULTIPLIERS[name]
+def network_v2(multiplier):
+    """The slim MobileNet v2 with this depth multiplier."""
 
     def build(images, num_classes, is_training, scope):
         import tensorflow as tf
@@ -174,27 +170,3 @@ def _v2_net(name):
         return net, end_points
 
     return build
-
-
-def _spec(name, version):
-    v2 = version == 2
-    return ModelSpec(
-        name=name,
-        family=f"mobilenet_v{version}",
-        scope=f"MobilenetV{version}",
-        net_fn=(_v2_net if v2 else _net)(name),
-        arg_scope_fn=mobilenet_arg_scope,
-        default_image_size=224,
-        min_image_size=32,
-        num_classes=1001,
-        logits_scopes=(f"MobilenetV{version}/Logits",),
-        preprocessing="inception",
-        batch_norm=MOBILENET_V2_BN if v2 else MOBILENET_V1_BN,
-        has_dropout=True,
-        fingerprint=("Conv/weights", divisible(32 * V2_MULTIPLIERS[name])) if v2
-        else ("Conv2d_0/weights", channels(STEM_CHANNELS, MULTIPLIERS[name])),
-    )
-
-
-SPECS = (tuple(_spec(name, 1) for name in MULTIPLIERS)
-         + tuple(_spec(name, 2) for name in V2_MULTIPLIERS))

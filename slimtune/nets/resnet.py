@@ -7,7 +7,6 @@ v2's ``preact``/``postnorm``, SAME max-pooling) but takes a :class:`BatchNormCon
 
 from slimtune import compat
 from slimtune.nets.batch_norm import BatchNormConfig, slim_params
-from slimtune.registry import ModelSpec
 
 # Published ResNet checkpoints: decay 0.997, epsilon 1e-5, with gamma.
 RESNET_BN = BatchNormConfig(decay=0.997, epsilon=1e-5, scale=True)
@@ -30,7 +29,9 @@ def resnet_arg_scope(weight_decay, bn):
                 return scope
 
 
-def _net(version, depth):
+def network(version, depth):
+    """``resnet_v<version>_<depth>`` of ``tf_slim.nets`` (the registry's ``net_fn``)."""
+
     def build(images, num_classes, is_training, scope):
         compat.apply()
         from tf_slim.nets import resnet_v1, resnet_v2
@@ -40,26 +41,3 @@ def _net(version, depth):
         return fn(images, num_classes=num_classes, is_training=is_training, scope=scope)
 
     return build
-
-
-def _spec(version, depth):
-    name = f"resnet_v{version}_{depth}"
-    return ModelSpec(
-        name=name,
-        family=f"resnet_v{version}",
-        scope=name,
-        net_fn=_net(version, depth),
-        arg_scope_fn=resnet_arg_scope,
-        # v1 checkpoints were trained with VGG preprocessing at 224 on 1000 classes;
-        # v2 checkpoints with Inception preprocessing at 299 on 1001 (0 = background).
-        default_image_size=224 if version == 1 else 299,
-        min_image_size=32,
-        num_classes=1000 if version == 1 else 1001,
-        logits_scopes=(f"{name}/logits",),
-        preprocessing="vgg" if version == 1 else "inception",
-        batch_norm=RESNET_BN,
-        has_dropout=False,
-    )
-
-
-SPECS = tuple(_spec(v, d) for v in (1, 2) for d in (50, 101, 152, 200))

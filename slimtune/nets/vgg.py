@@ -5,54 +5,32 @@ graph only builds for inputs whose final feature map is exactly the kernel size.
 """
 
 from slimtune import compat
-from slimtune.registry import ModelSpec
+
+DROPOUT_KEEP = 0.5  # tf_slim's dropout_keep_prob for VGG and AlexNet v2
 
 
-def _vgg_arg_scope(weight_decay, bn):
+def vgg_arg_scope(weight_decay, bn):
     compat.apply()
     from tf_slim.nets import vgg
 
     return vgg.vgg_arg_scope(weight_decay=weight_decay)
 
 
-def _alexnet_arg_scope(weight_decay, bn):
+def alexnet_arg_scope(weight_decay, bn):
     compat.apply()
     from tf_slim.nets import alexnet
 
     return alexnet.alexnet_v2_arg_scope(weight_decay=weight_decay)
 
 
-def _net(module_name, fn_name):
+def network(name):
+    """``vgg_16``, ``vgg_19`` or ``alexnet_v2`` of ``tf_slim.nets``."""
+
     def build(images, num_classes, is_training, scope):
         compat.apply()
-        import importlib
+        from tf_slim.nets import alexnet, vgg
 
-        module = importlib.import_module(f"tf_slim.nets.{module_name}")
-        return getattr(module, fn_name)(images, num_classes=num_classes,
-                                        is_training=is_training, scope=scope)
+        fn = alexnet.alexnet_v2 if name == "alexnet_v2" else getattr(vgg, name)
+        return fn(images, num_classes=num_classes, is_training=is_training, scope=scope)
 
     return build
-
-
-def _spec(name, module_name, arg_scope_fn, min_size):
-    return ModelSpec(
-        name=name,
-        family=module_name,
-        scope=name,
-        net_fn=_net(module_name, name),
-        arg_scope_fn=arg_scope_fn,
-        default_image_size=224,
-        min_image_size=min_size,
-        num_classes=1000,
-        logits_scopes=(f"{name}/fc8",),
-        preprocessing="vgg",
-        batch_norm=None,
-        has_dropout=True,
-    )
-
-
-SPECS = (
-    _spec("vgg_16", "vgg", _vgg_arg_scope, 224),
-    _spec("vgg_19", "vgg", _vgg_arg_scope, 224),
-    _spec("alexnet_v2", "alexnet", _alexnet_arg_scope, 195),
-)

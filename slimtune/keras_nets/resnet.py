@@ -1,4 +1,4 @@
-"""ResNet v1 and v2 (50/101/152/200): Keras mirrors and weight tables.
+"""ResNet v1 and v2 (50/101/152/200) as Keras 3 models laid out like slim's.
 
 Both versions share one plan: a 7x7/2 stem (``conv2d_same``, symmetric padding), a 3x3/2
 SAME max-pool, four blocks of bottleneck units, a global average pool and a 1x1-conv
@@ -20,31 +20,22 @@ no BN/activation; the unit output is ``shortcut + residual`` with no activation.
 No input size is baked in: every layer works on open spatial dimensions.
 """
 
-import keras
-
-from slimtune.convert import layers as L
-
-MODELS = tuple(f"resnet_v{v}_{d}" for v in (1, 2) for d in (50, 101, 152, 200))
+from slimtune.keras_nets import layers as L
+from slimtune.nets.resnet import RESNET_BN
 
 # Units per block, by depth (the same for v1 and v2).
 _UNITS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
 _BASE_DEPTHS = (64, 128, 256, 512)  # bottleneck width; a unit outputs 4x this
 _BLOCK_STRIDES = (2, 2, 2, 1)  # applied by the last unit of each block
-_STEM_DEPTH = 64
+STEM_DEPTH = 64
 
 
-def _version_depth(spec):
-    version, depth = spec.name[len("resnet_v"):].split("_")
-    return int(version), int(depth)
-
-
-def _units(spec):
+def units(version, depth):
     """``(block scope, unit scope, depth_in, depth, depth_bottleneck, stride)`` per unit,
     in network order.  ``unit scope`` is the bottleneck's scope, e.g.
     ``block3/unit_5/bottleneck_v1``."""
-    version, depth = _version_depth(spec)
     rows = []
-    depth_in = _STEM_DEPTH
+    depth_in = STEM_DEPTH
     for b, (count, base, block_stride) in enumerate(
             zip(_UNITS[depth], _BASE_DEPTHS, _BLOCK_STRIDES), 1):
         for u in range(1, count + 1):
@@ -70,7 +61,7 @@ def _unit_v1(x, scope, depth_in, depth, depth_bottleneck, stride, bn):
     residual = L.conv2d(x, scope + "/conv1", depth_bottleneck, 1, bn=bn)
     residual = L.conv2d_same(residual, scope + "/conv2", depth_bottleneck, 3, stride, bn=bn)
     residual = L.conv2d(residual, scope + "/conv3", depth, 1, bn=bn, fn=None)
-    out = keras.layers.Add(name=L.keras_name(scope) + L.SEP + "add")([shortcut, residual])
+    out = L.add([shortcut, residual], L.keras_name(scope) + L.SEP + "add")
     return L.activation(out, scope)
 
 
@@ -84,69 +75,32 @@ def _unit_v2(x, scope, depth_in, depth, depth_bottleneck, stride, bn):
     residual = L.conv2d(preact, scope + "/conv1", depth_bottleneck, 1, bn=bn)
     residual = L.conv2d_same(residual, scope + "/conv2", depth_bottleneck, 3, stride, bn=bn)
     residual = L.conv2d(residual, scope + "/conv3", depth, 1, bn=None, fn=None)
-    return keras.layers.Add(name=L.keras_name(scope) + L.SEP + "add")([shortcut, residual])
+    return L.add([shortcut, residual], L.keras_name(scope) + L.SEP + "add")
 
 
-def build(spec, num_classes, bn, include_aux_logits=False, image_size=None):
-    version, _ = _version_depth(spec)
-    inputs = keras.Input((image_size, image_size, 3), name="images")
+def resnet(version, depth, num_classes, batch_norm=RESNET_BN, weight_decay=0.0,
+           image_size=None, name=None):
+    """``resnet_v<version>_<depth>`` with ``num_classes`` logits (random weights).
+
+    ``batch_norm``: decay (Keras momentum), epsilon and scale of every BatchNorm;
+    ``weight_decay``: slim's, on every conv and the logits kernel; ``image_size``: fixed
+    input side, or None for open spatial dimensions.
+    """
+    bn = batch_norm
+    inputs = L.images(image_size)
     if version == 1:
-        x = L.conv2d_same(inputs, "conv1", _STEM_DEPTH, 7, 2, bn=bn)
+        x = L.conv2d_same(inputs, "conv1", STEM_DEPTH, 7, 2, bn=bn)
     else:
-        x = L.conv2d_same(inputs, "conv1", _STEM_DEPTH, 7, 2, bn=None, fn=None)
+        x = L.conv2d_same(inputs, "conv1", STEM_DEPTH, 7, 2, bn=None, fn=None)
     x = L.max_pool(x, "pool1", 3, 2, "same")
     unit = _unit_v1 if version == 1 else _unit_v2
-    for _, scope, depth_in, depth, depth_bottleneck, stride in _units(spec):
-        x = unit(x, scope, depth_in, depth, depth_bottleneck, stride, bn)
+    for _, scope, depth_in, unit_depth, depth_bottleneck, stride in units(version, depth):
+        x = unit(x, scope, depth_in, unit_depth, depth_bottleneck, stride, bn)
     if version == 2:
         x = L.batch_norm(x, "postnorm", bn)
         x = L.activation(x, "postnorm")
     # slim's reduce_mean over H, W (keepdims), then a 1x1 conv and a spatial squeeze.
-    x = keras.layers.GlobalAveragePooling2D(name="pool5")(x)
+    x = L.global_average_pool(x, "pool5")
     logits = L.logits_dense(x, "logits", num_classes)
-    return keras.Model(inputs, logits, name=spec.scope)
-
-
-def port(porter, spec, bn, drop_background=False, include_aux_logits=False):
-    version, _ = _version_depth(spec)
-    porter.conv("conv1", bn=version == 1)  # v2: weights + biases, no BN
-    for _, scope, depth_in, depth, _, _ in _units(spec):
-        if version == 2:
-            porter.batch_norm(scope + "/preact")
-        if depth != depth_in:  # a projection shortcut (a subsampling one has no weights)
-            porter.conv(scope + "/shortcut", bn=version == 1)
-        porter.conv(scope + "/conv1", bn=True)
-        porter.conv(scope + "/conv2", bn=True)
-        porter.conv(scope + "/conv3", bn=version == 1)
-    if version == 2:
-        porter.batch_norm("postnorm")
-    porter.dense_from_conv("logits", drop_background)
-
-
-def end_points(spec):
-    """slim's end points: the stem conv, every conv (after its BN/activation, as slim
-    collects it), every unit output and every block output (the last unit's tensor).
-
-    slim collects no end point for ``pool1`` or ``postnorm``; its ``logits`` end point is
-    ``[B, 1, 1, C]`` where the Keras Dense layer gives ``[B, C]``, so logits are compared
-    separately.
-    """
-    version, _ = _version_depth(spec)
-    root = spec.scope
-    name = L.keras_name
-    # v1 convs end in BN (+ relu); v2's stem, shortcut and conv3 end in their bias add.
-    bn_out = {1: ".BatchNorm", 2: ""}[version]
-    stem = "conv1.relu" if version == 1 else "conv1"
-    points = [(f"{root}/conv1", stem)]
-    rows = _units(spec)
-    for i, (block, scope, depth_in, depth, _, _) in enumerate(rows):
-        if depth != depth_in:
-            points.append((f"{root}/{scope}/shortcut", name(scope + "/shortcut") + bn_out))
-        points.append((f"{root}/{scope}/conv1", name(scope + "/conv1") + ".relu"))
-        points.append((f"{root}/{scope}/conv2", name(scope + "/conv2") + ".relu"))
-        points.append((f"{root}/{scope}/conv3", name(scope + "/conv3") + bn_out))
-        out = name(scope) + (".relu" if version == 1 else ".add")
-        points.append((f"{root}/{scope}", out))
-        if i + 1 == len(rows) or rows[i + 1][0] != block:
-            points.append((f"{root}/{block}", out))
-    return points
+    model = L.model(inputs, logits, name or f"resnet_v{version}_{depth}")
+    return L.with_weight_decay(model, weight_decay)

@@ -7,7 +7,7 @@ raised one at a time, so a user sees every unmatched name on both sides in one e
 
 import numpy as np
 
-from slimtune.convert.layers import keras_name
+from slimtune.keras_nets.layers import keras_name
 from slimtune.errors import CheckpointError
 
 # Checkpoint entries a conversion never needs: training state, not the function.

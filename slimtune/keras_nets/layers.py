@@ -6,12 +6,16 @@ relative to the network's root scope, with ``/`` (forbidden in Keras names) repl
 ``block3.unit_5.bottleneck_v1.conv2`` of the model ``resnet_v1_50``; its BatchNorm is
 ``block3.unit_5.bottleneck_v1.conv2.BatchNorm``.  The port tables rely on this rule.
 
+Weight decay: slim's ``l2_regularizer(wd)`` adds ``wd * sum(w^2) / 2``, Keras' ``L2(l)`` adds
+``l * sum(w^2)``; :func:`with_weight_decay` gives the kernels slim regularises ``L2(wd / 2)``.
+
 Padding: on the TensorFlow backend Keras ``padding="same"`` is TF SAME (asymmetric for
 stride 2, -inf for max-pooling, padded cells excluded from averages), which is what
 slim uses; slim's ``conv2d_same`` is symmetric explicit zero padding then VALID.
-"""
 
-import keras
+Keras is imported inside the functions, as TensorFlow is in ``slimtune.nets``: the
+registry imports every family, and looking an architecture up must not load TensorFlow.
+"""
 
 from slimtune.nets.batch_norm import BatchNormConfig
 
@@ -29,6 +33,8 @@ def batch_norm(x, scope, bn: BatchNormConfig):
     Keras ``momentum`` is slim's ``decay``; ``scale=False`` means no gamma, as in the
     Inception checkpoints.
     """
+    import keras
+
     return keras.layers.BatchNormalization(
         axis=-1, momentum=bn.decay, epsilon=bn.epsilon, center=True, scale=bn.scale,
         name=keras_name(scope))(x)
@@ -36,6 +42,8 @@ def batch_norm(x, scope, bn: BatchNormConfig):
 
 def activation(x, scope, fn="relu"):
     """The activation of a slim layer, named ``<scope>.<fn>``; ``None`` = linear."""
+    import keras
+
     if fn is None:
         return x
     if fn == "relu":
@@ -52,6 +60,8 @@ def conv2d(x, scope, filters, kernel, strides=1, padding="same", bn=None, fn="re
     slim adds biases only when there is no normaliser; ``use_bias`` overrides that
     (ResNet v2's final ``conv3`` and ``shortcut`` have biases and no BN).
     """
+    import keras
+
     if use_bias is None:
         use_bias = bn is None
     x = keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding,
@@ -65,6 +75,8 @@ def conv2d(x, scope, filters, kernel, strides=1, padding="same", bn=None, fn="re
 def conv2d_same(x, scope, filters, kernel, strides, bn=None, fn="relu"):
     """resnet_utils.conv2d_same: stride 1 is SAME; stride > 1 pads (k-1)//2 and k-1 - that
     on both sides, symmetric, whatever the input size, then VALID."""
+    import keras
+
     if strides == 1:
         return conv2d(x, scope, filters, kernel, 1, "same", bn, fn)
     total = kernel - 1
@@ -75,14 +87,110 @@ def conv2d_same(x, scope, filters, kernel, strides, bn=None, fn="relu"):
 
 
 def max_pool(x, scope, size, strides, padding="same"):
+    import keras
+
     return keras.layers.MaxPooling2D(size, strides, padding=padding, name=keras_name(scope))(x)
 
 
 def avg_pool(x, scope, size, strides, padding="same"):
+    import keras
+
     return keras.layers.AveragePooling2D(size, strides, padding=padding,
                                          name=keras_name(scope))(x)
 
 
 def logits_dense(x, scope, num_classes):
     """A 1x1-conv logits layer on a 1x1 map, as the equivalent Dense layer."""
+    import keras
+
     return keras.layers.Dense(num_classes, name=keras_name(scope))(x)
+
+
+def dropout(x, scope, keep_prob):
+    """slim.dropout(keep_prob) as a Keras layer: inactive at inference, ``1 - keep_prob``
+    of the units dropped in training."""
+    import keras
+
+    return keras.layers.Dropout(1.0 - keep_prob, name=keras_name(scope))(x)
+
+
+def with_weight_decay(model, weight_decay):
+    """``model`` with slim's L2 weight decay on every Conv2D and Dense kernel.
+
+    These are the layers every family's slim arg scope regularises (``conv2d`` and
+    ``fully_connected`` weights); biases, BatchNorm, depthwise kernels (MobileNet) and
+    separable convs (Inception v2's stem) are left alone, as in slim.  A weight decay of 0
+    adds nothing (``l2_regularizer(0.0)`` is no regularizer in slim either).
+    """
+    import keras
+
+    if not weight_decay:
+        return model
+    regularizer = keras.regularizers.L2(weight_decay / 2)
+    for layer in model.layers:
+        if type(layer) in (keras.layers.Conv2D, keras.layers.Dense):
+            # On a built layer Keras reads the variable's regularizer; the attribute is
+            # what get_config() saves.
+            layer.kernel_regularizer = regularizer
+            layer.kernel.regularizer = regularizer
+    return model
+
+
+def images(image_size=None):
+    """The model input ``[B, H, W, 3]`` float32 named ``images``; ``None`` leaves H, W open."""
+    import keras
+
+    return keras.Input((image_size, image_size, 3), name="images")
+
+
+def model(inputs, outputs, name):
+    import keras
+
+    return keras.Model(inputs, outputs, name=name)
+
+
+def add(inputs, name):
+    import keras
+
+    return keras.layers.Add(name=name)(inputs)
+
+
+def concatenate(inputs, name):
+    """Channel concatenation (slim's ``tf.concat(..., axis=3)``)."""
+    import keras
+
+    return keras.layers.Concatenate(axis=-1, name=name)(inputs)
+
+
+def global_average_pool(x, name, keepdims=False):
+    """slim's mean over H and W (``reduce_mean`` or a whole-map VALID average pool)."""
+    import keras
+
+    return keras.layers.GlobalAveragePooling2D(keepdims=keepdims, name=name)(x)
+
+
+def flatten(x, name):
+    import keras
+
+    return keras.layers.Flatten(name=name)(x)
+
+
+def depthwise_conv2d(x, scope, kernel, strides):
+    """slim.separable_conv2d with ``num_outputs=None``: a depthwise conv without bias whose
+    kernel ``[k, k, C, 1]`` is slim's ``depthwise_weights`` as stored."""
+    import keras
+
+    return keras.layers.DepthwiseConv2D(kernel, strides=strides, padding="same",
+                                        depth_multiplier=1, use_bias=False,
+                                        name=keras_name(scope))(x)
+
+
+def separable_conv2d(x, scope, filters, kernel, depth_multiplier, strides, padding, fn="relu"):
+    """slim.separable_conv2d outside any normaliser arg scope: depthwise, pointwise, biases,
+    activation (the same ``depthwise_weights``/``pointwise_weights`` shapes)."""
+    import keras
+
+    x = keras.layers.SeparableConv2D(filters, kernel, strides=strides, padding=padding,
+                                     depth_multiplier=depth_multiplier, use_bias=True,
+                                     name=keras_name(scope))(x)
+    return activation(x, scope, fn)
