@@ -14,7 +14,7 @@ import dataclasses
 import time
 from typing import Optional
 
-from slimtune import checkpoint, compat, metadata, probe, registry
+from slimtune import checkpoint, compat, metadata, probe
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
@@ -54,51 +54,47 @@ class EvalResult:
                 f"on {self.count} images  ({self.checkpoint}, step {self.global_step})")
 
 
-def _settings(cfg, meta):
-    """Model name, BN, preprocessing, size and offset: flags first, then training metadata."""
-    model_name = cfg.model_name or meta.get("model_name")
-    if not model_name:
-        raise UsageError("no --model_name given and no slimtune.json beside the checkpoint: "
-                         "pass --model_name")
-    spec = registry.get(model_name)
-    if meta.get("model_name") and meta["model_name"] != model_name:
-        raise UsageError(f"--model_name={model_name} but the checkpoint was trained as "
-                         f"{meta['model_name']} (slimtune.json): drop the flag or fix it")
-    bn = spec.batch_norm
-    if bn is not None and meta.get("batch_norm"):
-        saved = meta["batch_norm"]
-        bn = bn.replace(decay=saved.get("decay"), epsilon=saved.get("epsilon"),
-                        scale=saved.get("scale"))
-    if bn is not None:
-        bn = bn.replace(mode=bn_lib.BATCH_STATS if cfg.batch_statistics else bn_lib.FOLLOW)
-    elif cfg.batch_statistics:
-        raise UsageError(f"{spec.name} has no BatchNorm: drop --batch_statistics")
-    preprocessing = cfg.preprocessing_name or meta.get("preprocessing") or spec.preprocessing
-    size = cfg.eval_image_size or meta.get("image_size") or spec.default_image_size
-    offset = cfg.labels_offset if cfg.labels_offset is not None else meta.get("labels_offset", 0)
-    return spec, bn, preprocessing, size, offset
+def _run_info(cfg, on_file):
+    """Model name, BN, preprocessing, size and offset: flags, else the checkpoint's
+    slimtune.json, else the architecture's defaults."""
+    flags = metadata.RunInfo(
+        model_name=cfg.model_name, preprocessing=cfg.preprocessing_name,
+        image_size=cfg.eval_image_size, labels_offset=cfg.labels_offset,
+        batch_norm=metadata.batch_norm_flags(
+            mode=bn_lib.BATCH_STATS if cfg.batch_statistics else None))
+    return metadata.resolve(flags, on_file, size_flag="--eval_image_size",
+                            mode_flag="--batch_statistics")
 
 
-def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
-    import numpy as np
+@dataclasses.dataclass
+class _EvalGraph:
+    """The inference network on the split's batches, its metrics and its restorer."""
+
+    graph: object
+    images: object
+    logits: object
+    end_points: dict
+    losses: object
+    bad_images: object  # the batch's images when its logits are not finite, else none
+    top1: object
+    top5: object
+    step: object
+    saver: object
+
+
+def _build(cfg, run, split, num_classes, prefix):
     import tensorflow as tf
 
-    slim = compat.apply()
     v1 = tf.compat.v1
-    prefix = checkpoint.resolve(cfg.checkpoint_path)
-    meta = metadata.read(prefix)
-    spec, bn, preprocessing, size, offset = _settings(cfg, meta)
-    split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
-                                cfg.dataset_file_pattern)
-    num_classes = meta.get("num_classes") or (split.num_classes - offset)
-
+    spec = run.spec
     graph = tf.Graph()
     with graph.as_default():
-        data = pipeline.batches(split, preprocessing, size, cfg.batch_size, False,
-                                num_classes, offset)
+        data = pipeline.batches(split, run.preprocessing, run.image_size, cfg.batch_size, False,
+                                num_classes, run.labels_offset)
         images, labels = v1.data.make_one_shot_iterator(data).get_next()
         names = checkpoint.read_shapes(prefix)
-        logits, end_points = spec.build(images, num_classes, is_training=False, batch_norm=bn,
+        logits, end_points = spec.build(images, num_classes, is_training=False,
+                                        batch_norm=run.batch_norm,
                                         create_aux_logits=spec.holds_aux_logits(names))
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
         # The images of a batch whose logits are not finite (none otherwise), to find
@@ -108,42 +104,72 @@ def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
         top1 = tf.nn.in_top_k(predictions=logits, targets=labels, k=1)
         top5 = tf.nn.in_top_k(predictions=logits, targets=labels, k=min(5, num_classes))
         step_var = v1.train.get_or_create_global_step()
-        if cfg.moving_average_decay:
-            # Evaluate the averaged weights research/slim's --moving_average_decay kept.
-            ema = tf.train.ExponentialMovingAverage(cfg.moving_average_decay)
-            wanted = ema.variables_to_restore(slim.get_model_variables())
-        else:
-            wanted = slim.get_model_variables()
-        restore, _ = checkpoint.plan_restore(wanted, prefix)
-        restore = dict(restore)
-        if step_var.op.name in names:
-            restore[step_var.op.name] = step_var
-        saver = v1.train.Saver(var_list=restore)
-        init_step = step_var.initializer
+        saver = _saver(cfg, prefix, names, step_var)
+    return _EvalGraph(graph, images, logits, end_points, losses, bad_images, top1, top5,
+                      step_var, saver)
 
-    started = time.monotonic()
+
+def _saver(cfg, prefix, names, step_var):
+    """Restores the model variables (their moving averages with --moving_average_decay)
+    and the global step, when the checkpoint has one."""
+    import tensorflow as tf
+
+    slim = compat.apply()
+    if cfg.moving_average_decay:
+        # Evaluate the averaged weights research/slim's --moving_average_decay kept.
+        ema = tf.train.ExponentialMovingAverage(cfg.moving_average_decay)
+        wanted = ema.variables_to_restore(slim.get_model_variables())
+    else:
+        wanted = slim.get_model_variables()
+    restore, _ = checkpoint.plan_restore(wanted, prefix)
+    restore = dict(restore)
+    if step_var.op.name in names:
+        restore[step_var.op.name] = step_var
+    return tf.compat.v1.train.Saver(var_list=restore)
+
+
+def _run_batches(cfg, g, prefix, started, log):
+    """``(global step, [loss sum, top-1 sum, top-5 sum], image count, top-1 per batch)``."""
+    import numpy as np
+    import tensorflow as tf
+
     totals = np.zeros(3)
     count = 0
     correct = []
-    with v1.Session(graph=graph) as sess:
-        sess.run(init_step)
-        saver.restore(sess, prefix)
-        step = int(sess.run(step_var))
+    with tf.compat.v1.Session(graph=g.graph) as sess:
+        sess.run(g.step.initializer)
+        g.saver.restore(sess, prefix)
+        step = int(sess.run(g.step))
         batch = 0
         while cfg.max_num_batches is None or batch < cfg.max_num_batches:
             try:
-                l, t1, t5, bad = sess.run([losses, top1, top5, bad_images])
+                l, t1, t5, bad = sess.run([g.losses, g.top1, g.top5, g.bad_images])
             except tf.errors.OutOfRangeError:
                 break
             if len(bad):  # NaN metrics would hide that the checkpoint itself is broken
-                probe.check(prefix, sess, sess.run(logits, {images: bad}), end_points,
-                            images, bad, logits)
+                probe.check(prefix, sess, sess.run(g.logits, {g.images: bad}), g.end_points,
+                            g.images, bad, g.logits)
             totals += [l.sum(), t1.sum(), t5.sum()]
             correct.append(t1)
             count += len(l)
             batch += 1
             if batch % 10 == 0:
                 log(f"evaluated {count} images, {count / (time.monotonic() - started):.1f} img/s")
+    return step, totals, count, correct
+
+
+def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
+    import numpy as np
+
+    compat.apply()
+    prefix = checkpoint.resolve(cfg.checkpoint_path)
+    run = _run_info(cfg, metadata.recorded(prefix))
+    split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
+                                cfg.dataset_file_pattern)
+    num_classes = run.num_classes or (split.num_classes - run.labels_offset)
+    g = _build(cfg, run, split, num_classes, prefix)
+    started = time.monotonic()
+    step, totals, count, correct = _run_batches(cfg, g, prefix, started, log)
     if count == 0:
         raise UsageError(f"split {cfg.dataset_split_name!r} of {split.dataset_dir} is empty")
     result = EvalResult(prefix, step, totals[1] / count, totals[2] / count, totals[0] / count,

@@ -14,9 +14,8 @@ import dataclasses
 import os
 from typing import Optional
 
-from slimtune import checkpoint, files, metadata, probe, registry
+from slimtune import checkpoint, files, metadata, probe
 from slimtune.errors import UsageError
-from slimtune.nets import batch_norm
 from slimtune.progress import log as _log
 
 INPUT_NODE = "input"
@@ -33,24 +32,19 @@ class ExportConfig:
     image_size: Optional[int] = None  # default: as trained, else the architecture's
     batch_size: Optional[int] = None  # None: dynamic batch
     num_classes: Optional[int] = None  # default: as trained, else the checkpoint's logits
-    labels_offset: int = 0  # informational, stored in the sidecar JSON
+    labels_offset: Optional[int] = None  # informational, stored in the sidecar JSON
 
 
-def _settings(cfg, prefix):
-    meta = metadata.read(prefix)
-    name = cfg.model_name or meta.get("model_name")
-    if not name:
-        raise UsageError("--model_name is required: the checkpoint has no slimtune.json "
-                         f"(choose one of {', '.join(registry.names())})")
-    spec = registry.get(name)
-    size = cfg.image_size or meta.get("image_size") or spec.default_image_size
-    if size < spec.min_image_size:
-        raise UsageError(f"--image_size={size} is below {spec.name}'s minimum {spec.min_image_size}")
-    num_classes = cfg.num_classes or meta.get("num_classes")
+def _run_info(cfg, prefix):
+    """Flags, else the checkpoint's slimtune.json, else the architecture's defaults; the
+    class count, when neither flag nor file says it, is the checkpoint's logits'."""
+    flags = metadata.RunInfo(model_name=cfg.model_name, image_size=cfg.image_size,
+                             num_classes=cfg.num_classes, labels_offset=cfg.labels_offset)
+    run = metadata.resolve(flags, metadata.recorded(prefix))
+    num_classes = run.num_classes
     if num_classes is None:
-        num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(prefix), prefix)
-    bn = batch_norm.as_trained(spec.batch_norm, meta)
-    return spec, size, int(num_classes), bn, meta
+        num_classes = checkpoint.logits_classes(run.spec, checkpoint.read_shapes(prefix), prefix)
+    return dataclasses.replace(run, num_classes=int(num_classes))
 
 
 def _frozen_graph(spec, prefix, size, num_classes, bn, batch_size):
@@ -123,19 +117,15 @@ def export(cfg: ExportConfig, log=_log):
         raise UsageError(f"output directory {cfg.output_dir} already exists: remove it or "
                          "choose another --output_dir")
     prefix = checkpoint.resolve(cfg.checkpoint_path)
-    spec, size, num_classes, bn, meta = _settings(cfg, prefix)
-    log(f"exporting {prefix}: {spec.name}, {num_classes} classes, {size}px, batch "
+    run = _run_info(cfg, prefix)
+    spec, size = run.spec, run.image_size
+    log(f"exporting {prefix}: {spec.name}, {run.num_classes} classes, {size}px, batch "
         f"{cfg.batch_size or 'dynamic'}, is_training=False")
-    frozen = _frozen_graph(spec, prefix, size, num_classes, bn, cfg.batch_size)
-    sidecar = {
-        "format": "slimtune.export/1", "model_name": spec.name, "checkpoint": prefix,
-        "input_node": INPUT_NODE, "output_nodes": [LOGITS_NODE, PROBABILITIES_NODE],
-        "input_shape": [cfg.batch_size, size, size, 3], "num_classes": num_classes,
-        "labels_offset": cfg.labels_offset or meta.get("labels_offset", 0),
-        "labels": meta.get("labels"),
-        "preprocessing": meta.get("preprocessing") or spec.preprocessing,
-        "batch_norm": bn.as_dict() if bn else None,
-    }
+    frozen = _frozen_graph(spec, prefix, size, run.num_classes, run.batch_norm, cfg.batch_size)
+    sidecar = metadata.export_document(
+        run, checkpoint=prefix,
+        serving=metadata.Serving(INPUT_NODE, (LOGITS_NODE, PROBABILITIES_NODE),
+                                 (cfg.batch_size, size, size, 3)))
     if cfg.output_file:
         _write_pb(frozen, cfg.output_file, sidecar)
         log(f"wrote {cfg.output_file} (input node '{INPUT_NODE}', output nodes "

@@ -186,10 +186,9 @@ def ensure(name, archive=None, cache=None, log=print):
         log(f"recorded sha256 {digest} for {entry.name} (no published value); later "
             f"downloads must match it ({os.path.join(cache, _RECORDED)})")
     # What the manifest knows, where every tool looks for it: no --model_name needed.
-    metadata.write(os.path.dirname(prefix), {
-        "model_name": spec.name, "num_classes": spec.num_classes,
-        "image_size": spec.default_image_size, "preprocessing": spec.preprocessing,
-        "published_checkpoint": entry.name})
+    metadata.write(os.path.dirname(prefix), metadata.published_document(metadata.RunInfo(
+        model_name=spec.name, num_classes=spec.num_classes,
+        image_size=spec.default_image_size, preprocessing=spec.preprocessing), entry.name))
     with open(os.path.join(target, _DONE), "w", encoding="utf-8") as f:
         json.dump({**entry.as_dict(), "archive_sha256": digest}, f, indent=1)
     log(f"{entry.name}: {prefix}")

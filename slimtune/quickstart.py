@@ -109,54 +109,75 @@ class _Steps:
                  f"(elapsed {format_seconds(time.monotonic() - self.started)})")
 
 
-def run(cfg: QuickstartConfig, log=_log):
-    """Run the main job; returns a dict of the summary figures (raises TargetMissed)."""
-    from slimtune.convert import convert  # imports Keras: not before the tool has started
+@dataclasses.dataclass
+class _BatchNormVerdict:
+    """The fine-tuned model evaluated as served and on batch statistics, and how likely
+    the images only batch statistics get right are to come by chance."""
 
-    started = time.monotonic()
+    served: object  # evaluate.EvalResult
+    batch_mode: object
+    gap: float
+    batch_only: int
+    served_only: int
+    gap_chance: float
+
+
+def _check_config(cfg):
+    """``(spec, base classes, new classes)``; bad flags are UsageErrors."""
     if cfg.seed is None:
         raise UsageError("--seed must be a number: the main job's figures repeat only "
                          "with a seed")
     spec = registry.get(cfg.model_name)
-    base_classes = _classes(cfg.base_classes, "base_classes")
-    new_classes = _classes(cfg.new_classes, "new_classes")
-    work = cfg.work_dir
-    step = _Steps(7, log)
-    log(f"slimtune main job: {spec.name} at {cfg.image_size}px, batch {cfg.batch_size}; base "
-        f"{cfg.base_steps} steps on digits {cfg.base_classes}, fine-tune "
-        f"{cfg.finetune_steps} steps on digits {cfg.new_classes}; BN decay "
-        f"{cfg.batch_norm_decay}; output in {work}")
+    return (spec, _classes(cfg.base_classes, "base_classes"),
+            _classes(cfg.new_classes, "new_classes"))
 
+
+def _data(cfg, base_classes, new_classes, step, log):
+    """``(base data, new data)``: each ``(dataset dir, classes)``."""
     step("data: scikit-learn's handwritten digits as slim TFRecords")
+    work = cfg.work_dir
     base_data = (digits.ensure(os.path.join(work, "data", "digits_base"), base_classes),
                  base_classes)
     new_data = (digits.ensure(os.path.join(work, "data", "digits_new"), new_classes),
                 new_classes)
     log(f"{base_data[0]} (digits {cfg.base_classes}), {new_data[0]} (digits {cfg.new_classes})")
+    return base_data, new_data
 
+
+def _train_base_and_fine_tune(cfg, spec, base_data, new_data, finetune_dir, step, log):
+    """``(base evaluation, fine-tuning result)``: the stand-in for a published checkpoint,
+    then the fine-tune on the new digits with a new head."""
     step(f"base model: {spec.name} from scratch on digits {cfg.base_classes}")
-    base_dir = os.path.join(work, "base")
+    base_dir = os.path.join(cfg.work_dir, "base")
     train.train(_train_config(cfg, base_dir, base_data, cfg.base_steps, cfg.learning_rate),
                 log=log)
     base_eval = _evaluate(base_dir, base_data, False, log)
 
     step(f"fine-tune on digits {cfg.new_classes}: new head, every layer trained")
-    finetune_dir = os.path.join(work, "finetune")
     exclude = ",".join(spec.logits_scopes)
-    log(f"warm start from {base_dir}, excluding {exclude} (the old {len(base_classes)}-class head)")
+    log(f"warm start from {base_dir}, excluding {exclude} (the old {len(base_data[1])}-class "
+        "head)")
     tuned = train.train(_train_config(
         cfg, finetune_dir, new_data, cfg.finetune_steps, cfg.finetune_learning_rate,
         checkpoint_path=base_dir, checkpoint_exclude_scopes=exclude), log=log)
+    return base_eval, tuned
 
+
+def _judge_batch_norm(finetune_dir, new_data, step, log):
     step("evaluate held-out digits: is_training=False, then batch statistics")
     served = _evaluate(finetune_dir, new_data, False, log)
     batch_mode = _evaluate(finetune_dir, new_data, True, log)
-    gap = batch_mode.top1 - served.top1
     batch_only, served_only = stats.disagreements(batch_mode.correct, served.correct)
-    gap_chance = stats.chance_of_gap(batch_only, served_only)
+    return _BatchNormVerdict(served, batch_mode, batch_mode.top1 - served.top1, batch_only,
+                             served_only, stats.chance_of_gap(batch_only, served_only))
+
+
+def _export_and_convert(cfg, finetune_dir, step, log):
+    """``{form title: path}`` of the exported and converted forms."""
+    from slimtune.convert import convert  # imports Keras: not before the tool has started
 
     step("export: frozen .pb and SavedModel (is_training=False)")
-    export_dir = os.path.join(work, "export")
+    export_dir = os.path.join(cfg.work_dir, "export")
     frozen, saved_model = os.path.join(export_dir, "frozen.pb"), os.path.join(export_dir,
                                                                                "saved_model")
     for path in (frozen, frozen + ".json", saved_model):
@@ -166,75 +187,123 @@ def run(cfg: QuickstartConfig, log=_log):
                                       output_dir=saved_model), log=log)
 
     step("convert to Keras 3 (.keras and Keras SavedModel), parity-checked")
-    keras_dir = os.path.join(work, "keras")
+    keras_dir = os.path.join(cfg.work_dir, "keras")
     convert.convert(convert.ConvertConfig(checkpoint_path=finetune_dir, output_dir=keras_dir,
                                           overwrite=True, rtol=cfg.rtol), log=log)
+    return {"frozen .pb": frozen, "SavedModel (TF1)": saved_model,
+            ".keras": os.path.join(keras_dir, convert.KERAS_FILE),
+            "Keras SavedModel": os.path.join(keras_dir, convert.SAVED_MODEL_DIR)}
 
+
+def _verify_forms(cfg, new_data, reference_path, paths, step, log):
+    """``(image count, [(title, report or None for the reference)], {title: top-1})``:
+    every form against the checkpoint graph on the held-out digits."""
     step("verify every form against the checkpoint graph on the held-out digits")
     images, labels = pipeline.load_eval_arrays(os.path.basename(new_data[0]), new_data[0],
                                                "validation", "lenet", cfg.image_size,
                                                cfg.verify_images)
-    reference = verify.open_form(tuned.checkpoint)
+    reference = verify.open_form(reference_path)
     reference_logits = reference.run(images)
-    forms = [("slim checkpoint", reference, None)]
-    for title, path in (("frozen .pb", frozen), ("SavedModel (TF1)", saved_model),
-                        (".keras", os.path.join(keras_dir, convert.KERAS_FILE)),
-                        ("Keras SavedModel", os.path.join(keras_dir, convert.SAVED_MODEL_DIR))):
+    forms = [("slim checkpoint", None)]
+    top1 = {"slim checkpoint": _top1(reference_logits, labels)}
+    for title, path in paths.items():
         form = verify.open_form(path)
         report = verify.check(reference, form, images, rtol=cfg.rtol,
                               reference_logits=reference_logits)
-        forms.append((title, form, report))
+        forms.append((title, report))
         for finding in report.findings:
             log(f"{title}: {finding.label}: {finding.text}")
-    top1 = {}
-    for title, form, report in forms:
-        logits = reference_logits if report is None else form.run(images)
-        top1[title] = float(np.mean(np.argmax(logits, axis=1) == labels))
+        top1[title] = _top1(form.run(images), labels)
+    return len(images), forms, top1
 
-    elapsed = time.monotonic() - started
-    checks = [
+
+def _top1(logits, labels):
+    return float(np.mean(np.argmax(logits, axis=1) == labels))
+
+
+def _checks(cfg, base_eval, verdict):
+    """The summary's rows: ``(name, value, target, ok or None when there is no target)``."""
+    return [
         ("base top-1, digits " + cfg.base_classes, f"{base_eval.top1:.4f}", "", None),
-        ("fine-tuned top-1, is_training=False", f"{served.top1:.4f}", f">= {cfg.min_top1}",
-         bool(served.top1 >= cfg.min_top1)),  # numpy False is not False
-        ("fine-tuned top-1, BN batch statistics", f"{batch_mode.top1:.4f}", "", None),
-        ("gap (batch statistics - served)", f"{gap:+.4f}", "", None),
-        ("images right only with batch statistics", f"{batch_only}", "", None),
-        ("images right only served", f"{served_only}", "", None),
+        # bool(): top-1 is a numpy float, and a numpy False is not False.
+        ("fine-tuned top-1, is_training=False", f"{verdict.served.top1:.4f}",
+         f">= {cfg.min_top1}", bool(verdict.served.top1 >= cfg.min_top1)),
+        ("fine-tuned top-1, BN batch statistics", f"{verdict.batch_mode.top1:.4f}", "", None),
+        ("gap (batch statistics - served)", f"{verdict.gap:+.4f}", "", None),
+        ("images right only with batch statistics", f"{verdict.batch_only}", "", None),
+        ("images right only served", f"{verdict.served_only}", "", None),
         # One-sided: served scoring higher is not a BatchNorm problem.
-        ("chance of that gap (sign test)", f"{gap_chance:.4f}", f">= {stats.GAP_CHANCE}",
-         bool(gap_chance >= stats.GAP_CHANCE)),
+        ("chance of that gap (sign test)", f"{verdict.gap_chance:.4f}",
+         f">= {stats.GAP_CHANCE}", bool(verdict.gap_chance >= stats.GAP_CHANCE)),
     ]
+
+
+def _missed(checks, forms):
+    """Why the run missed its targets (see the summary), or None."""
+    if not all(report.passed for _, report in forms[1:]):
+        return ("an exported or converted form does not compute what the checkpoint "
+                "computes (see the table above)")
+    if any(ok is False for *_, ok in checks):
+        return ("the main job missed its targets (see the summary above): try more "
+                "--base_steps/--finetune_steps or another --batch_norm_decay")
+    return None
+
+
+def _print_summary(cfg, checks, count, forms, top1, log):
     log("")
     log(f"{'main job summary':<40} {'value':>8}  {'target':<9} ok")
     for name, value, target, ok in checks:
         verdict = "" if ok is None else "yes" if ok else "NO"
         log(f"{name:<40} {value:>8}  {target:<9} {verdict}".rstrip())
-    log(f"\n{len(images)} held-out images of digits {cfg.new_classes}, every form against "
+    log(f"\n{count} held-out images of digits {cfg.new_classes}, every form against "
         f"the checkpoint graph (pass: max rel <= {cfg.rtol}):")
     log(f"{'form':<18} {'top-1':>7} {'max abs':>9} {'max rel':>9} {'top-1 agree':>11}  verdict")
-    for title, form, report in forms:
+    for title, report in forms:
         if report is None:
             log(f"{title:<18} {top1[title]:>7.4f} {'-':>9} {'-':>9} {'-':>11}  reference")
         else:
             log(f"{title:<18} {top1[title]:>7.4f} {report.max_abs:>9.2g} {report.max_rel:>9.2g} "
                 f"{report.top1_agreement:>11.4f}  {'PASS' if report.passed else 'FAIL'}")
+
+
+def _print_times_and_outputs(cfg, elapsed, finetune_dir, paths, log):
     within_time = elapsed <= cfg.max_minutes * 60
     log(f"\nwall time {format_seconds(elapsed)} (target <= {cfg.max_minutes:g} min: "
         f"{'yes' if within_time else 'NO - machine busy or slow? accuracy still counts'})")
-    log(f"outputs: {finetune_dir} (checkpoint), {export_dir} (.pb, SavedModel), {keras_dir} "
-        "(.keras, Keras SavedModel)")
-    parity_ok = all(report.passed for _, _, report in forms[1:])
-    if not all(ok is not False for *_, ok in checks) or not parity_ok:
-        raise TargetMissed("the main job missed its targets (see the summary above): try more "
-                           "--base_steps/--finetune_steps or another --batch_norm_decay"
-                           if parity_ok else "an exported or converted form does not compute "
-                           "what the checkpoint computes (see the table above)")
-    return {"base_top1": base_eval.top1, "top1": served.top1,
-            "top1_batch_statistics": batch_mode.top1, "gap": gap, "batch_only": batch_only,
-            "served_only": served_only, "gap_chance": gap_chance, "images": served.count,
-            "seconds": elapsed,
-            "checkpoint": tuned.checkpoint,
+    log(f"outputs: {finetune_dir} (checkpoint), "
+        f"{os.path.dirname(paths['frozen .pb'])} (.pb, SavedModel), "
+        f"{os.path.dirname(paths['.keras'])} (.keras, Keras SavedModel)")
+
+
+def run(cfg: QuickstartConfig, log=_log):
+    """Run the main job; returns a dict of the summary figures (raises TargetMissed)."""
+    started = time.monotonic()
+    spec, base_classes, new_classes = _check_config(cfg)
+    step = _Steps(7, log)
+    log(f"slimtune main job: {spec.name} at {cfg.image_size}px, batch {cfg.batch_size}; base "
+        f"{cfg.base_steps} steps on digits {cfg.base_classes}, fine-tune "
+        f"{cfg.finetune_steps} steps on digits {cfg.new_classes}; BN decay "
+        f"{cfg.batch_norm_decay}; output in {cfg.work_dir}")
+    base_data, new_data = _data(cfg, base_classes, new_classes, step, log)
+    finetune_dir = os.path.join(cfg.work_dir, "finetune")
+    base_eval, tuned = _train_base_and_fine_tune(cfg, spec, base_data, new_data, finetune_dir,
+                                                 step, log)
+    verdict = _judge_batch_norm(finetune_dir, new_data, step, log)
+    paths = _export_and_convert(cfg, finetune_dir, step, log)
+    count, forms, top1 = _verify_forms(cfg, new_data, tuned.checkpoint, paths, step, log)
+    elapsed = time.monotonic() - started
+    checks = _checks(cfg, base_eval, verdict)
+    _print_summary(cfg, checks, count, forms, top1, log)
+    _print_times_and_outputs(cfg, elapsed, finetune_dir, paths, log)
+    missed = _missed(checks, forms)
+    if missed:
+        raise TargetMissed(missed)
+    return {"base_top1": base_eval.top1, "top1": verdict.served.top1,
+            "top1_batch_statistics": verdict.batch_mode.top1, "gap": verdict.gap,
+            "batch_only": verdict.batch_only, "served_only": verdict.served_only,
+            "gap_chance": verdict.gap_chance, "images": verdict.served.count,
+            "seconds": elapsed, "checkpoint": tuned.checkpoint,
             "forms": {title: {"top1": top1[title],
                               "max_rel": None if report is None else report.max_rel,
                               "passed": None if report is None else report.passed}
-                      for title, _, report in forms}}
+                      for title, report in forms}}

@@ -18,7 +18,7 @@ import os
 import time
 from typing import Optional
 
-from slimtune import batch_statistics, checkpoint, files, metadata, registry
+from slimtune import batch_statistics, checkpoint, files, metadata
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
@@ -81,17 +81,23 @@ def _check_not_in_place(cfg, source_dir):
                          "itself: recalibration never writes in place; choose a new directory")
 
 
-def _split(cfg, meta):
+def _split(cfg, run):
     """The split to measure on: the flags, else the data the run was trained on."""
-    trained_on = meta.get("dataset") or {}
-    name = cfg.dataset_name or trained_on.get("name")
-    if not name:
+    dataset = run.dataset or metadata.Dataset()
+    if not dataset.name:
         raise UsageError("no --dataset_name given and the checkpoint's slimtune.json names "
                          "no training data: pass --dataset_name (and --dataset_dir)")
-    directory = cfg.dataset_dir or (trained_on.get("dir") if name == trained_on.get("name")
-                                    else None)
-    return pipeline.open_split(name, directory, cfg.dataset_split_name,
+    return pipeline.open_split(dataset.name, dataset.dir, dataset.split,
                                cfg.dataset_file_pattern)
+
+
+def _run_info(cfg, on_file, identify):
+    """Flags, else slimtune.json, else the architecture's defaults (``identify``)."""
+    flags = metadata.RunInfo(
+        model_name=cfg.model_name, image_size=cfg.image_size,
+        preprocessing=cfg.preprocessing_name,
+        dataset=metadata.Dataset(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name))
+    return metadata.resolve(flags, on_file, identify=identify)
 
 
 def _batches(cfg, split, preprocessing, size):
@@ -116,8 +122,9 @@ def _record(cfg, name, source, split, preprocessing, size, layers, left_alone=()
         layers, left_alone, note)
 
 
-def _refuse_frozen(cfg, meta, path):
-    if (meta.get("batch_norm") or {}).get("mode") == bn_lib.FROZEN and not cfg.include_frozen:
+def _refuse_frozen(cfg, on_file, path):
+    if (on_file.batch_norm and on_file.batch_norm.mode == bn_lib.FROZEN
+            and not cfg.include_frozen):
         raise UsageError(
             f"{path} was trained with frozen BatchNorm (slimtune.json batch_norm.mode is "
             "'frozen'): training normalised with these moving statistics, so serving already "
@@ -134,35 +141,27 @@ def _write(cfg, fill, name, what, started, log):
 def recalibrate_slim(cfg, log=_log):
     prefix = checkpoint.resolve(cfg.checkpoint_path)
     _check_not_in_place(cfg, os.path.dirname(prefix) or ".")
-    meta = metadata.read(prefix)
+    on_file = metadata.recorded(prefix)
     tensors = checkpoint.read_tensors(prefix)
-    spec = _spec(cfg, meta, tensors)
+    run = _run_info(cfg, on_file, _identify(tensors))
+    spec = run.spec
     if spec.batch_norm is None:
         raise UsageError(f"{spec.name} has no BatchNorm layers: there are no statistics to "
                          "re-estimate")
-    bn = bn_lib.as_trained(spec.batch_norm, meta)
-    _refuse_frozen(cfg, meta, prefix)
-    size = cfg.image_size or meta.get("image_size") or spec.default_image_size
-    if size < spec.min_image_size:
-        raise UsageError(f"--image_size={size} is too small for {spec.name}: use at least "
-                         f"{spec.min_image_size}")
-    preprocessing = cfg.preprocessing_name or meta.get("preprocessing") or spec.preprocessing
-    num_classes = checkpoint.logits_classes(spec, tensors, prefix)
-    split = _split(cfg, meta)
-    _announce(cfg, split, preprocessing, size, f"{spec.name} {prefix}", log)
+    _refuse_frozen(cfg, on_file, prefix)
+    # The class count the checkpoint's logits have, whatever a file says.
+    run = dataclasses.replace(run, num_classes=checkpoint.logits_classes(spec, tensors, prefix))
+    split = _split(cfg, run)
+    _announce(cfg, split, run.preprocessing, run.image_size, f"{spec.name} {prefix}", log)
     started = time.monotonic()
     new, layers, note = batch_statistics.recalibrated_checkpoint(
-        spec, prefix, tensors, num_classes, bn, _batches(cfg, split, preprocessing, size),
-        cfg.num_batches, log)
+        spec, prefix, tensors, run.num_classes, run.batch_norm,
+        _batches(cfg, split, run.preprocessing, run.image_size), cfg.num_batches, log)
     name = os.path.basename(prefix)
-    entry = _record(cfg, name, prefix, split, preprocessing, size, layers, note=note)
-    meta_out = batch_statistics.with_record(meta, entry)
+    entry = _record(cfg, name, prefix, split, run.preprocessing, run.image_size, layers,
+                    note=note)
     # A checkpoint without slimtune.json (a hand-written run) gets what later tools need.
-    meta_out.setdefault("model_name", spec.name)
-    meta_out.setdefault("num_classes", num_classes)
-    meta_out.setdefault("image_size", size)
-    meta_out.setdefault("preprocessing", preprocessing)
-    meta_out.setdefault("batch_norm", bn.as_dict())
+    meta_out = batch_statistics.with_record(metadata.completed(on_file, run), entry)
 
     def fill(tmp):
         import tensorflow as tf
@@ -176,14 +175,17 @@ def recalibrate_slim(cfg, log=_log):
     return entry
 
 
-def _spec(cfg, meta, tensors):
+def _identify(tensors):
+    """The architecture: the name given (flag or slimtune.json) checked against the
+    checkpoint's variables, else read from them."""
     from slimtune.convert import source
 
-    name = cfg.model_name or meta.get("model_name")
-    if name and meta.get("model_name") and meta["model_name"] != name:
-        raise UsageError(f"--model_name={name} but the checkpoint was trained as "
-                         f"{meta['model_name']} (slimtune.json): drop the flag or fix it")
-    return source.detect_model(tensors, name) if name is None else registry.get(name)
+    return lambda name: source.detect_model(tensors, name)
+
+
+def _not_in_registry(name):
+    """A .keras model is built from no registry entry: no architecture defaults."""
+    return None
 
 
 def recalibrate_keras(cfg, log=_log):
@@ -196,20 +198,21 @@ def recalibrate_keras(cfg, log=_log):
         raise UsageError(f"Keras model {path} does not exist: check --checkpoint_path")
     source_dir = os.path.dirname(os.path.abspath(path))
     _check_not_in_place(cfg, source_dir)
-    meta = metadata.read(source_dir)
+    on_file = metadata.recorded(source_dir)
     try:
         model = keras.models.load_model(path, safe_mode=True)
     except Exception as e:
         raise UsageError(f"cannot load Keras model {path}: {str(e).splitlines()[0]}; pass a "
                          ".keras file written by model.save or slimtune-convert") from None
-    _refuse_frozen(cfg, meta, path)
+    _refuse_frozen(cfg, on_file, path)
+    run = _run_info(cfg, on_file, _not_in_registry)
     fixed = model.input_shape[1] if len(model.input_shape) == 4 else None
-    size = cfg.image_size or meta.get("image_size") or fixed
-    preprocessing = cfg.preprocessing_name or meta.get("preprocessing")
+    size, preprocessing = run.image_size or fixed, run.preprocessing
     if not size or not preprocessing:
         raise UsageError(f"{path} has no slimtune.json saying its input size and "
                          "preprocessing: pass --image_size and --preprocessing_name")
-    split = _split(cfg, meta)
+    run = dataclasses.replace(run, image_size=size)
+    split = _split(cfg, run)
     _announce(cfg, split, preprocessing, size, f"Keras model {path}", log)
     started = time.monotonic()
     moments, left_alone = batch_statistics.keras_statistics(
@@ -221,11 +224,9 @@ def recalibrate_keras(cfg, log=_log):
             f"{', '.join(left_alone[:3])}{' ...' if len(left_alone) > 3 else ''}")
     batch_statistics.assign_keras(model, moments)
     entry = _record(cfg, KERAS_FILE, path, split, preprocessing, size, len(moments), left_alone)
-    meta_out = batch_statistics.with_record(meta, entry)
-    meta_out.setdefault("image_size", size)
-    meta_out.setdefault("preprocessing", preprocessing)
     # Only the .keras is written; a SavedModel beside the source would be stale.
-    meta_out["files"] = {"keras": KERAS_FILE}
+    meta_out = batch_statistics.with_record(
+        metadata.completed(on_file, run, files={"keras": KERAS_FILE}), entry)
 
     def fill(tmp):
         model.save(os.path.join(tmp, KERAS_FILE))

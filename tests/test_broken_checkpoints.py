@@ -21,6 +21,7 @@ from slim_checkpoints import make_checkpoint, read, write
 from slimtune import doctor, evaluate, export, forms, probe, registry, train, verify
 from slimtune.convert import convert
 from slimtune.errors import BrokenCheckpoint, UnusableInput, UsageError
+from slimtune.slim_engine import start
 
 V3 = registry.get("inception_v3")
 SIZE = 107  # the smallest size slim builds Inception v3 for
@@ -110,7 +111,7 @@ def test_training_builds_the_aux_head_as_the_starting_checkpoint_holds_it(aux_le
         lines = []
         cfg = train.TrainConfig(train_dir=str(tmp_path / train_dir), model_name=V3.name,
                                 **flags)
-        return train._with_aux_head(cfg, V3, lines.append), lines
+        return start.with_aux_head(cfg, V3, lines.append), lines
 
     assert decide() == (True, [])  # a fresh run: research/slim's default
     held, lines = decide(checkpoint_path=aux_less_v3)

@@ -7,7 +7,9 @@ statistics that never update, a decay too slow for a few hundred steps, an expor
 training mode or a conversion that loses a BatchNorm parameter each fail it.
 """
 
-from slimtune import quickstart, stats
+import numpy as np
+
+from slimtune import evaluate, quickstart, stats
 
 
 def test_main_job_fine_tunes_and_every_form_matches_the_checkpoint(tmp_path, digits_dir):
@@ -35,3 +37,19 @@ def test_main_job_fine_tunes_and_every_form_matches_the_checkpoint(tmp_path, dig
     assert "main job summary" in text and "[7/7] verify" in text
     assert f"images right only served {result['served_only']:>24}" in text
     assert "excluding resnet_v1_50/logits" in text
+
+
+def test_a_missed_accuracy_target_fails_the_main_job():
+    """evaluate's top-1 is a numpy float: its comparison with the target must still fail
+    the job (a numpy False is not ``False``).  Cheap: no training."""
+    def scores(top1):
+        return evaluate.EvalResult("ckpt", 4, np.float64(top1), 1.0, 0.1, 179, 1.0)
+
+    cfg = quickstart.QuickstartConfig()
+    forms = [("slim checkpoint", None)]
+    low = quickstart._BatchNormVerdict(scores(0.27), scores(0.26), -0.01, 33, 34, 0.6)
+    checks = quickstart._checks(cfg, scores(0.17), low)
+    assert [ok for *_, ok in checks if ok is not None] == [False, True]
+    assert "missed its targets" in quickstart._missed(checks, forms)
+    good = quickstart._BatchNormVerdict(scores(0.97), scores(0.97), 0.0, 2, 2, 0.69)
+    assert quickstart._missed(quickstart._checks(cfg, scores(0.99), good), forms) is None

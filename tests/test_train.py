@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read
-from slimtune import compat, metadata, registry, train
+from slimtune import compat, metadata, slim_engine, train
 from slimtune.data import pipeline
 from slimtune.errors import CheckpointError, TrainingDiverged, UsageError
 
@@ -82,12 +82,10 @@ def test_run_writes_metadata_events_and_checkpoint(short_run):
 def test_one_step_follows_the_decay_rule(digits_dir, tmp_path, decay):
     """moving = moving * decay + batch * (1 - decay), with fused BN's unbiased variance."""
     cfg = digits_config(tmp_path, batch_norm_decay=decay)
-    spec = registry.get(MODEL)
     split = pipeline.open_split("digits", None, "train")
     graph = tf.Graph()
     with graph.as_default():
-        t = train.build_train_graph(cfg, spec, split, 10, train.batch_norm_config(spec, cfg),
-                                    32, "lenet")
+        t = slim_engine.build_train_graph(cfg, train.run_info(cfg, split), split)
         # The decay each BN update op was built with, read back out of the graph.
         decays = [op.inputs[1].op.get_attr("value").float_val[0]
                   for op in graph.get_operations()
@@ -100,7 +98,7 @@ def test_one_step_follows_the_decay_rule(digits_dir, tmp_path, decay):
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             mean0, var0 = sess.run([v.read_value() for v in moving])
-            _, x = sess.run([t["train_op"], conv_out])  # the batch the update saw
+            _, x = sess.run([t.train_op, conv_out])  # the batch the update saw
             mean1, var1 = sess.run([v.read_value() for v in moving])
     assert len(decays) == 2 * 53, "one update per moving mean and variance"
     assert decays == pytest.approx([decay] * len(decays)), "every BN layer uses the flag's decay"

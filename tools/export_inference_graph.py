@@ -30,8 +30,9 @@ F.DEFINE_integer("image_size", None, "Input height and width (default: as traine
 F.DEFINE_integer("batch_size", None, "Fixed batch size (default: dynamic).")
 F.DEFINE_integer("num_classes", None, "Classes (default: as trained, else the checkpoint's "
                  "logits).")
-F.DEFINE_integer("labels_offset", 0, "Recorded in the sidecar JSON for consumers (1 for a "
-                 "1000-class net served against 1001-class labels).")
+F.DEFINE_integer("labels_offset", None, "Recorded in the sidecar JSON for consumers (1 for a "
+                 "1000-class net served against 1001-class labels; default: as trained, "
+                 "else 0).")
 flags.mark_flag_as_required("checkpoint_path")
 
 

@@ -24,7 +24,6 @@ from slimtune import checkpoint, compare, files, metadata, probe, slim_run
 from slimtune.convert import source
 from slimtune.data import pipeline
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
-from slimtune.nets import batch_norm
 from slimtune.progress import log as _log
 
 FORMAT = "slimtune.keras/1"
@@ -57,15 +56,16 @@ class ConvertConfig:
     overwrite: bool = False
 
 
-def batch_norm_for(spec, meta, cfg):
-    """Architecture defaults < training metadata < flags (None: the net has no BN)."""
-    if spec.batch_norm is None:
-        return None
-    bn = batch_norm.as_trained(spec.batch_norm, meta)
-    bn = bn.replace(decay=cfg.batch_norm_decay, epsilon=cfg.batch_norm_epsilon,
-                    scale=cfg.batch_norm_scale)
-    # The Keras model is a plain model: freezing is the user's trainable=False later.
-    return dataclasses.replace(bn, mode="follow")
+def _run_info(cfg, src):
+    """Flags, else the checkpoint's slimtune.json, else the architecture's defaults; the
+    architecture is checked against (or read from) the checkpoint's variables.  BatchNorm
+    follows the network: freezing is the user's ``trainable=False`` later."""
+    flags = metadata.RunInfo(
+        model_name=cfg.model_name, image_size=cfg.image_size,
+        batch_norm=metadata.batch_norm_flags(cfg.batch_norm_decay, cfg.batch_norm_epsilon,
+                                             cfg.batch_norm_scale))
+    return metadata.resolve(flags, src.recorded,
+                            identify=lambda name: source.detect_model(src.tensors, name))
 
 
 def _class_count(spec, tensors, cfg):
@@ -170,15 +170,15 @@ def _write_saved_model(model, serve, path):
     tf.saved_model.save(root, path, signatures={"serve": serve, "serving_default": serve})
 
 
-def check_parity(spec, src, serve, num_classes, bn, cfg, size, variable_map, log):
+def check_parity(run, src, serve, num_classes, cfg, variable_map, log):
     """Slim graph vs Keras model (run by ``serve``) on random (and real) images; returns a
     dict for the JSON."""
     import tensorflow as tf
 
+    spec, bn, size = run.spec, run.batch_norm, run.image_size
     inputs = {"random": probe.random_images(cfg.random_images, size, cfg.seed)}
     if cfg.images:
-        inputs["images"] = pipeline.load_images(
-            cfg.images, src.metadata.get("preprocessing") or spec.preprocessing, size)
+        inputs["images"] = pipeline.load_images(cfg.images, run.preprocessing, size)
     report = {"image_size": size, "rtol": cfg.rtol}
     failures = []
     first = 1 if cfg.drop_background else 0
@@ -229,6 +229,42 @@ def _write(model, serve, cfg, meta_out, log):
     files.write_directory(cfg.output_dir, fill)
 
 
+def _port(run, src, num_classes, cfg):
+    """The Keras mirror with the checkpoint's weights (or their moving averages), and the
+    slim variable names to read for them (None: as named)."""
+    tensors, variable_map = src.tensors, None
+    if cfg.use_moving_averages:
+        tensors, variable_map = source.with_moving_averages(src.tensors)
+    fixed = cfg.fixed_input_size or cfg.include_aux_logits
+    try:
+        model = run.spec.keras_from_tensors(
+            tensors, num_classes, run.batch_norm, drop_background=cfg.drop_background,
+            include_aux_logits=cfg.include_aux_logits,
+            image_size=run.image_size if fixed else None)
+    except CheckpointError as e:
+        raise _hint_for(e, tensors) from None
+    return model, variable_map
+
+
+def _converted(run, src, num_classes, cfg, report):
+    """The slimtune.json of the converted model: the run, minus the background class
+    when it was dropped, and where it came from."""
+    labels, offset = run.labels, run.labels_offset
+    if cfg.drop_background:
+        offset += 1
+        if labels:
+            labels = {k - 1: v for k, v in labels.items() if k > 0}
+    return metadata.conversion_document(
+        dataclasses.replace(run, num_classes=num_classes, labels=labels, labels_offset=offset),
+        source_checkpoint=os.path.abspath(cfg.checkpoint_path),
+        source_prefix=os.path.basename(src.prefix), source_sha256=src.sha256,
+        drop_background=cfg.drop_background,
+        input_size_fixed=cfg.fixed_input_size or cfg.include_aux_logits,
+        use_moving_averages=cfg.use_moving_averages,
+        include_aux_logits=cfg.include_aux_logits, parity=report,
+        files={"keras": KERAS_FILE, "saved_model": SAVED_MODEL_DIR})
+
+
 def convert(cfg: ConvertConfig, log=_log):
     """Run a conversion; returns the metadata dict written beside the model."""
     from slimtune import compat
@@ -238,66 +274,26 @@ def convert(cfg: ConvertConfig, log=_log):
     _check_output_dir(cfg)
     with source.opened(cfg.checkpoint_path) as prefix:
         src = source.read(prefix)
-        if cfg.model_name is None and src.metadata.get("model_name"):
-            spec = source.detect_model(src.tensors, src.metadata["model_name"])
-        else:
-            spec = source.detect_model(src.tensors, cfg.model_name)
-        in_checkpoint, num_classes = _class_count(spec, src.tensors, cfg)
-        _check_aux_logits(spec, src, cfg)
-        bn = batch_norm_for(spec, src.metadata, cfg)
-        tensors, variable_map = src.tensors, None
-        if cfg.use_moving_averages:
-            tensors, variable_map = source.with_moving_averages(src.tensors)
-        size = cfg.image_size or src.metadata.get("image_size") or spec.default_image_size
-        if size < spec.min_image_size:
-            raise UsageError(f"--image_size={size} is below {spec.name}'s minimum "
-                             f"{spec.min_image_size}")
+        run = _run_info(cfg, src)
+        in_checkpoint, num_classes = _class_count(run.spec, src.tensors, cfg)
+        _check_aux_logits(run.spec, src, cfg)
+        bn = run.batch_norm
         bn_text = (f"BN epsilon {bn.epsilon}, scale {bn.scale}, momentum {bn.decay}"
                    if bn else "no BN")
-        log(f"converting {src.prefix}: {spec.name}, {in_checkpoint} classes"
+        log(f"converting {src.prefix}: {run.model_name}, {in_checkpoint} classes"
             f"{' -> ' + str(num_classes) if num_classes != in_checkpoint else ''}, {bn_text}")
-        fixed = cfg.fixed_input_size or cfg.include_aux_logits
-        try:
-            model = spec.keras_from_tensors(
-                tensors, num_classes, bn, drop_background=cfg.drop_background,
-                include_aux_logits=cfg.include_aux_logits,
-                image_size=size if fixed else None)
-        except CheckpointError as e:
-            raise _hint_for(e, tensors) from None
+        model, variable_map = _port(run, src, num_classes, cfg)
         log(f"ported {len(model.weights)} weights in {time.monotonic() - started:.1f} s; "
             "checking parity with the slim graph")
         # The Keras variables hold the weights now; the slim graph restores its own copy.
-        src.tensors = tensors = None
+        src.tensors = None
         _release_memory()
         traced = time.monotonic()
         serve = serving_function(model)
         log(f"traced the Keras model in {time.monotonic() - traced:.1f} s")
-        report = check_parity(spec, src, serve, in_checkpoint, bn, cfg, size, variable_map, log)
-        labels = src.metadata.get("labels")
-        if labels and cfg.drop_background:
-            labels = {str(int(k) - 1): v for k, v in labels.items() if int(k) > 0}
-        meta_out = {
-            "format": FORMAT,
-            "model_name": spec.name,
-            "source_checkpoint": os.path.abspath(cfg.checkpoint_path),
-            "source_prefix": os.path.basename(src.prefix),
-            "source_sha256": src.sha256,
-            "num_classes": num_classes,
-            "drop_background": cfg.drop_background,
-            "labels": labels,
-            "labels_offset": src.metadata.get("labels_offset", 0) + int(cfg.drop_background),
-            "preprocessing": src.metadata.get("preprocessing") or spec.preprocessing,
-            "image_size": size,
-            "input_size_fixed": fixed,
-            "batch_norm": bn.as_dict() if bn else None,
-            "use_moving_averages": cfg.use_moving_averages,
-            "include_aux_logits": cfg.include_aux_logits,
-            "parity": report,
-            "files": {"keras": KERAS_FILE, "saved_model": SAVED_MODEL_DIR},
-        }
+        report = check_parity(run, src, serve, in_checkpoint, cfg, variable_map, log)
+        meta_out = _converted(run, src, num_classes, cfg, report)
         _write(model, serve, cfg, meta_out, log)
     log(f"wrote {cfg.output_dir} ({KERAS_FILE}, {SAVED_MODEL_DIR}/, {metadata.FILENAME}) "
         f"in {time.monotonic() - started:.1f} s")
     return meta_out
-
-

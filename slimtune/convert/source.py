@@ -17,7 +17,7 @@ from slimtune.ports.porter import is_training_state
 class Source:
     prefix: str
     tensors: dict  # {checkpoint name: array}
-    metadata: dict  # the training run's slimtune.json, or {}
+    recorded: metadata.RunInfo  # what the checkpoint's slimtune.json says (empty if none)
     sha256: dict  # {file name: sha256} of the checkpoint files
 
 
@@ -30,7 +30,7 @@ def opened(path):
 
 def read(prefix):
     """Every tensor of the checkpoint at ``prefix``; unreadable or truncated data fails here."""
-    return Source(prefix, checkpoint.read_tensors(prefix), metadata.read(prefix),
+    return Source(prefix, checkpoint.read_tensors(prefix), metadata.recorded(prefix),
                   checkpoint.file_hashes(prefix))
 
 

@@ -1,0 +1,75 @@
+"""The slim engine: training a slim network in a TF1 graph, BatchNorm updates correct by
+construction.
+
+The train op runs every BatchNorm update with each step (:mod:`.graph`).  The loop is
+our own ``tf.compat.v1.Session`` loop inside a private ``tf.Graph`` (:mod:`.loop`): no
+Supervisor, no ``disable_eager_execution()``.  A run resumes, warm-starts or starts
+fresh (:mod:`.start`).
+
+A seeded run is deterministic when the command runs it under op determinism (the
+default): the graph seed fixes every random op, the input pipeline keeps its order
+(``cfg.deterministic``; None: when seeded), and TensorFlow's op determinism makes
+tf.data run maps with random augmentations one element at a time (without it, the
+threads of a parallel map draw random crops in whatever order they get there).  Two
+runs with the same seed on the same machine give bit-identical checkpoints.
+
+After the final save, the final checkpoint runs in inference mode on one batch, with a
+warning naming where its outputs go non-finite; --precise_bn_batches then re-estimates
+its BatchNorm statistics (:mod:`.finish`).
+"""
+
+import time
+
+from slimtune.progress import format_seconds
+from slimtune.slim_engine import finish, start
+from slimtune.slim_engine.graph import build_train_graph
+from slimtune.slim_engine.loop import StepLoop
+
+
+class Trainer:
+    """One training run of ``run`` (a resolved :class:`slimtune.metadata.RunInfo`) on
+    ``split`` with the settings of ``cfg`` (a ``train.TrainConfig``).
+
+    Creating it builds the graph, and checks a warm-start checkpoint against it, so a
+    run that cannot start fails before anything is written; :meth:`train` trains.
+    """
+
+    def __init__(self, cfg, run, split, log):
+        import tensorflow as tf
+
+        v1 = tf.compat.v1
+        self.cfg, self.run_info, self.split, self.log = cfg, run, split, log
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.tensors = build_train_graph(cfg, run, split,
+                                             start.with_aux_head(cfg, run.spec, log))
+            self.saver = v1.train.Saver(max_to_keep=cfg.keep_checkpoint_max)
+            self.warm_start = start.warm_start_plan(cfg, run.spec, log)
+            self.init_op = v1.global_variables_initializer()
+            self.graph.finalize()
+
+    def train(self):
+        """Train to --max_number_of_steps; returns ``(final checkpoint, global step,
+        last loss, seconds)``."""
+        import numpy as np
+        import tensorflow as tf
+
+        cfg, t, log = self.cfg, self.tensors, self.log
+        started = time.monotonic()
+        with tf.compat.v1.Session(graph=self.graph) as sess:
+            writer = tf.compat.v1.summary.FileWriter(cfg.train_dir, graph=self.graph)
+            start.restore_or_initialize(sess, cfg.train_dir, self.saver, self.init_op,
+                                        self.warm_start, log)
+            loop = StepLoop(cfg, self.run_info, self.split, t, sess, self.saver, writer, log)
+            loop.run_to_end()
+            writer.flush()
+            writer.close()
+            check_images, check_logits = sess.run([t.check_images, t.check_logits])
+        seconds = time.monotonic() - started
+        final = tf.train.latest_checkpoint(cfg.train_dir)
+        log(f"Finished at step {loop.step} in {format_seconds(seconds)}: {final}")
+        if not np.all(np.isfinite(check_logits)):
+            finish.name_non_finite(self.run_info, final, check_images, log)
+        if cfg.precise_bn_batches and not finish.is_precise(final):
+            final = finish.precise_batch_norm(cfg, self.run_info, self.split, final, log)
+        return final, loop.step, loop.loss, seconds
