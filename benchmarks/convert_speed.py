@@ -67,13 +67,13 @@ def run_phase(phase, prefix):
     import tensorflow as tf  # noqa: F401
 
     from slimtune import compat, probe, registry, slim_run
-    from slimtune.convert import convert, source
+    from slimtune import convert
 
     compat.apply()
     spec = registry.get(FLAGS.model_name)
     result = {"imported_at": time.perf_counter() - START}
     if phase in ("floor", "port"):
-        tensors = source.read(prefix).tensors
+        tensors = convert.read_source(prefix).tensors
         if phase == "floor":
             spec.build_keras(FLAGS.num_classes, spec.batch_norm)
         else:

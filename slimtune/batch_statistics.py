@@ -21,7 +21,6 @@ layers' inputs, called with ``training=True``).  ``slimtune-recalibrate`` and
 inputs in inference mode.
 """
 
-import datetime
 import itertools
 import os
 
@@ -32,9 +31,6 @@ from slimtune.errors import CheckpointError, DataError, UsageError
 from slimtune.progress import Meter
 
 # slimtune.json key: the list of recalibrations that led to the checkpoints beside it.
-RECORD_KEY = "batch_norm_recalibrations"
-
-
 class Moments:
     """Per-channel count, mean and sum of squared deviations, merged batch by batch.
 
@@ -315,56 +311,20 @@ def write_checkpoint(prefix, tensors, source):
     return prefix
 
 
-def record(checkpoint_name, source, split, num_batches, batch_size, images, preprocessing,
-           augment, image_size, layers, left_alone=(), note=None):
-    """The slimtune.json entry that says a checkpoint's statistics were re-estimated."""
-    entry = {
-        "checkpoint": checkpoint_name,
-        "source": source,
-        "dataset": {"name": split.dataset_name, "dir": split.dataset_dir,
-                    "split": split.split},
-        "num_batches": num_batches,
-        "batch_size": batch_size,
-        "images": images,
-        "preprocessing": preprocessing,
-        "preprocessing_mode": "training" if augment else "evaluation",
-        "image_size": image_size,
-        "layers": layers,
-        "left_alone": list(left_alone),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    if note:
-        entry["note"] = note
-    return entry
-
-
-def with_record(meta, entry):
-    """A copy of ``meta`` (a slimtune.json dict) with ``entry`` added to its records."""
-    out = dict(meta or {})
-    out[RECORD_KEY] = list(out.get(RECORD_KEY) or []) + [entry]
-    return out
-
-
-def recalibration_of(meta, path):
-    """The slimtune.json record of the recalibration that wrote ``path``, or None."""
-    name = os.path.basename(path)
-    found = [r for r in (meta or {}).get(RECORD_KEY) or () if r.get("checkpoint") == name]
-    return found[-1] if found else None
-
-
-def recalibrate_command(prefix, meta=None, model_name=None, dataset_name=None,
+def recalibrate_command(prefix, recorded=None, model_name=None, dataset_name=None,
                         dataset_dir=None, image_size=None):
-    """A ``slimtune-recalibrate`` command line for the checkpoint at ``prefix``: what the
-    doctor offers as the repair of statistics that do not describe the final weights."""
-    meta = meta or {}
-    trained_on = meta.get("dataset") or {}
+    """A ``slimtune-recalibrate`` command line for the checkpoint at ``prefix``
+    (``recorded``: what its slimtune.json says, a :class:`~slimtune.metadata.RunInfo`):
+    what the doctor offers as the repair of statistics that do not describe the final
+    weights.  Flags the file already answers are left out."""
+    trained_on = (recorded and recorded.dataset) or None
     directory = os.path.dirname(os.path.abspath(prefix))
     flags = {
         "checkpoint_path": prefix,
-        "model_name": None if meta.get("model_name") else model_name,
-        "dataset_name": dataset_name or trained_on.get("name") or "YOUR_DATASET",
-        "dataset_dir": dataset_dir or trained_on.get("dir"),
-        "image_size": None if meta.get("image_size") else image_size,
+        "model_name": None if recorded and recorded.model_name else model_name,
+        "dataset_name": dataset_name or (trained_on and trained_on.name) or "YOUR_DATASET",
+        "dataset_dir": dataset_dir or (trained_on and trained_on.dir),
+        "image_size": None if recorded and recorded.image_size else image_size,
         "output_dir": directory.rstrip("/") + "_recalibrated",
     }
     return "slimtune-recalibrate " + " ".join(f"--{k}={v}" for k, v in flags.items() if v)

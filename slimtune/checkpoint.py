@@ -7,6 +7,7 @@ shape error and no hint; here every variable is checked against the checkpoint
 
 import os
 
+from slimtune import files
 from slimtune.errors import CheckpointError
 
 
@@ -70,10 +71,9 @@ def read_tensors(prefix, names=None):
 
 def file_hashes(prefix):
     """``{file name: sha256}`` of the files of checkpoint ``prefix``."""
-    from slimtune.download import sha256_of
 
     directory, base = os.path.split(prefix)
-    return {name: sha256_of(os.path.join(directory, name))
+    return {name: files.sha256_of(os.path.join(directory, name))
             for name in sorted(os.listdir(directory or "."))
             if name == base + ".index" or name.startswith(base + ".data-") or name == base}
 
@@ -172,3 +172,21 @@ def plan_restore(variables, prefix, exclude_scopes=(), ignore_missing_vars=False
         raise CheckpointError(f"no variable of the graph is in checkpoint {prefix}: it belongs to "
                               "another architecture; check --model_name and --checkpoint_path")
     return restore, missing
+
+
+def with_moving_averages(tensors):
+    """Each variable replaced by its ExponentialMovingAverage shadow where it has one.
+
+    Returns the new tensors and ``{variable name: shadow name}`` for the slim side.
+    """
+    suffix = "/ExponentialMovingAverage"
+    shadows = {n[: -len(suffix)]: n for n in tensors if n.endswith(suffix)}
+    if not shadows:
+        raise CheckpointError("--use_moving_averages: the checkpoint holds no "
+                              "ExponentialMovingAverage variables (train with "
+                              "--moving_average_decay, or drop the flag)")
+    swapped = dict(tensors)
+    for name, shadow in shadows.items():
+        if name in swapped:
+            swapped[name] = tensors[shadow]
+    return swapped, {name: shadow for name, shadow in shadows.items() if name in tensors}

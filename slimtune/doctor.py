@@ -12,7 +12,7 @@ import dataclasses
 import os
 from typing import Optional, Sequence
 
-from slimtune import batch_statistics, checkpoint, forms, metadata, probe, registry
+from slimtune import batch_statistics, checkpoint, forms, metadata, probe
 from slimtune.checks import (checkpoint_checks, data_checks, graph_checks, keras_checks,
                              statistics_checks)
 # The doctor's public API for users' own training loops.
@@ -87,8 +87,9 @@ def _check_graph(report, path):
         return
     graph_def = forms.read_graph_def(path)
     report.checked.append(f"serving graph {path}")
-    report.add(graph_checks.check_serving_graph(graph_def, forms.sidecar(path).get(
-        "output_nodes")), path)
+    serving = metadata.recorded_beside(path).serving
+    report.add(graph_checks.check_serving_graph(graph_def, serving and serving.output_nodes),
+               path)
 
 
 def _check_saved_model(report, path):
@@ -114,7 +115,8 @@ def _check_saved_model(report, path):
 def _check_keras(report, path):
     model = forms.load_keras(path)
     report.checked.append(f"Keras model {path}")
-    report.add(keras_checks.check(model, metadata.read(os.path.dirname(path) or ".")), path)
+    report.add(keras_checks.check(model, metadata.recorded(os.path.dirname(path) or ".")),
+               path)
 
 
 def _live_checks(report, cfg):
@@ -161,16 +163,13 @@ def _data_flags(cfg):
 
 def _checkpoint_statistics(report, form, images, labels, data):
     """Per-layer statistics and the eval-vs-train gap of a slim checkpoint."""
-    from slimtune.nets import batch_norm
-
-    spec = registry.get(form.model_name)
-    if spec.batch_norm is None:
+    run, recorded = forms.checkpoint_run(form.path, form.model_name)
+    spec, bn = run.spec, run.batch_norm
+    if bn is None:
         return
-    meta = metadata.read(form.path)
-    bn = batch_norm.as_trained(spec.batch_norm, meta)
     num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(form.path), form.path)
     if labels is not None:
-        labels = labels - meta.get("labels_offset", 0)
+        labels = labels - run.labels_offset
         if labels.min() < 0 or labels.max() >= num_classes:
             report.add([Finding(
                 NOTE, "labels-not-comparable", "accuracy not measured",
@@ -182,7 +181,8 @@ def _checkpoint_statistics(report, form, images, labels, data):
         spec, form.path, images, num_classes, bn)
     where = f"{spec.name} {form.path}"
     report.add(statistics_checks.layer_findings(layers, where), form.path)
-    repair = batch_statistics.recalibrate_command(form.path, meta, model_name=spec.name, **data)
+    repair = batch_statistics.recalibrate_command(form.path, recorded, model_name=spec.name,
+                                                  **data)
     report.add(statistics_checks.gap_findings(served, batch_logits, labels, layers, where,
                                               repair), form.path)
 

@@ -27,14 +27,6 @@ class DownloadError(CheckpointError):
     """The file could not be fetched (no network, HTTP error)."""
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _progress_line(done, total, started):
     elapsed = max(time.monotonic() - started, 1e-6)
     rate = done / elapsed

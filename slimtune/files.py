@@ -6,6 +6,7 @@ temporary file or directory is removed and the destination is as it was.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -68,3 +69,12 @@ def write_directory(directory, fill, merge=False):
             os.replace(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sha256_of(path, chunk=1 << 20):
+    """The hex sha256 of the file at ``path``, read in ``chunk``-byte blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -9,7 +9,6 @@ the form it claims to be is :class:`~slimtune.errors.UnusableInput`.
 """
 
 import dataclasses
-import json
 import os
 from typing import Callable, Optional
 
@@ -17,7 +16,6 @@ import numpy as np
 
 from slimtune import bn_layers, checkpoint, metadata, registry, slim_run
 from slimtune.errors import SlimtuneError, UnusableInput
-from slimtune.nets import batch_norm
 
 
 @dataclasses.dataclass
@@ -39,15 +37,6 @@ class Form:
     graph_def: object = None
     outputs: Optional[list] = None
     bn_statistics: Optional[Callable] = None
-
-
-def sidecar(path):
-    """The JSON written beside a model form (``<file>.json`` or ``slimtune.json``), or {}."""
-    for candidate in (path + ".json", os.path.join(path, metadata.FILENAME)):
-        if os.path.isfile(candidate):
-            with open(candidate, encoding="utf-8") as f:
-                return json.load(f)
-    return metadata.read(path) if os.path.exists(path) else {}
 
 
 def read_graph_def(path):
@@ -97,23 +86,28 @@ def load_keras(path):
         raise UnusableInput(f"cannot load Keras model {path}: {str(e).splitlines()[0]}") from None
 
 
+def checkpoint_run(prefix, model_name=None):
+    """What the slim checkpoint at ``prefix`` is (a resolved
+    :class:`~slimtune.metadata.RunInfo`: ``model_name`` else its slimtune.json, BatchNorm
+    as trained) and what its file records; no architecture is unusable."""
+    recorded = metadata.recorded(prefix)
+    if not (model_name or recorded.model_name):
+        raise UnusableInput(f"{prefix}: a slim checkpoint needs --model_name (no slimtune.json "
+                            "beside it names the architecture)")
+    return metadata.resolve(metadata.RunInfo(model_name=model_name), recorded), recorded
+
+
 def open_checkpoint(path, model_name=None):
     prefix = checkpoint.resolve(path)
-    meta = metadata.read(prefix)
-    name = model_name or meta.get("model_name")
-    if not name:
-        raise UnusableInput(f"{path}: a slim checkpoint needs --model_name (no slimtune.json "
-                            "beside it)")
-    spec = registry.get(name)
-    bn = batch_norm.as_trained(spec.batch_norm, meta)
+    run_info, recorded = checkpoint_run(prefix, model_name)
+    spec, bn = run_info.spec, run_info.batch_norm
     num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(prefix), prefix)
 
     def run(images):
         return slim_run.slim_outputs(spec, prefix, images, num_classes, bn)[0]
 
-    return Form("checkpoint", prefix, run, spec.name, None,
-                meta.get("preprocessing") or spec.preprocessing,
-                trained_size=meta.get("image_size"), deterministic_by_construction=True,
+    return Form("checkpoint", prefix, run, spec.name, None, run_info.preprocessing,
+                trained_size=recorded.image_size, deterministic_by_construction=True,
                 bn_statistics=lambda: _checkpoint_statistics(prefix))
 
 
@@ -127,9 +121,10 @@ def _open_frozen(path, input_node, output_node):
     import tensorflow as tf
 
     graph_def = read_graph_def(path)
-    side = sidecar(path)
-    input_node = input_node or side.get("input_node", "input")
-    output_node = output_node or (side.get("output_nodes") or ["logits"])[0]
+    side = metadata.recorded_beside(path)
+    serving = side.serving or metadata.Serving()
+    input_node = input_node or serving.input_node or "input"
+    output_node = output_node or (serving.output_nodes or ["logits"])[0]
     names = {n.name for n in graph_def.node}
     for node, flag in ((input_node, "--input_node"), (output_node, "--output_node")):
         if node not in names:
@@ -147,8 +142,8 @@ def _open_frozen(path, input_node, output_node):
         return session[0].run(output_node + ":0", {input_node + ":0": images})
 
     size = shape[1] if shape.rank == 4 else None
-    return Form("frozen", path, run, side.get("model_name"), size, side.get("preprocessing"),
-                trained_size=(side.get("input_shape") or [None, None])[1],
+    return Form("frozen", path, run, side.model_name, size, side.preprocessing,
+                trained_size=(serving.input_shape or (None, None))[1],
                 graph_def=graph_def, outputs=[output_node],
                 bn_statistics=lambda: bn_layers.graph_statistics(graph_def))
 
@@ -168,28 +163,28 @@ def _open_saved_model(path, signature_name):
     (arg, spec), = args.items()
     outputs = list(fn.structured_outputs)
     key = "logits" if "logits" in outputs else outputs[0]
-    side = sidecar(path)
+    side = metadata.recorded_beside(path)
 
     def run(images):
         return fn(**{arg: tf.constant(images)})[key].numpy()
 
     graph_def = fn.graph.as_graph_def()
     size = spec.shape[1] if spec.shape.rank == 4 else None
-    return Form("saved_model", path, run, side.get("model_name"), size, side.get("preprocessing"),
+    return Form("saved_model", path, run, side.model_name, size, side.preprocessing,
                 graph_def=graph_def, outputs=[t.name for t in fn.outputs],
                 bn_statistics=lambda: bn_layers.graph_statistics(graph_def))
 
 
 def _open_keras(path):
     model = load_keras(path)
-    side = sidecar(os.path.dirname(path) or ".")
+    side = metadata.recorded_beside(os.path.dirname(path) or ".")
 
     def run(images):
         out = model(images, training=False)
         return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
 
-    return Form("keras", path, run, side.get("model_name"), model.input_shape[1],
-                side.get("preprocessing"), trained_size=side.get("image_size"),
+    return Form("keras", path, run, side.model_name, model.input_shape[1],
+                side.preprocessing, trained_size=side.image_size,
                 bn_statistics=lambda: bn_layers.keras_statistics(model))
 
 

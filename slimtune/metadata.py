@@ -13,6 +13,7 @@ read a :class:`RunInfo` (:func:`recorded`) and write the documents built below
 """
 
 import dataclasses
+import datetime
 import json
 import os
 from typing import Mapping, Optional
@@ -25,6 +26,7 @@ FILENAME = "slimtune.json"
 TRAIN_FORMAT = "slimtune.train/1"
 KERAS_FORMAT = "slimtune.keras/1"
 EXPORT_FORMAT = "slimtune.export/1"
+RECALIBRATIONS = "batch_norm_recalibrations"  # the records of re-estimated statistics
 SLIM_ENGINE = "slim"  # tf.compat.v1 graph training (slim_engine), the only engine so far
 
 
@@ -93,6 +95,8 @@ class RunInfo:
     dataset: Optional[Dataset] = None  # the data a training run read
     warm_start: Optional[str] = None  # the checkpoint a training run started from
     serving: Optional[Serving] = None  # the nodes of an exported graph
+    # Records of re-estimated BatchNorm statistics (:func:`recalibration_record`).
+    recalibrations: tuple = ()
     document: Mapping = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -146,6 +150,7 @@ def from_dict(document):
         warm_start=get("checkpoint_path"),
         serving=(Serving(get("input_node"), _tuple(get("output_nodes")),
                          _tuple(get("input_shape"))) if exported else None),
+        recalibrations=tuple(get(RECALIBRATIONS) or ()),
         document=document)
 
 
@@ -161,6 +166,21 @@ def recorded(directory):
     except (ValueError, TypeError, AttributeError) as e:
         raise UsageError(f"{locate(directory)} is not a valid {FILENAME} ({e}): fix it or "
                          "delete it") from None
+
+
+def recorded_beside(path):
+    """What the JSON slimtune wrote beside a model form records: a frozen graph's
+    ``<file>.json``, the ``slimtune.json`` inside a directory (a SavedModel) or beside a
+    file; an empty RunInfo when there is none."""
+    for candidate in (path + ".json", os.path.join(path, FILENAME)):
+        if os.path.isfile(candidate):
+            try:
+                with open(candidate, encoding="utf-8") as f:
+                    return from_dict(json.load(f))
+            except (ValueError, TypeError, AttributeError) as e:
+                raise UsageError(f"{candidate} is not a valid slimtune sidecar ({e}): fix it "
+                                 "or delete it") from None
+    return recorded(path) if os.path.exists(path) else RunInfo()
 
 
 def _first(*values):
@@ -199,6 +219,7 @@ def resolve(flags=RunInfo(), on_file=RunInfo(), *, identify=None,
         dataset=_dataset(asked.dataset, found.dataset),
         warm_start=_first(asked.warm_start, found.warm_start),
         serving=_first(asked.serving, found.serving),
+        recalibrations=found.recalibrations,
         document=found.document)
 
 
@@ -328,3 +349,42 @@ def completed(found, run, files=None):
     if files is not None:
         out["files"] = dict(files)
     return out
+
+
+def recalibration_record(checkpoint_name, source, split, num_batches, batch_size, images,
+                         preprocessing, augment, image_size, layers, left_alone=(),
+                         note=None):
+    """The record that says a checkpoint's (or ``.keras``'s) BatchNorm statistics were
+    re-estimated: from what, on which data, how."""
+    entry = {
+        "checkpoint": checkpoint_name,
+        "source": source,
+        "dataset": {"name": split.dataset_name, "dir": split.dataset_dir,
+                    "split": split.split},
+        "num_batches": num_batches,
+        "batch_size": batch_size,
+        "images": images,
+        "preprocessing": preprocessing,
+        "preprocessing_mode": "training" if augment else "evaluation",
+        "image_size": image_size,
+        "layers": layers,
+        "left_alone": list(left_alone),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if note:
+        entry["note"] = note
+    return entry
+
+
+def with_recalibration(document, entry):
+    """A copy of ``document`` (a slimtune.json dict) with ``entry`` added to its records."""
+    out = dict(document or {})
+    out[RECALIBRATIONS] = list(out.get(RECALIBRATIONS) or []) + [entry]
+    return out
+
+
+def recalibration_of(run, path):
+    """The record of the recalibration that wrote ``path`` (its base name), or None."""
+    name = os.path.basename(path)
+    found = [r for r in (run.recalibrations if run else ()) if r.get("checkpoint") == name]
+    return found[-1] if found else None

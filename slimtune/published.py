@@ -23,7 +23,7 @@ import shutil
 from typing import Optional
 
 import slimtune_checkpoints
-from slimtune import download, metadata, registry
+from slimtune import download, files, metadata, registry
 from slimtune.errors import CheckpointError, UsageError
 
 _PACKAGED = os.path.dirname(os.path.abspath(slimtune_checkpoints.__file__))
@@ -165,7 +165,7 @@ def ensure(name, archive=None, cache=None, log=print):
     else:
         if not os.path.isfile(archive):
             raise UsageError(f"--archive={archive} does not exist")
-        digest = download.sha256_of(archive)
+        digest = files.sha256_of(archive)
         if expected and digest != expected:
             raise CheckpointError(f"sha256 mismatch for {archive}: expected {expected} for "
                                   f"{entry.name}, got {digest}; it is not the published file")
@@ -202,7 +202,7 @@ def unpack_archive(path, cache=None):
         raise CheckpointError(f"checkpoint archive {path} does not exist: check "
                               "--checkpoint_path")
     cache = cache or cache_root()
-    digest = download.sha256_of(path)
+    digest = files.sha256_of(path)
     target = os.path.join(cache, "archives", digest[:16])
     if not os.path.isdir(target):
         os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from slimtune import evaluate, export, registry, stats, train, verify
+from slimtune import evaluate, export, forms, registry, stats, train, verify
 from slimtune.data import digits, pipeline
 from slimtune.errors import SlimtuneError, UsageError
 from slimtune.progress import format_seconds, log as _log
@@ -174,7 +174,7 @@ def _judge_batch_norm(finetune_dir, new_data, step, log):
 
 def _export_and_convert(cfg, finetune_dir, step, log):
     """``{form title: path}`` of the exported and converted forms."""
-    from slimtune.convert import convert  # imports Keras: not before the tool has started
+    from slimtune import convert  # imports Keras: not before the tool has started
 
     step("export: frozen .pb and SavedModel (is_training=False)")
     export_dir = os.path.join(cfg.work_dir, "export")
@@ -202,19 +202,19 @@ def _verify_forms(cfg, new_data, reference_path, paths, step, log):
     images, labels = pipeline.load_eval_arrays(os.path.basename(new_data[0]), new_data[0],
                                                "validation", "lenet", cfg.image_size,
                                                cfg.verify_images)
-    reference = verify.open_form(reference_path)
+    reference = forms.open_form(reference_path)
     reference_logits = reference.run(images)
-    forms = [("slim checkpoint", None)]
+    reports = [("slim checkpoint", None)]
     top1 = {"slim checkpoint": _top1(reference_logits, labels)}
     for title, path in paths.items():
-        form = verify.open_form(path)
+        form = forms.open_form(path)
         report = verify.check(reference, form, images, rtol=cfg.rtol,
                               reference_logits=reference_logits)
-        forms.append((title, report))
+        reports.append((title, report))
         for finding in report.findings:
             log(f"{title}: {finding.label}: {finding.text}")
         top1[title] = _top1(form.run(images), labels)
-    return len(images), forms, top1
+    return len(images), reports, top1
 
 
 def _top1(logits, labels):

@@ -18,7 +18,7 @@ import os
 import time
 from typing import Optional
 
-from slimtune import batch_statistics, checkpoint, files, metadata
+from slimtune import batch_statistics, checkpoint, files, metadata, registry
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
@@ -116,7 +116,7 @@ def _announce(cfg, split, preprocessing, size, what, log):
 
 
 def _record(cfg, name, source, split, preprocessing, size, layers, left_alone=(), note=None):
-    return batch_statistics.record(
+    return metadata.recalibration_record(
         name, os.path.abspath(source), split, cfg.num_batches, cfg.batch_size,
         cfg.num_batches * cfg.batch_size, preprocessing, cfg.train_preprocessing, size,
         layers, left_alone, note)
@@ -161,7 +161,7 @@ def recalibrate_slim(cfg, log=_log):
     entry = _record(cfg, name, prefix, split, run.preprocessing, run.image_size, layers,
                     note=note)
     # A checkpoint without slimtune.json (a hand-written run) gets what later tools need.
-    meta_out = batch_statistics.with_record(metadata.completed(on_file, run), entry)
+    meta_out = metadata.with_recalibration(metadata.completed(on_file, run), entry)
 
     def fill(tmp):
         import tensorflow as tf
@@ -178,9 +178,7 @@ def recalibrate_slim(cfg, log=_log):
 def _identify(tensors):
     """The architecture: the name given (flag or slimtune.json) checked against the
     checkpoint's variables, else read from them."""
-    from slimtune.convert import source
-
-    return lambda name: source.detect_model(tensors, name)
+    return lambda name: registry.identify(tensors, name)
 
 
 def _not_in_registry(name):
@@ -225,7 +223,7 @@ def recalibrate_keras(cfg, log=_log):
     batch_statistics.assign_keras(model, moments)
     entry = _record(cfg, KERAS_FILE, path, split, preprocessing, size, len(moments), left_alone)
     # Only the .keras is written; a SavedModel beside the source would be stale.
-    meta_out = batch_statistics.with_record(
+    meta_out = metadata.with_recalibration(
         metadata.completed(on_file, run, files={"keras": KERAS_FILE}), entry)
 
     def fill(tmp):

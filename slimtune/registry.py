@@ -19,7 +19,7 @@ import dataclasses
 import functools
 from typing import Callable, Optional
 
-from slimtune.errors import UsageError
+from slimtune.errors import CheckpointError, UsageError
 from slimtune.keras_nets import densenet as densenet_keras
 from slimtune.keras_nets import inception as inception_keras
 from slimtune.keras_nets import mobilenet as mobilenet_keras
@@ -37,7 +37,7 @@ from slimtune.ports import inception as inception_port
 from slimtune.ports import mobilenet as mobilenet_port
 from slimtune.ports import resnet as resnet_port
 from slimtune.ports import vgg as vgg_port
-from slimtune.ports.porter import Porter
+from slimtune.ports.porter import Porter, is_training_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,3 +318,42 @@ _BUILT_IN = (
 )
 for _spec in _BUILT_IN:
     register(_spec)
+
+
+def identify(tensors, model_name=None):
+    """The entry of the network whose variables are ``tensors`` (``{name: array or
+    shape}``); ``model_name`` is checked against them, not trusted.
+
+    Every registered network has its own root scope (``resnet_v1_50``, ``InceptionV3``),
+    so the roots of the model variables name the architecture.
+    """
+    roots = sorted({n.split("/", 1)[0] for n in tensors if "/" in n and not is_training_state(n)})
+    found = [n for n in names()
+             if get(n).scope in roots and _fingerprint_matches(get(n), tensors)]
+    if model_name:
+        spec = get(model_name)
+        if spec.scope not in roots:
+            raise CheckpointError(
+                f"checkpoint is not a {model_name}: it has no variables under {spec.scope}/ "
+                f"(its root scopes: {', '.join(roots) or 'none'}); "
+                + (f"use --model_name={found[0]}" if len(found) == 1
+                   else "check --checkpoint_path and --model_name"))
+        return spec
+    if len(found) == 1:
+        return get(found[0])
+    if not found:
+        raise UsageError(f"cannot tell the architecture: the checkpoint's root scopes "
+                         f"({', '.join(roots) or 'none'}) match no registered model; pass "
+                         f"--model_name (one of {', '.join(names())})")
+    raise UsageError(f"the checkpoint holds several networks ({', '.join(found)}); pass "
+                     "--model_name to choose one")
+
+
+def _fingerprint_matches(spec, tensors):
+    """False when ``spec`` shares its root scope with others and the checkpoint's
+    distinguishing variable has another size (a MobileNet of another width)."""
+    if not spec.fingerprint:
+        return True
+    name, size = spec.fingerprint
+    value = tensors.get(f"{spec.scope}/{name}")
+    return value is None or tuple(getattr(value, "shape", value))[-1] == size

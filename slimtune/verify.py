@@ -18,13 +18,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from slimtune import checkpoint, compare, files, forms, metadata, probe, registry, slim_run
+from slimtune import checkpoint, compare, files, forms, probe, slim_run
 from slimtune.checks import data_checks
 from slimtune.data import pipeline
 from slimtune.errors import UnusableInput
-# The quickstart opens the forms it verifies with verify.open_form.
-from slimtune.forms import input_settings, open_form
-from slimtune.nets import batch_norm
 from slimtune.progress import log as _log
 
 
@@ -70,9 +67,8 @@ def layerwise(checkpoint_path, keras_path, images, model_name=None, rtol=1e-5):
     import keras
 
     ref = forms.open_checkpoint(checkpoint_path, model_name)
-    spec = registry.get(ref.model_name)
-    meta = metadata.read(ref.path)
-    bn = batch_norm.as_trained(spec.batch_norm, meta)
+    run, _ = forms.checkpoint_run(ref.path, ref.model_name)
+    spec, bn = run.spec, run.batch_norm
     num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(ref.path), ref.path)
     points = spec.end_points()
     model = forms.load_keras(keras_path)
@@ -125,9 +121,9 @@ def verify(cfg: VerifyConfig, log=_log):
     Returns the result dict (also written to ``cfg.report_json``); ``result["passed"]``
     is the verdict.
     """
-    ref, cand = (open_form(path, cfg.model_name, cfg.input_node, cfg.output_node,
+    ref, cand = (forms.open_form(path, cfg.model_name, cfg.input_node, cfg.output_node,
                            cfg.signature) for path in (cfg.reference, cfg.candidate))
-    size, preprocessing = input_settings(cfg, (ref, cand))
+    size, preprocessing = forms.input_settings(cfg, (ref, cand))
     dataset = ((cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name, cfg.max_images)
                if cfg.dataset_name or cfg.dataset_dir else None)
     images = inputs(cfg.images, cfg.random, cfg.seed, size, preprocessing, dataset)

@@ -91,7 +91,7 @@ def check_tools_path(tmp_path, model_name, pretrained_classes, image_size=32, au
     import os
 
     from slimtune import evaluate, train
-    from slimtune.convert import convert
+    from slimtune import convert
 
     spec = registry.get(model_name)
     pretrained = make_checkpoint(str(tmp_path / "pretrained" / "model.ckpt"), model_name,

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read, write
 from slimtune import doctor, evaluate, export, forms, probe, registry, train, verify
-from slimtune.convert import convert
+from slimtune import convert
 from slimtune.errors import BrokenCheckpoint, UnusableInput, UsageError
 from slimtune.slim_engine import start
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read, write
 from slimtune import compare, probe, registry, slim_run, train
-from slimtune.convert import convert
+from slimtune import convert
 from slimtune.keras_nets import layers
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 

@@ -11,7 +11,7 @@ import pytest
 from conversion import check_parity, check_tools_path
 from slim_checkpoints import make_checkpoint, read
 from slimtune import compare, probe, registry, slim_run
-from slimtune.convert import convert
+from slimtune import convert
 from slimtune.errors import CheckpointError
 
 

@@ -104,8 +104,8 @@ def test_the_width_is_read_from_the_checkpoint(stem, expected):
     tells them apart by the stem's output channels."""
     import numpy as np
 
-    from slimtune.convert import source
+    from slimtune import registry
 
     for channels, name in expected.items():
         tensors = {stem: np.zeros((3, 3, 3, channels), np.float32)}
-        assert source.detect_model(tensors).name == name
+        assert registry.identify(tensors).name == name

@@ -7,11 +7,10 @@ import slimtune
 
 MAX_FUNCTION_LINES = 60
 
-# Temporary, for the issue 13 merge: files other branches are rewriting.  The lead
-# removes each entry once that branch has landed.
-NOT_YET = {
-    "slimtune/doctor/checkpoint_checks.py",  # part B (checks/): check() is 84 lines
-}
+# The commands: one floor, side by side.  Only the main job (quickstart) runs other
+# commands; engines and shared modules sit below them and never import one.
+COMMANDS = {"train", "evaluate", "export", "convert", "verify", "doctor", "recalibrate"}
+MAY_IMPORT_COMMANDS = {"quickstart"}
 
 
 def long_functions(root):
@@ -30,7 +29,7 @@ def long_functions(root):
 
 def test_no_function_is_over_60_lines():
     root = pathlib.Path(slimtune.__file__).parent
-    found = [f for f in long_functions(root) if f[0] not in NOT_YET]
+    found = long_functions(root)
     assert not found, "split by meaning: " + ", ".join(
         f"{path} {name}() {lines} lines" for path, name, lines in found)
 
@@ -41,3 +40,44 @@ def test_the_check_counts_what_it_says(tmp_path):
     body = "\n".join(f"    x = {i}" for i in range(MAX_FUNCTION_LINES - 1))
     (package / "m.py").write_text(f"def fits():\n{body}\n\n\ndef over():\n{body}\n    x = 0\n")
     assert long_functions(package) == [("pkg/m.py", "over", MAX_FUNCTION_LINES + 1)]
+
+
+def command_imports(root):
+    """``(module, command)`` for every import of a command module by another module of
+    the package (any ``import``, at the top or inside a function)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        module = path.relative_to(root).with_suffix("").as_posix().replace("/", ".")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == root.name:
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    root.name + "."):
+                names = [node.module.split(".")[1]]
+            elif isinstance(node, ast.Import):
+                names = [a.name.split(".")[1] for a in node.names
+                         if a.name.startswith(root.name + ".")]
+            else:
+                continue
+            found += [(module, name) for name in names
+                      if name in COMMANDS and name != module.split(".")[0]]
+    return found
+
+
+def test_no_module_but_the_main_job_imports_a_command():
+    root = pathlib.Path(slimtune.__file__).parent
+    found = [(m, c) for m, c in command_imports(root)
+             if m.split(".")[0] not in MAY_IMPORT_COMMANDS]
+    assert not found, "move the shared piece below the commands: " + ", ".join(
+        f"{module} imports {command}" for module, command in found)
+
+
+def test_the_import_check_sees_every_form(tmp_path):
+    package = tmp_path / "slimtune"
+    (package / "sub").mkdir(parents=True)
+    (package / "sub" / "a.py").write_text(
+        "from slimtune import train, files\nimport slimtune.verify\n"
+        "def f():\n    from slimtune.doctor import x\n")
+    (package / "train.py").write_text("from slimtune.train import y\n")
+    assert sorted(command_imports(package)) == [
+        ("sub.a", "doctor"), ("sub.a", "train"), ("sub.a", "verify")]

@@ -165,7 +165,7 @@ def test_keras_statistics_equal_those_of_the_concatenated_inputs(tmp_path, digit
         assert not written.get_layer("bn1").trainable  # saved as it was
         for before, after in zip(model.get_layer("conv2").weights, written.get_layer("conv2").weights):
             assert np.array_equal(before, after)
-        entry = json.loads((out / "slimtune.json").read_text())[batch_statistics.RECORD_KEY][-1]
+        entry = json.loads((out / "slimtune.json").read_text())[metadata.RECALIBRATIONS][-1]
         assert entry["left_alone"] == ([] if include_frozen else ["bn1"])
         assert entry["preprocessing_mode"] == "evaluation" and entry["images"] == 48
         assert any("left alone: 1 frozen" in line for line in lines) != include_frozen
@@ -180,7 +180,7 @@ def test_training_preprocessing_is_used_and_recorded(tmp_path, digits_dir):
             checkpoint_path=str(path), output_dir=str(tmp_path / name), dataset_name="digits",
             dataset_dir=digits_dir, image_size=32, preprocessing_name="inception",
             num_batches=2, batch_size=8, train_preprocessing=train_preprocessing))
-        entry = metadata.read(str(tmp_path / name))[batch_statistics.RECORD_KEY][-1]
+        entry = metadata.read(str(tmp_path / name))[metadata.RECALIBRATIONS][-1]
         assert entry["preprocessing_mode"] == ("training" if train_preprocessing
                                                else "evaluation")
         model = keras.models.load_model(tmp_path / name / "model.keras", safe_mode=True)
@@ -255,7 +255,7 @@ def test_frozen_run_is_left_alone_unless_asked(tmp_path, digits_dir, frozen_run)
     assert after["global_step"] == 40 and after["global_step"].dtype == before["global_step"].dtype
     meta = json.loads((out / "slimtune.json").read_text())
     assert meta["batch_norm"]["mode"] == "frozen"  # the run's record, kept
-    assert meta[batch_statistics.RECORD_KEY] == [entry]
+    assert meta[metadata.RECALIBRATIONS] == [entry]
     assert entry["checkpoint"] == "model.ckpt-40" and entry["layers"] == 53
     assert entry["dataset"]["split"] == "train" and entry["num_batches"] == 2
 
@@ -357,7 +357,7 @@ def test_precise_bn_batches_makes_the_final_checkpoint(tmp_path, digits_dir):
     changed = {n for n in raw if not np.array_equal(raw[n], precise[n])}
     assert changed == {n for n in raw if n.endswith(("moving_mean", "moving_variance"))}
     assert os.path.exists(result.checkpoint + ".meta")
-    (entry,) = metadata.read(str(run))[batch_statistics.RECORD_KEY]
+    (entry,) = metadata.read(str(run))[metadata.RECALIBRATIONS]
     assert entry["checkpoint"] == "precise_bn.ckpt-3" and entry["num_batches"] == 2
     # Three steps at decay 0.997 leave the moving averages 99% 0/1 (the doctor warns on
     # such a run); the recalibrated checkpoint is judged as measured instead.
@@ -438,7 +438,7 @@ def test_converted_keras_model_gets_the_checkpoints_statistics(tmp_path, digits_
     of this checkpoint and its .keras differ by 8.8e-5 relative with batch statistics
     (2.1e-6 in inference mode), the statistics by 1.3e-4; on the README's trained
     decay-0.9999 run, 4.8e-7."""
-    from slimtune.convert import convert
+    from slimtune import convert
 
     run = tmp_path / "run"
     run.mkdir()

@@ -72,7 +72,7 @@ def _register():
 
 def test_a_registered_architecture_trains_converts_and_verifies(tmp_path, digits_dir):
     from slimtune import train, verify
-    from slimtune.convert import convert
+    from slimtune import convert
 
     spec = _register()
     assert registry.get(NAME) is spec and NAME in registry.names()

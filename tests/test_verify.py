@@ -13,7 +13,7 @@ import tensorflow as tf
 from slim_checkpoints import freeze, make_checkpoint
 from slimtune import compare, export, registry, verify
 from slimtune.forms import open_form
-from slimtune.convert import convert
+from slimtune import convert
 from slimtune.nets import batch_norm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -57,7 +57,7 @@ flags.mark_flags_as_required(["checkpoint_path", "output_dir"])
 
 
 def main(argv):
-    from slimtune.convert import convert
+    from slimtune import convert
 
     convert.convert(cli.config_from_flags(convert.ConvertConfig))
 

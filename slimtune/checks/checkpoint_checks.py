@@ -21,6 +21,7 @@ import numpy as np
 from slimtune import batch_statistics, bn_layers, checkpoint, forms, metadata, registry
 from slimtune.checks import graph_checks
 from slimtune.findings import ERROR, NOTE, WARNING, Finding, Report, listed
+from slimtune.nets.batch_norm import FROZEN
 
 # Above this weight of the starting values, the moving statistics do not yet describe
 # the data: 0.1 means 90% of the average comes from training batches.
@@ -34,14 +35,14 @@ def checkpoint_report(path, model_name=None, report=None, **data):
     the repair command the fixes offer."""
     report = report if report is not None else Report()
     prefix = checkpoint.resolve(path)
-    meta = metadata.read(prefix)
+    recorded = metadata.recorded(prefix)
     graph_path = prefix + ".meta"
     meta_graph = forms.read_meta_graph(graph_path) if os.path.exists(graph_path) else None
     # The decay actually used: the run's metadata, else the training graph's constants,
     # else the architecture's published value.
-    decay = (meta_graph and _graph_decay(meta_graph)) or _default_decay(meta, model_name)
+    decay = (meta_graph and _graph_decay(meta_graph)) or _default_decay(recorded, model_name)
     report.checked.append(f"checkpoint {prefix}")
-    report.add(check(checkpoint.read_tensors(prefix), meta, decay, prefix,
+    report.add(check(checkpoint.read_tensors(prefix), recorded, decay, prefix,
                      model_name=model_name, **data), prefix)
     if meta_graph:
         report.checked.append(f"training graph {graph_path}")
@@ -49,8 +50,8 @@ def checkpoint_report(path, model_name=None, report=None, **data):
     return report
 
 
-def _default_decay(meta, model_name):
-    name = model_name or meta.get("model_name")
+def _default_decay(recorded, model_name):
+    name = model_name or recorded.model_name
     if name:
         spec = registry.get(name)
         return spec.batch_norm.decay if spec.batch_norm else None
@@ -73,14 +74,16 @@ def _global_step(tensors):
     return None
 
 
-def check(tensors, meta=None, default_decay=None, prefix=None, **command_flags):
-    """Findings for ``{name: array}`` (a checkpoint's tensors) and its metadata dict.
+def check(tensors, recorded=None, default_decay=None, prefix=None, **command_flags):
+    """Findings for ``{name: array}`` (a checkpoint's tensors) and what its slimtune.json
+    records (a :class:`~slimtune.metadata.RunInfo`, or None).
 
     ``prefix`` and ``command_flags`` (model_name, dataset_name, dataset_dir, image_size)
     fill in the ``slimtune-recalibrate`` command the fixes offer.
     """
-    meta = meta or {}
-    repair = batch_statistics.recalibrate_command(prefix or "CHECKPOINT", meta, **command_flags)
+    recorded = recorded or metadata.RunInfo()
+    repair = batch_statistics.recalibrate_command(prefix or "CHECKPOINT", recorded,
+                                                  **command_flags)
     scopes = bn_layers.scopes(tensors)
     if not scopes:
         return [Finding(NOTE, "no-batch-norm", "no BatchNorm variables in the checkpoint",
@@ -89,19 +92,20 @@ def check(tensors, meta=None, default_decay=None, prefix=None, **command_flags):
     step = _global_step(tensors)
     statistics = bn_layers.tensor_statistics(tensors)
     initial = bn_layers.initial(statistics)
-    bn = meta.get("batch_norm") or {}
-    frozen = bn.get("mode") == "frozen"
+    bn = recorded.batch_norm
+    frozen = bool(bn) and bn.mode == FROZEN
     findings = _missing_statistics(scopes)
-    if initial and step:
-        findings.append(_initial_statistics(initial, len(statistics), step, frozen, repair))
     if initial:
+        if step:
+            findings.append(_initial_statistics(initial, len(statistics), step, frozen,
+                                                repair))
         return findings
-    recalibrated = batch_statistics.recalibration_of(meta, prefix) if prefix else None
-    decay = bn.get("decay", default_decay)
+    recalibrated = metadata.recalibration_of(recorded, prefix) if prefix else None
+    decay = bn.decay if bn and bn.decay is not None else default_decay
     if recalibrated:
         findings.append(_recalibrated(recalibrated))
     elif step and decay and not frozen:
-        findings.append(_decay_finding(float(decay), step, meta, repair))
+        findings.append(_decay_finding(float(decay), step, recorded, repair))
     return findings
 
 
@@ -151,10 +155,10 @@ def _recalibrated(record):
         "training decay no longer matters", "nothing to do")
 
 
-def _decay_finding(decay, step, meta, repair):
+def _decay_finding(decay, step, recorded, repair):
     """Whether ``decay ** step`` still weighs the starting statistics too much."""
     weight = decay ** step
-    start = ("the pretrained statistics" if meta.get("checkpoint_path")
+    start = ("the pretrained statistics" if recorded.warm_start
              else "their initial values (0 and 1)")
     if weight <= STALE_WEIGHT:
         return Finding(NOTE, "bn-decay-ok", "BatchNorm moving averages have converged",

@@ -14,6 +14,7 @@ import numpy as np
 
 from slimtune import bn_layers
 from slimtune.findings import ERROR, NOTE, WARNING, Finding, listed
+from slimtune.nets.batch_norm import FROZEN, BatchNormConfig
 
 
 def nested_calls_in_training_mode(model):
@@ -97,11 +98,12 @@ def check_train_step(model, train_step, *args, **kwargs):
         "call model(x, training=True) inside the GradientTape of the train step")]
 
 
-def check(model, meta=None):
-    """Findings for a loaded Keras model and the slimtune.json beside it (if any)."""
-    meta = meta or {}
+def check(model, recorded=None):
+    """Findings for a loaded Keras model and what the slimtune.json beside it records
+    (a :class:`~slimtune.metadata.RunInfo`, or None)."""
+    expected = (recorded and recorded.batch_norm) or BatchNormConfig(None, None, None, None)
     layers = bn_layers.keras_layers(model)
-    findings = _nested_findings(model, (meta.get("batch_norm") or {}).get("mode") == "frozen")
+    findings = _nested_findings(model, expected.mode == FROZEN)
     initial = bn_layers.initial(bn_layers.keras_statistics(model))
     if initial:
         findings.append(Finding(
@@ -113,24 +115,23 @@ def check(model, meta=None):
             "never updated (a custom loop calling model(x) without training=True)",
             "convert from the checkpoint that holds the statistics, or train with "
             "model(x, training=True) inside the GradientTape"))
-    expected = meta.get("batch_norm") or {}
-    if expected.get("epsilon") is not None:
+    if expected.epsilon is not None:
         wrong = [f"{layer.name} ({layer.epsilon:g})" for layer in layers
-                 if not np.isclose(layer.epsilon, expected["epsilon"], rtol=1e-6)]
+                 if not np.isclose(layer.epsilon, expected.epsilon, rtol=1e-6)]
         if wrong:
             findings.append(Finding(
                 ERROR, "keras-bn-epsilon", "BatchNorm epsilon differs from the source "
-                "checkpoint's", f"slimtune.json says epsilon {expected['epsilon']:g}; "
+                "checkpoint's", f"slimtune.json says epsilon {expected.epsilon:g}; "
                 f"{len(wrong)} layers differ: {listed(wrong)}",
                 "outputs drift from the checkpoint's, most where variances are small",
                 "convert again with slimtune-convert (it reads the epsilon from the "
                 "training metadata) or set each layer's epsilon"))
-    if expected.get("scale") is not None:
-        wrong = [layer.name for layer in layers if bool(layer.scale) != bool(expected["scale"])]
+    if expected.scale is not None:
+        wrong = [layer.name for layer in layers if bool(layer.scale) != bool(expected.scale)]
         if wrong:
             findings.append(Finding(
                 ERROR, "keras-bn-scale", "BatchNorm scale (gamma) differs from the source "
-                "checkpoint's", f"slimtune.json says scale={expected['scale']}; "
+                "checkpoint's", f"slimtune.json says scale={expected.scale}; "
                 f"{len(wrong)} layers differ: {listed(wrong)}",
                 "a gamma the checkpoint never had (or one dropped) changes every output",
                 "convert again with slimtune-convert"))

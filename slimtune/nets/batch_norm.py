@@ -44,16 +44,6 @@ class BatchNormConfig:
         return dataclasses.asdict(self)
 
 
-def as_trained(bn, meta):
-    """``bn`` (an architecture's defaults, or None) with the decay, epsilon and scale a
-    run's slimtune.json recorded: a fine-tune with another epsilon is rebuilt with it."""
-    trained = meta.get("batch_norm") or {}
-    if bn is None or not trained:
-        return bn
-    return bn.replace(decay=trained.get("decay"), epsilon=trained.get("epsilon"),
-                      scale=trained.get("scale"))
-
-
 def slim_params(bn):
     """Keyword arguments for ``slim.batch_norm`` (used as ``normalizer_params``)."""
     import tensorflow as tf

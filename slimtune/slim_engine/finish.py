@@ -58,12 +58,12 @@ def precise_batch_norm(cfg, run, split, raw, log):
     state = tf.train.get_checkpoint_state(cfg.train_dir)
     kept = [p for p in state.all_model_checkpoint_paths if p != prefix] if state else [raw]
     tf.compat.v1.train.update_checkpoint_state(cfg.train_dir, prefix, kept + [prefix])
-    entry = batch_statistics.record(
+    entry = metadata.recalibration_record(
         name, os.path.abspath(raw), split, cfg.precise_bn_batches, cfg.batch_size,
         cfg.precise_bn_batches * cfg.batch_size, run.preprocessing, False, run.image_size,
         layers, note=note)
-    metadata.write(cfg.train_dir, batch_statistics.with_record(metadata.read(cfg.train_dir),
-                                                               entry))
+    metadata.write(cfg.train_dir, metadata.with_recalibration(
+        metadata.recorded(cfg.train_dir).document, entry))
     log(f"Final checkpoint {prefix}: {layers} BatchNorm layers re-estimated, every other "
         f"tensor as in {os.path.basename(raw)} (kept)")
     return prefix

@@ -20,19 +20,31 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from slimtune import checkpoint, compare, files, metadata, probe, slim_run
-from slimtune.convert import source
+from slimtune import checkpoint, compare, files, metadata, probe, registry, slim_run
 from slimtune.data import pipeline
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 from slimtune.progress import log as _log
 
-FORMAT = "slimtune.keras/1"
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
 
 
 class ParityError(SlimtuneError):
     """The converted model does not compute what the checkpoint computes."""
+
+
+@dataclasses.dataclass
+class Source:
+    prefix: str
+    tensors: dict  # {checkpoint name: array}
+    recorded: metadata.RunInfo  # what the checkpoint's slimtune.json says (empty if none)
+    sha256: dict  # {file name: sha256} of the checkpoint files
+
+
+def read_source(prefix):
+    """Every tensor of the checkpoint at ``prefix``; unreadable or truncated data fails here."""
+    return Source(prefix, checkpoint.read_tensors(prefix), metadata.recorded(prefix),
+                  checkpoint.file_hashes(prefix))
 
 
 @dataclasses.dataclass
@@ -65,7 +77,7 @@ def _run_info(cfg, src):
         batch_norm=metadata.batch_norm_flags(cfg.batch_norm_decay, cfg.batch_norm_epsilon,
                                              cfg.batch_norm_scale))
     return metadata.resolve(flags, src.recorded,
-                            identify=lambda name: source.detect_model(src.tensors, name))
+                            identify=lambda name: registry.identify(src.tensors, name))
 
 
 def _class_count(spec, tensors, cfg):
@@ -234,7 +246,7 @@ def _port(run, src, num_classes, cfg):
     slim variable names to read for them (None: as named)."""
     tensors, variable_map = src.tensors, None
     if cfg.use_moving_averages:
-        tensors, variable_map = source.with_moving_averages(src.tensors)
+        tensors, variable_map = checkpoint.with_moving_averages(src.tensors)
     fixed = cfg.fixed_input_size or cfg.include_aux_logits
     try:
         model = run.spec.keras_from_tensors(
@@ -272,28 +284,27 @@ def convert(cfg: ConvertConfig, log=_log):
     compat.apply()
     started = time.monotonic()
     _check_output_dir(cfg)
-    with source.opened(cfg.checkpoint_path) as prefix:
-        src = source.read(prefix)
-        run = _run_info(cfg, src)
-        in_checkpoint, num_classes = _class_count(run.spec, src.tensors, cfg)
-        _check_aux_logits(run.spec, src, cfg)
-        bn = run.batch_norm
-        bn_text = (f"BN epsilon {bn.epsilon}, scale {bn.scale}, momentum {bn.decay}"
-                   if bn else "no BN")
-        log(f"converting {src.prefix}: {run.model_name}, {in_checkpoint} classes"
-            f"{' -> ' + str(num_classes) if num_classes != in_checkpoint else ''}, {bn_text}")
-        model, variable_map = _port(run, src, num_classes, cfg)
-        log(f"ported {len(model.weights)} weights in {time.monotonic() - started:.1f} s; "
-            "checking parity with the slim graph")
-        # The Keras variables hold the weights now; the slim graph restores its own copy.
-        src.tensors = None
-        _release_memory()
-        traced = time.monotonic()
-        serve = serving_function(model)
-        log(f"traced the Keras model in {time.monotonic() - traced:.1f} s")
-        report = check_parity(run, src, serve, in_checkpoint, cfg, variable_map, log)
-        meta_out = _converted(run, src, num_classes, cfg, report)
-        _write(model, serve, cfg, meta_out, log)
+    src = read_source(checkpoint.resolve(cfg.checkpoint_path))
+    run = _run_info(cfg, src)
+    in_checkpoint, num_classes = _class_count(run.spec, src.tensors, cfg)
+    _check_aux_logits(run.spec, src, cfg)
+    bn = run.batch_norm
+    bn_text = (f"BN epsilon {bn.epsilon}, scale {bn.scale}, momentum {bn.decay}"
+               if bn else "no BN")
+    log(f"converting {src.prefix}: {run.model_name}, {in_checkpoint} classes"
+        f"{' -> ' + str(num_classes) if num_classes != in_checkpoint else ''}, {bn_text}")
+    model, variable_map = _port(run, src, num_classes, cfg)
+    log(f"ported {len(model.weights)} weights in {time.monotonic() - started:.1f} s; "
+        "checking parity with the slim graph")
+    # The Keras variables hold the weights now; the slim graph restores its own copy.
+    src.tensors = None
+    _release_memory()
+    traced = time.monotonic()
+    serve = serving_function(model)
+    log(f"traced the Keras model in {time.monotonic() - traced:.1f} s")
+    report = check_parity(run, src, serve, in_checkpoint, cfg, variable_map, log)
+    meta_out = _converted(run, src, num_classes, cfg, report)
+    _write(model, serve, cfg, meta_out, log)
     log(f"wrote {cfg.output_dir} ({KERAS_FILE}, {SAVED_MODEL_DIR}/, {metadata.FILENAME}) "
         f"in {time.monotonic() - started:.1f} s")
     return meta_out
