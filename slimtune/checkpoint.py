@@ -130,6 +130,12 @@ def in_scopes(name, scopes):
     return any(name == s or name.startswith(s.rstrip("/") + "/") for s in scopes)
 
 
+def variable_name(variable):
+    """A graph variable's name without ``:0``; for a distributed variable, the name of
+    its copies (its ``op`` can be the op that reads it)."""
+    return variable.name.rsplit(":", 1)[0]
+
+
 def plan_restore(variables, prefix, exclude_scopes=(), ignore_missing_vars=False,
                  logits_scopes=()):
     """Match graph ``variables`` to checkpoint ``prefix``; returns ``({ckpt name: variable}, missing)``.
@@ -143,7 +149,8 @@ def plan_restore(variables, prefix, exclude_scopes=(), ignore_missing_vars=False
     """
     shapes = read_shapes(prefix)
     restore, missing, mismatched = {}, [], []
-    pairs = variables.items() if isinstance(variables, dict) else ((v.op.name, v) for v in variables)
+    pairs = (variables.items() if isinstance(variables, dict)
+             else ((variable_name(v), v) for v in variables))
     for name, var in pairs:
         if in_scopes(name, exclude_scopes):
             continue

@@ -12,22 +12,35 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 from slimtune.errors import SlimtuneError, UsageError  # noqa: E402
 
-# research/slim flags about multi-worker deployment and queue-based input.  slimtune
-# accepts them so existing --flagfile files parse; values other than these defaults
-# ask for a setup slimtune does not provide, and are refused.
+# research/slim flags about deployment and queue-based input.  slimtune accepts them so
+# existing --flagfile files parse.  The training tool supports the data-parallel ones
+# (TRAINING_DEPLOYMENT_HELP, see slimtune.distribute); any other value than these
+# defaults asks for a setup slimtune does not provide, and is refused.
 RESEARCH_SLIM_DEPLOYMENT_FLAGS = {
     "master": "", "num_clones": 1, "clone_on_cpu": False, "worker_replicas": 1,
     "num_ps_tasks": 0, "task": 0, "sync_replicas": False, "replicas_to_aggregate": 1,
 }
 RESEARCH_SLIM_INPUT_FLAGS = {"num_readers": 4, "num_preprocessing_threads": 4}
+TRAINING_DEPLOYMENT_HELP = {
+    "num_clones": "Replicas on this machine's devices (GPUs, or CPUs with --clone_on_cpu): "
+                  "each takes --batch_size images per step and the gradients are summed.",
+    "clone_on_cpu": "Place the --num_clones replicas on CPU devices.",
+    "worker_replicas": "Number of workers; optional, must match --worker_hosts.",
+    "task": "This worker's index in --worker_hosts (0 is the chief).",
+    "num_ps_tasks": "Parameter servers are not supported (only 0): train on several "
+                    "workers with --worker_hosts and --task (or TF_CONFIG) instead.",
+}
 
 
-def define_research_slim_compat_flags():
+def define_research_slim_compat_flags(supported=()):
+    """Define the research/slim deployment and input flags; the ``supported`` ones get
+    their help text from :data:`TRAINING_DEPLOYMENT_HELP`."""
     from absl import flags
 
     for name, default in RESEARCH_SLIM_DEPLOYMENT_FLAGS.items():
-        help_text = (f"Accepted for research/slim flag files; only {default!r} is supported "
-                     "(slimtune trains on one machine, one device).")
+        help_text = TRAINING_DEPLOYMENT_HELP[name] if name in supported else (
+            f"Accepted for research/slim flag files; only {default!r} is supported "
+            "(slimtune trains on one machine, one device).")
         if isinstance(default, bool):
             flags.DEFINE_boolean(name, default, help_text)
         elif isinstance(default, int):
@@ -39,14 +52,18 @@ def define_research_slim_compat_flags():
                              "tf.data pipeline tunes its own parallelism (AUTOTUNE).")
 
 
-def check_compat_flags():
+def check_compat_flags(supported=()):
+    """Refuse research/slim deployment flags outside ``supported`` at other values than
+    their defaults."""
     from absl import flags
 
     values = flags.FLAGS
     for name, default in RESEARCH_SLIM_DEPLOYMENT_FLAGS.items():
-        if values[name].value != default:
-            raise UsageError(f"--{name}={values[name].value} is not supported: slimtune trains "
-                             f"on one machine and device; remove the flag or set it to {default!r}")
+        if name not in supported and values[name].value != default:
+            hint = (" (train on several workers with --worker_hosts and --task instead)"
+                    if supported else "")
+            raise UsageError(f"--{name}={values[name].value} is not supported{hint}: remove "
+                             f"the flag or set it to {default!r}")
 
 
 def config_from_flags(config_class, **overrides):
@@ -81,8 +98,11 @@ def _adopt_help_of(tool_module):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
 
-def run(main):
-    """``absl.app.run`` with SlimtuneError turned into a one-line message and exit code."""
+def run(main, pass_through=False):
+    """``absl.app.run`` with SlimtuneError turned into a one-line message and exit code.
+
+    ``pass_through``: the arguments after ``--`` reach ``main`` (for a launcher of other
+    tools, which needs no TensorFlow itself)."""
     from absl import app
 
     def wrapped(argv):
@@ -91,7 +111,7 @@ def run(main):
         # TensorFlow logs INFO chatter ("Fingerprint not found") through absl; slimtune
         # prints its own progress, so only warnings and errors get through.
         absl_logging.set_verbosity(absl_logging.WARNING)
-        if len(argv) > 1:
+        if len(argv) > 1 and not pass_through:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         try:
             return main(argv)
@@ -105,7 +125,7 @@ def run(main):
     asked_for_help = any(a in ("-h", "--help", "-?", "--helpshort", "--helpfull")
                          for a in sys.argv[1:])
     _adopt_help_of(sys.modules[main.__module__])
-    if not asked_for_help:
+    if not asked_for_help and not pass_through:
         from slimtune import compat
 
         compat.import_tensorflow_quietly()

@@ -147,6 +147,19 @@ def op_determinism(enabled=True):
         config.disable_op_determinism()
 
 
+def session_config():
+    """A ``ConfigProto`` for a ``tf.compat.v1.Session`` with the process's TensorFlow
+    settings (``tf.config.threading`` thread counts, logical devices): a Session given a
+    config of its own would not see them."""
+    apply()
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    config = tf.compat.v1.ConfigProto()
+    config.CopyFrom(context.context().config)
+    return config
+
+
 def saved_model_root():
     """An empty object that a SavedModel saves with each attribute under its own name.
 

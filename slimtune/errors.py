@@ -27,6 +27,10 @@ class TrainingDiverged(SlimtuneError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class WorkerLost(SlimtuneError):
+    """A multi-worker run lost one of its workers; restarting all of them resumes."""
+
+
 class BrokenCheckpoint(CheckpointError):
     """The checkpoint's own graph computes NaN or infinite outputs (its weights overflowed
     in training): no tool can evaluate, export or convert it faithfully."""

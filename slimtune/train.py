@@ -23,7 +23,7 @@ import dataclasses
 import os
 from typing import Optional
 
-from slimtune import checkpoint, compat, metadata, optim, slim_engine
+from slimtune import checkpoint, compat, distribute, metadata, optim, slim_engine
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
@@ -88,6 +88,15 @@ class TrainConfig:
     # After the last step, re-estimate the BatchNorm statistics over this many batches
     # of the training split (0: keep the moving averages); see slim_engine.finish.
     precise_bn_batches: int = 0
+    # Where the replicas are (slimtune.distribute): several workers (--worker_hosts and
+    # --task, or TF_CONFIG), or --num_clones devices of one machine.  --batch_size is
+    # per replica: the global batch is batch_size x num_clones x workers.
+    worker_hosts: Optional[str] = None
+    task: int = 0
+    worker_replicas: int = 1
+    num_clones: int = 1
+    clone_on_cpu: bool = False
+    num_ps_tasks: int = 0
 
 
 @dataclasses.dataclass
@@ -173,15 +182,23 @@ def _check_resume_compatible(train_dir, run):
                 f"{now!r}: use a new --train_dir (or delete the old one)")
 
 
-def _start_line(cfg, run, split):
+def _start_line(cfg, run, split, placement):
     bn = run.batch_norm
     bn_text = (f"BN decay {bn.decay} epsilon {bn.epsilon} scale {bn.scale} mode {bn.mode}"
                if bn else "no BatchNorm")
     return (f"Training {run.model_name} on {cfg.dataset_name}/{cfg.dataset_split_name} "
             f"({split.num_samples} images, {run.num_classes} classes) at {run.image_size}px, "
-            f"batch {cfg.batch_size}, {run.preprocessing} preprocessing, {bn_text}"
+            f"batch {cfg.batch_size}{_replicas_text(cfg, placement)}, {run.preprocessing} "
+            f"preprocessing, {bn_text}"
             + ("" if cfg.seed is None else f", seed {cfg.seed}"
                + (" (deterministic)" if deterministic(cfg) else "")))
+
+
+def _replicas_text(cfg, placement):
+    if not placement.distributed:
+        return ""
+    return (f" per replica x {placement.num_replicas} replicas = global batch "
+            f"{cfg.batch_size * placement.num_replicas} on {placement.describe()}")
 
 
 def train(cfg: TrainConfig, log=_log) -> TrainResult:
@@ -193,19 +210,24 @@ def train(cfg: TrainConfig, log=_log) -> TrainResult:
 def _train(cfg, log):
     compat.apply()
     _validate(cfg)
+    placement = distribute.placement(cfg)
+    if placement.distributed:
+        cfg = dataclasses.replace(cfg, train_dir=placement.own_dir(cfg.train_dir))
+        lock = distribute.lock_dir(cfg.train_dir, placement)  # noqa: F841 (held to the end)
+    strategy = distribute.slim_strategy(placement)  # before any other TensorFlow op
     run = _resolve(cfg)
     split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
                                 cfg.dataset_file_pattern)
     run = _on_split(cfg, run, split)
     os.makedirs(cfg.train_dir, exist_ok=True)
     _check_resume_compatible(cfg.train_dir, run)
-    trainer = slim_engine.Trainer(cfg, run, split, log)
+    trainer = slim_engine.Trainer(cfg, run, split, log, placement, strategy)
     reported = _report_graph_findings(trainer.graph, log)
     metadata.write(cfg.train_dir, metadata.training_document(
         run, weight_decay=cfg.weight_decay, moving_average_decay=cfg.moving_average_decay,
         exclude_scopes=checkpoint.split_scopes(cfg.checkpoint_exclude_scopes), seed=cfg.seed,
         deterministic=deterministic(cfg)))
-    log(_start_line(cfg, run, split))
+    log(_start_line(cfg, run, split, placement))
     final, step, loss, seconds = trainer.train()
     _report_doctor_findings(final, log, reported)
     return TrainResult(final, step, loss, seconds)

@@ -9,7 +9,8 @@ MAX_FUNCTION_LINES = 60
 
 # The commands: one floor, side by side.  Only the main job (quickstart) runs other
 # commands; engines and shared modules sit below them and never import one.
-COMMANDS = {"train", "evaluate", "export", "convert", "verify", "doctor", "recalibrate"}
+COMMANDS = {"train", "evaluate", "export", "convert", "verify", "doctor", "recalibrate",
+            "launch"}
 MAY_IMPORT_COMMANDS = {"quickstart"}
 
 

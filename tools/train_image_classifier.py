@@ -23,6 +23,11 @@ existing command lines and --flagfile files work.  Differences that matter:
     channel (batch x map size) are warned about; at the end, the final checkpoint is
     run in inference mode on one batch and a warning says if its outputs are not finite.
 
+  * Data parallel on several machines: --worker_hosts=h0:p0,h1:p1 --task=i on each
+    (or TF_CONFIG); on one machine, slimtune-launch --num_workers=N -- <these flags>.
+    --num_clones=K trains K replicas on one machine's devices.  Parameter servers
+    (--num_ps_tasks) are not supported.
+
 Example (the built-in handwritten digits, ResNet v1 50 at 32 px):
 
   slimtune-train --train_dir=/tmp/digits_run --dataset_name=digits \\
@@ -127,13 +132,19 @@ F.DEFINE_integer("save_interval_secs", 600, "Save a checkpoint at least this oft
 F.DEFINE_integer("save_interval_steps", None, "Also save every N steps.")
 F.DEFINE_integer("save_summaries_secs", 600, "Write TensorBoard summaries this often.")
 F.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints kept in --train_dir.")
-cli.define_research_slim_compat_flags()
+# Several workers or devices (research/slim names; see "Training on several machines")
+F.DEFINE_string("worker_hosts", None, "Every worker's host:port, comma-separated, worker 0 "
+                "(the chief) first, the same on every worker; with --task=i this process is "
+                "worker i. Without it, a TF_CONFIG environment variable is used if set. "
+                "--batch_size is per worker: the global batch is batch_size x workers.")
+DEPLOYMENT = ("num_clones", "clone_on_cpu", "worker_replicas", "task", "num_ps_tasks")
+cli.define_research_slim_compat_flags(supported=DEPLOYMENT)
 
 
 def main(argv):
     from slimtune import train
 
-    cli.check_compat_flags()
+    cli.check_compat_flags(supported=DEPLOYMENT)
     train.train(cli.config_from_flags(train.TrainConfig))
 
 

@@ -53,7 +53,7 @@ def open_split(dataset_name, dataset_dir, split, file_pattern=None):
 
 def batches(split, preprocessing_name, image_size, batch_size, is_training,
             num_classes, labels_offset=0, num_epochs=None, seed=None, deterministic=None,
-            augment=None):
+            augment=None, skip_batches=0):
     """A ``tf.data.Dataset`` of ``(images [B,S,S,3] float32, labels [B] int64)``.
 
     Training data is shuffled (with ``seed``) and repeated (forever, or ``num_epochs``
@@ -63,7 +63,9 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
     Labels are shifted by ``-labels_offset`` and checked against ``num_classes``: an
     out-of-range label fails with a message naming the shard and record.  ``augment``
     picks the training (random crops, flips) or evaluation preprocessing; by default it
-    follows ``is_training``.
+    follows ``is_training``.  ``skip_batches`` starts the training data that many batches
+    in (a resumed run reads on where the interrupted one stopped; the records are skipped
+    before decoding, and random augmentations start afresh).
     """
     import tensorflow as tf
 
@@ -85,6 +87,8 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
                             deterministic=in_order)
     if is_training:
         data = data.shuffle(2048, seed=seed).repeat(num_epochs)
+        if skip_batches:
+            data = data.skip(skip_batches * batch_size)
 
     def load(path, index, record):
         image, label = tfrecord.parse_example(record)

@@ -20,29 +20,38 @@ its BatchNorm statistics (:mod:`.finish`).
 
 import time
 
+from slimtune import compat, distribute
 from slimtune.progress import format_seconds
 from slimtune.slim_engine import finish, start
 from slimtune.slim_engine.graph import build_train_graph
-from slimtune.slim_engine.loop import StepLoop
+from slimtune.slim_engine.loop import StepLoop, peers_guard
 
 
 class Trainer:
     """One training run of ``run`` (a resolved :class:`slimtune.metadata.RunInfo`) on
-    ``split`` with the settings of ``cfg`` (a ``train.TrainConfig``).
+    ``split`` with the settings of ``cfg`` (a ``train.TrainConfig``), its replicas placed
+    by ``strategy`` as ``placement`` says (:mod:`slimtune.distribute`; None: one device).
 
     Creating it builds the graph, and checks a warm-start checkpoint against it, so a
     run that cannot start fails before anything is written; :meth:`train` trains.
+    In a multi-worker run every worker runs the initializer (worker 0's initial values
+    are broadcast), every step and every save; first the workers compare their
+    settings and refuse to start unless all were given the same.
     """
 
-    def __init__(self, cfg, run, split, log):
+    def __init__(self, cfg, run, split, log, placement=None, strategy=None):
         import tensorflow as tf
 
         v1 = tf.compat.v1
         self.cfg, self.run_info, self.split, self.log = cfg, run, split, log
+        self.placement = placement or distribute.Placement()
+        self.strategy = strategy
+        self.start_step = start.resume_step(cfg.train_dir)
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.tensors = build_train_graph(cfg, run, split,
-                                             start.with_aux_head(cfg, run.spec, log))
+                                             start.with_aux_head(cfg, run.spec, log),
+                                             strategy, self.placement, self.start_step)
             self.saver = v1.train.Saver(max_to_keep=cfg.keep_checkpoint_max)
             self.warm_start = start.warm_start_plan(cfg, run.spec, log)
             self.init_op = v1.global_variables_initializer()
@@ -56,20 +65,49 @@ class Trainer:
 
         cfg, t, log = self.cfg, self.tensors, self.log
         started = time.monotonic()
-        with tf.compat.v1.Session(graph=self.graph) as sess:
+        with self._session() as sess:
+            self._agree(sess)
             writer = tf.compat.v1.summary.FileWriter(cfg.train_dir, graph=self.graph)
-            start.restore_or_initialize(sess, cfg.train_dir, self.saver, self.init_op,
-                                        self.warm_start, log)
-            loop = StepLoop(cfg, self.run_info, self.split, t, sess, self.saver, writer, log)
+            with peers_guard(self.placement, self.start_step, cfg.train_dir):
+                start.restore_or_initialize(sess, cfg.train_dir, self.saver, self.init_op,
+                                            self.warm_start, log)
+            loop = StepLoop(cfg, self.run_info, self.split, t, sess, self.saver, writer, log,
+                            self.placement)
             loop.run_to_end()
             writer.flush()
             writer.close()
-            check_images, check_logits = sess.run([t.check_images, t.check_logits])
+            with peers_guard(self.placement, loop.step, cfg.train_dir):
+                check_images, check_logits = sess.run([t.check_images, t.check_logits])
         seconds = time.monotonic() - started
         final = tf.train.latest_checkpoint(cfg.train_dir)
         log(f"Finished at step {loop.step} in {format_seconds(seconds)}: {final}")
         if not np.all(np.isfinite(check_logits)):
             finish.name_non_finite(self.run_info, final, check_images, log)
-        if cfg.precise_bn_batches and not finish.is_precise(final):
+        if (cfg.precise_bn_batches and self.placement.is_chief
+                and not finish.is_precise(final)):
             final = finish.precise_batch_norm(cfg, self.run_info, self.split, final, log)
         return final, loop.step, loop.loss, seconds
+
+    def _session(self):
+        import tensorflow as tf
+
+        config = compat.session_config()
+        if self.strategy is not None:
+            config = self.strategy.update_config_proto(config)
+        return tf.compat.v1.Session(distribute.session_target(self.placement),
+                                    graph=self.graph, config=config)
+
+    def _agree(self, sess):
+        """Multi-worker runs: every worker's settings to every worker, before anything
+        else runs; a worker started with other flags (or writing another's dir) stops
+        the run, naming both values."""
+        t, placement = self.tensors, self.placement
+        if t.settings_rows is None:
+            return
+        mine = distribute.run_settings(self.cfg, self.run_info, placement,
+                                       resume_step=self.start_step)
+        self.log(f"{placement.describe()}: waiting for the other workers")
+        with peers_guard(placement, self.start_step, self.cfg.train_dir):
+            rows = sess.run(t.settings, {t.settings_rows: distribute.settings_rows(
+                mine, placement)})
+        distribute.check_same_settings(distribute.settings_of_rows(rows), placement.task)

@@ -11,10 +11,11 @@ bit for bit only while the order stays as it is.
 """
 
 import dataclasses
+import functools
 
-from slimtune import checkpoint, compat, optim
+from slimtune import checkpoint, compat, distribute, optim
 from slimtune.data import pipeline
-from slimtune.errors import UsageError
+from slimtune.errors import DataError, UsageError
 from slimtune.nets import batch_norm as bn_lib
 
 # Images the final checkpoint's inference outputs are checked on: a checkpoint whose
@@ -27,19 +28,28 @@ class TrainGraph:
     """The tensors the session loop runs."""
 
     global_step: object
-    train_op: object  # runs one step; its value is the total loss
+    train_op: object  # runs one step; its value is the total loss (mean over replicas)
     lr: object
-    accuracy: object  # top-1 on the training batch
+    accuracy: object  # top-1 on the training batch (mean over replicas)
     summary: object
     images_per_sec: object  # fed: the throughput the summaries record
     check_images: object  # the final check's batch and the network's inference logits
     check_logits: object
+    wish: object  # fed: [save, summary] this worker wants after this step (0 or 1)
+    agreed: object  # the wishes summed over every replica: all workers act on them
+    settings_rows: object = None  # multi-worker runs: fed, see distribute.settings_rows
+    settings: object = None  # the rows summed over the workers
 
 
-def build_train_graph(cfg, run, split, create_aux_logits=True):
+def build_train_graph(cfg, run, split, create_aux_logits=True, strategy=None,
+                      placement=None, start_step=0):
     """Build the training graph of ``run`` (a resolved :class:`metadata.RunInfo`) on
-    ``split`` in the current default graph.
+    ``split`` in the current default graph, with its replicas placed by ``strategy``
+    (None: one device) as ``placement`` (a :class:`slimtune.distribute.Placement`) says.
 
+    Each replica reads its own share of the shard files and runs its own train op
+    (``create_train_op`` with its own BatchNorm updates); the optimizer sums the
+    replicas' gradients.  The input starts at batch ``start_step`` (a resumed run).
     ``create_aux_logits=False`` leaves out an auxiliary head (see
     :func:`slimtune.slim_engine.start.with_aux_head`).
     """
@@ -47,31 +57,133 @@ def build_train_graph(cfg, run, split, create_aux_logits=True):
 
     v1 = tf.compat.v1
     compat.apply()
+    placement = placement or distribute.Placement()
     if cfg.seed is not None:
         v1.set_random_seed(cfg.seed)
-    global_step = v1.train.get_or_create_global_step()
-    with tf.device("/cpu:0"):
-        data = pipeline.batches(split, run.preprocessing, run.image_size, cfg.batch_size, True,
-                                run.num_classes, run.labels_offset, seed=cfg.seed,
-                                deterministic=cfg.deterministic)
-        images, labels = v1.data.make_one_shot_iterator(data).get_next()
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        rows, settings = _settings_exchange(strategy, placement)  # the first collective
+        global_step = v1.train.get_or_create_global_step()
+        inputs = _replica_inputs(cfg, run, split, strategy, placement, start_step)
+        wish = v1.placeholder_with_default(tf.zeros([2]), [2], name="wish")
+        # The schedule counts epochs of the global batch (every replica's images).
+        global_batch = dataclasses.replace(cfg, batch_size=cfg.batch_size
+                                           * placement.num_replicas)
+        step = functools.partial(_replica_step, global_batch, run, split, create_aux_logits,
+                                 global_step, placement.num_clones,
+                                 functools.partial(_local_batch, strategy, inputs))
+        loss, cross_entropy, accuracy, lr, agreed = strategy.run(step, args=(wish,))
+        mean = functools.partial(strategy.reduce, tf.distribute.ReduceOp.MEAN, axis=None)
+        train_op, cross_entropy, accuracy = mean(loss), mean(cross_entropy), mean(accuracy)
+        lr = strategy.experimental_local_results(lr)[0]
+        # Every local replica's copy: a collective runs only if all its parts are fetched.
+        agreed = tf.reduce_max(tf.stack(strategy.experimental_local_results(agreed)), 0)
+        check_images, check_logits = _final_check_tensors(cfg, run, split, create_aux_logits)
+        images_per_sec = v1.placeholder_with_default(0.0, [], name="images_per_sec")
+        summary = _summaries(train_op, cross_entropy, lr, accuracy, images_per_sec)
+    return TrainGraph(global_step, train_op, lr, accuracy, summary, images_per_sec,
+                      check_images, check_logits, wish, agreed, rows, settings)
+
+
+def _settings_exchange(strategy, placement):
+    """``(fed rows, summed rows)`` of a multi-worker run, built before any other
+    collective so that it pairs up across workers even when their graphs differ."""
+    import tensorflow as tf
+
+    if placement.cluster is None:
+        return None, None
+    rows = tf.compat.v1.placeholder(tf.float32, [placement.num_workers, distribute.ROW_BYTES],
+                                    name="worker_settings")
+    summed = strategy.run(_all_reduce_sum, args=(rows,))
+    return rows, strategy.experimental_local_results(summed)[0]
+
+
+def _all_reduce_sum(value):
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    # On the replica's device: a value from outside (a feed) has none to reduce to.
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(value))
+
+
+def _replica_inputs(cfg, run, split, strategy, placement, start_step):
+    """Each local replica's ``(images, labels)`` (a list): replica ``r`` of ``R`` reads the shard
+    files ``r, r+R, ...`` (FILE sharding) from batch ``start_step`` on."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    count, first = placement.num_replicas, placement.task * placement.num_clones
+    if count > 1 and len(split.files) < count:
+        raise DataError(f"{split.dataset_dir} has {len(split.files)} {split.split} shard "
+                        f"files for {count} replicas: each replica reads its own files, so "
+                        f"write the split as {count} or more shards")
+    batches = []
+    for replica in range(first, first + placement.num_clones):
+        files = split.files[replica::count]
+        with tf.device("/cpu:0"):
+            data = pipeline.batches(dataclasses.replace(split, files=files), run.preprocessing,
+                                    run.image_size, cfg.batch_size, True, run.num_classes,
+                                    run.labels_offset, seed=cfg.seed,
+                                    deterministic=cfg.deterministic, skip_batches=start_step)
+            batches.append(v1.data.make_one_shot_iterator(data).get_next())
+    return batches
+
+
+def _local_batch(strategy, batches):
+    """Inside a replica: this replica's ``(images, labels)`` of the local ``batches``."""
+    import tensorflow as tf
+
+    if len(batches) == 1:
+        return batches[0]
+    def canonical(device):
+        return tf.DeviceSpec.from_string(device).to_string()
+
+    device = canonical(tf.nest.flatten(tf.distribute.get_replica_context().devices)[0])
+    return batches[[canonical(d) for d in strategy.extended.worker_devices].index(device)]
+
+
+def _replica_step(cfg, run, split, create_aux_logits, global_step, num_local, inputs, wish):
+    """One replica's part of a step: its network on its batch (``inputs()``), its losses
+    and its train op.  Returns ``(loss, cross entropy, accuracy, learning rate, wishes summed)``."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    images, labels = inputs()
+    before = {key: len(v1.get_collection(key)) for key in _PER_REPLICA}
     logits, end_points = run.spec.build(images, run.num_classes, is_training=True,
                                         batch_norm=run.batch_norm,
                                         weight_decay=cfg.weight_decay,
                                         create_aux_logits=create_aux_logits)
-    total_loss, cross_entropy = _losses(cfg, run, logits, end_points, labels)
+    cross_entropy = _losses(cfg, run, logits, end_points, labels)
+    new = {key: v1.get_collection(key)[count:] for key, count in before.items()}
+    total_loss = _total_loss(new[v1.GraphKeys.LOSSES],
+                             new[v1.GraphKeys.REGULARIZATION_LOSSES], num_local)
     accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), labels), tf.float32))
-    train_op, lr = _train_op(cfg, run, split, total_loss, global_step)
-    check_images, check_logits = _final_check_tensors(cfg, run, split, create_aux_logits)
-    images_per_sec = v1.placeholder_with_default(0.0, [], name="images_per_sec")
-    summary = _summaries(total_loss, cross_entropy, lr, accuracy, images_per_sec)
-    return TrainGraph(global_step, train_op, lr, accuracy, summary, images_per_sec,
-                      check_images, check_logits)
+    train_op, lr = _train_op(cfg, run, split, total_loss, global_step,
+                             new[v1.GraphKeys.UPDATE_OPS])
+    agreed = _all_reduce_sum(wish)
+    return train_op, cross_entropy, accuracy, lr, agreed
+
+
+# Collections a replica adds to while it builds; another local replica's entries are
+# not its own.
+_PER_REPLICA = ("losses", "regularization_losses", "update_ops")
+
+
+def _total_loss(losses, regularization, num_local):
+    """The replica's total loss.  Only the local replica that creates the variables
+    sees their regularization losses; it carries them for all ``num_local`` replicas
+    (the optimizer divides each replica's loss by the number of replicas)."""
+    import tensorflow as tf
+
+    if regularization and num_local > 1:
+        regularization = [tf.multiply(float(num_local), tf.add_n(regularization))]
+    return tf.add_n(losses + regularization, name="total_loss")
 
 
 def _losses(cfg, run, logits, end_points, labels):
-    """``(total loss, cross entropy)``: softmax cross entropy of the logits, 0.4 of the
-    auxiliary head's when there is one, and the regularisation losses."""
+    """The cross entropy of the logits; adds it and 0.4 of the auxiliary head's (when
+    there is one) to the LOSSES collection."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -83,12 +195,10 @@ def _losses(cfg, run, logits, end_points, labels):
             aux = tf.squeeze(aux, axis=[1, 2])
         v1.losses.softmax_cross_entropy(one_hot, aux, label_smoothing=cfg.label_smoothing,
                                         weights=0.4, scope="aux_loss")
-    cross_entropy = v1.losses.softmax_cross_entropy(
-        one_hot, logits, label_smoothing=cfg.label_smoothing)
-    return v1.losses.get_total_loss(name="total_loss"), cross_entropy
+    return v1.losses.softmax_cross_entropy(one_hot, logits, label_smoothing=cfg.label_smoothing)
 
 
-def _train_op(cfg, run, split, total_loss, global_step):
+def _train_op(cfg, run, split, total_loss, global_step, update_ops):
     """``(train op, learning rate)``: one optimizer step that also runs the BatchNorm
     updates (and the weights' moving averages with --moving_average_decay)."""
     import tensorflow as tf
@@ -97,7 +207,7 @@ def _train_op(cfg, run, split, total_loss, global_step):
     v1 = tf.compat.v1
     lr = optim.learning_rate(cfg, global_step, split.num_samples)
     opt = optim.optimizer(cfg, lr)
-    update_ops = list(v1.get_collection(v1.GraphKeys.UPDATE_OPS))
+    update_ops = list(update_ops)
     if run.batch_norm is not None and run.batch_norm.mode == bn_lib.FROZEN and update_ops:
         raise RuntimeError("internal: frozen BatchNorm still created update ops: "
                            + ", ".join(op.name for op in update_ops[:3]))
@@ -162,7 +272,8 @@ def _summaries(total_loss, cross_entropy, lr, accuracy, images_per_sec):
         v1.summary.scalar("training/images_per_sec", images_per_sec),
     ]
     for var in _bn_moving_variables(v1.get_default_graph()):
-        summaries.append(v1.summary.histogram("batch_norm/" + var.op.name, var))
+        summaries.append(v1.summary.histogram("batch_norm/" + checkpoint.variable_name(var),
+                                              var))
     return v1.summary.merge(summaries)
 
 
@@ -170,5 +281,5 @@ def _bn_moving_variables(graph):
     import tensorflow as tf
 
     return [v for v in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)
-            if v.op.name.endswith(("/moving_mean", "/moving_variance"))
-            and "ExponentialMovingAverage" not in v.op.name]
+            if checkpoint.variable_name(v).endswith(("/moving_mean", "/moving_variance"))
+            and "ExponentialMovingAverage" not in v.name]

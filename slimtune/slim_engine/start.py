@@ -66,7 +66,19 @@ def warm_start_plan(cfg, spec, log):
         cfg.ignore_missing_vars, spec.logits_scopes)
     log(f"Fine-tuning from {prefix}: {len(restore)} variables"
         + (f", {len(missing)} missing kept at their initial values" if missing else ""))
+    # A list where names match: a Saver given {name: variable} reads a distributed run's
+    # BatchNorm statistics (SyncOnRead) as tensors instead of restoring them.
+    if all(checkpoint.variable_name(v) == name for name, v in restore.items()):
+        restore = list(restore.values())
     return prefix, tf.compat.v1.train.Saver(var_list=restore)
+
+
+def resume_step(train_dir):
+    """The global step of the checkpoint ``train_dir`` resumes from (0: none)."""
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(train_dir)
+    return int(tf.train.load_variable(latest, "global_step")) if latest else 0
 
 
 def restore_or_initialize(sess, train_dir, saver, init_op, warm_start, log):
