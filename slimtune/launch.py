@@ -83,7 +83,7 @@ def supervise(processes, out=sys.stdout, poll=0.2):
         thread.start()
     first_failure = 0
     try:
-        while any(p.poll() is None for p in processes):
+        while None in [p.poll() for p in processes]:  # every one polled, each time
             failed = [(i, p.returncode) for i, p in enumerate(processes)
                       if p.returncode not in (None, 0)]
             if failed:

@@ -9,6 +9,7 @@ killed.  No TensorFlow multi_process_runner (it reports every test skipped witho
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -111,3 +112,171 @@ def test_two_workers_train_as_one_process_with_two_replicas(tmp_path, digits_dir
         np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
         np.testing.assert_allclose(chief[name], one[name], rtol=1e-5, atol=1e-5,
                                    err_msg=name)
+
+
+# -- faults --------------------------------------------------------------------------------
+def test_a_killed_worker_stops_the_other_with_a_clear_error(tmp_path, digits_dir):
+    workers = _workers(lambda i: _flags(str(tmp_path / "run"), steps=100000,
+                                        dataset_dir=digits_dir))
+    lines, deadline = [], time.monotonic() + TIMEOUT
+    try:
+        for line in workers[1].stdout:  # wait until both train
+            lines.append(line)
+            if line.startswith("step ") or time.monotonic() > deadline:
+                break
+        assert any(line.startswith("step ") for line in lines), "".join(lines)[-2000:]
+        workers[1].kill()
+        killed_at = time.monotonic()
+        (code, out), = _finish(workers[:1], timeout=90)
+        waited = time.monotonic() - killed_at
+    finally:
+        _finish(workers, timeout=10)
+    assert code != 0
+    assert "lost the other workers" in out and "resume from" in out, out[-2000:]
+    assert waited < 90
+
+
+@pytest.mark.slow  # ~20 s here; the settings check is covered by the cheap row tests below
+def test_a_worker_with_other_flags_is_refused_naming_both_values(tmp_path, digits_dir):
+    workers = _workers(lambda i: _flags(str(tmp_path / "run"), dataset_dir=digits_dir,
+                                        batch_size=4 + 4 * i))
+    results = _finish(workers)
+    for task, (code, out) in enumerate(results):
+        assert code == 1, out[-2000:]
+        assert (f"batch_size differs between workers: worker {task} (this one) has "
+                f"{4 + 4 * task}, worker {1 - task} has {8 - 4 * task}") in out, out[-2000:]
+
+
+def test_a_train_dir_another_worker_writes_is_refused(tmp_path):
+    from slimtune import train
+    from slimtune.errors import UsageError
+
+    run_dir = str(tmp_path / "run")
+    holder = distribute.lock_dir(run_dir, distribute.Placement())
+    try:
+        with pytest.raises(UsageError, match=r"run is already written by one device, pid "):
+            train.train(train.TrainConfig(train_dir=run_dir, dataset_name="digits",
+                                          worker_hosts="127.0.0.1:1,127.0.0.1:2"))
+    finally:
+        holder.close()
+
+
+@pytest.mark.slow  # ~60 s here (two launches); the launcher's plumbing is covered cheaply
+def test_the_launcher_prefixes_each_worker_and_a_rerun_resumes(tmp_path, digits_dir):
+    import io
+
+    from slimtune import launch
+
+    run_dir = str(tmp_path / "run")
+    outputs = []
+    for steps in (2, 4):
+        out = io.StringIO()
+        flags = _flags(run_dir, steps=steps, dataset_dir=digits_dir)
+        processes = launch.start_workers(2, flags, program=WORKER)
+        timer = threading.Timer(TIMEOUT, launch.stop, args=(processes, 1.0))
+        timer.start()
+        try:
+            code = launch.supervise(processes, out)
+        finally:
+            timer.cancel()
+        outputs.append(out.getvalue())
+        assert code == 0, outputs[-1][-3000:]
+    first, second = outputs
+    assert "[worker 0] step 2/2" in first and "[worker 1] step 2/2" in first
+    assert f"[worker 1] Resuming from {run_dir}/worker_1/model.ckpt-2" in second
+    assert "[worker 0] step 4/4" in second and "step 1/" not in second
+    chief, step0 = _tensors(run_dir)
+    other, step1 = _tensors(os.path.join(run_dir, "worker_1"))
+    assert step0 == step1 == 4
+    for name in chief:
+        np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
+
+
+def test_a_launch_stops_every_worker_when_one_fails_and_returns_its_code(tmp_path):
+    """Without TensorFlow: worker 1 fails with code 3 at once, worker 0 would run for
+    a minute; the launcher stops it and returns 3."""
+    import io
+
+    from slimtune import launch
+
+    program = tmp_path / "worker.py"
+    program.write_text(
+        "import json, os, sys, time\n"
+        "index = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
+        "print('started', sys.argv[1:], flush=True)\n"
+        "sys.exit(3) if index == 1 else time.sleep(60)\n")
+    out, started = io.StringIO(), time.monotonic()
+    code = launch.launch(2, ["--flag=1"], program=str(program), out=out)
+    text = out.getvalue()
+    assert code == 3 and time.monotonic() - started < 30, text
+    assert "[worker 0] started ['--flag=1']" in text and "[worker 1] started" in text
+    assert "worker 1 exited with code 3; stopping the others" in text
+
+
+def test_the_launcher_refuses_cluster_flags():
+    from slimtune import launch
+    from slimtune.errors import UsageError
+
+    with pytest.raises(UsageError, match="^--task=1: slimtune-launch gives each worker"):
+        launch.start_workers(2, ["--train_dir=/tmp/x", "--task=1"])
+
+
+# -- the cluster, without TensorFlow -------------------------------------------------------
+def test_the_cluster_comes_from_flags_or_tf_config():
+    hosts = "a:1,b:2,c:3"
+    cluster = distribute.cluster_from(hosts, 2, 3, environ={})
+    assert cluster.workers == ("a:1", "b:2", "c:3") and cluster.task == 2
+    assert cluster.own_dir("/t") == "/t/worker_2" and not cluster.is_chief
+    config = '{"cluster": {"chief": ["a:1"], "worker": ["b:2"]}, "task": {"type": "worker", "index": 0}}'
+    cluster = distribute.cluster_from(environ={"TF_CONFIG": config})
+    assert cluster.workers == ("a:1", "b:2") and cluster.task == 1
+    tf_config = distribute.tf_config(["a:1", "b:2"], 0)
+    assert distribute.cluster_from(environ={"TF_CONFIG": tf_config}).is_chief
+    assert distribute.cluster_from(environ={}) is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"worker_hosts": "a:1,b:2", "task": 2}, "--task=2 is not a worker of --worker_hosts"),
+    ({"worker_hosts": "a:1,b:2", "worker_replicas": 3}, "--worker_replicas=3 but the cluster"),
+    ({"worker_replicas": 2}, "needs the workers' addresses: add --worker_hosts"),
+    ({"worker_hosts": "a:1,a:1"}, "names a worker twice"),
+    ({"worker_hosts": "a"}, "is not host:port"),
+])
+def test_a_cluster_that_cannot_be_is_refused(kwargs, message):
+    from slimtune.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        distribute.cluster_from(environ={}, **kwargs)
+
+
+def test_parameter_servers_are_refused_naming_the_supported_way():
+    from slimtune import train
+    from slimtune.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^--num_ps_tasks=2: parameter servers are not "
+                                         r"supported.*--worker_hosts=h0:p0,h1:p1 --task=i"):
+        distribute.placement(train.TrainConfig(num_ps_tasks=2), environ={})
+
+
+def test_settings_travel_in_rows_and_a_difference_names_both_values():
+    from slimtune.errors import UsageError
+
+    cluster = distribute.Placement(distribute.Cluster(("a:1", "b:2"), 0, "--worker_hosts"))
+    mine = {"model_name": "tiny", "batch_size": 4, "host": "h", "dir": "/t"}
+    theirs = dict(mine, dir="/t/worker_1", batch_norm="decay 0.9")
+    rows = distribute.settings_rows(mine, cluster) + distribute.settings_rows(
+        theirs, dataclasses_replace_task(cluster, 1))
+    everyone = distribute.settings_of_rows(rows)
+    assert everyone == [mine, theirs]
+    with pytest.raises(UsageError, match=r"^batch_norm differs between workers: worker 0 "
+                                         r"\(this one\) has None, worker 1 has 'decay 0.9'"):
+        distribute.check_same_settings(everyone, 0)
+    with pytest.raises(UsageError, match="workers 0 and 1 both write /t on h"):
+        distribute.check_same_settings([mine, dict(mine)], 1)
+
+
+def dataclasses_replace_task(placement, task):
+    import dataclasses
+
+    return dataclasses.replace(placement, cluster=dataclasses.replace(placement.cluster,
+                                                                      task=task))
