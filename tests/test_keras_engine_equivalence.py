@@ -33,16 +33,16 @@ LOSS_RTOL = 1e-5
 SIZES = {"resnet_v1_50": 32, "mobilenet_v2": 32, "inception_v3": 107}
 
 OPTIMIZERS = {
-    "sgd": dict(optimizer="sgd", learning_rate=0.05, learning_rate_decay_type="fixed"),
+    "sgd": dict(optimizer="sgd", learning_rate=1e-4, learning_rate_decay_type="fixed"),
     # A rate that decays at every step: TF1's momentum applies today's rate to the
     # accumulated raw gradients, Keras' SGD would keep the old rates.
-    "momentum_decaying": dict(optimizer="momentum", learning_rate=0.05,
+    "momentum_decaying": dict(optimizer="momentum", learning_rate=1e-4,
                               learning_rate_decay_type="exponential",
                               learning_rate_decay_factor=0.7, num_epochs_per_decay=0.0),
-    "rmsprop": dict(optimizer="rmsprop", learning_rate=0.01, learning_rate_decay_type="fixed"),
-    "adam": dict(optimizer="adam", learning_rate=0.001, opt_epsilon=1e-3,
+    "rmsprop": dict(optimizer="rmsprop", learning_rate=1e-4, learning_rate_decay_type="fixed"),
+    "adam": dict(optimizer="adam", learning_rate=1e-4, opt_epsilon=1e-3,
                  learning_rate_decay_type="polynomial", num_epochs_per_decay=0.0,
-                 end_learning_rate=0.0002),
+                 end_learning_rate=2e-5),
 }
 
 
@@ -125,7 +125,8 @@ def compare(model_name, optimizer, start, tmp_path, dataset_dir, **overrides):
     print(f"\n{model_name} {optimizer}: {figures['compared']} trained tensors, max rel "
           f"weight diff {figures['weights']:.2e} (smallest move {figures['moved']:.2e}), BN "
           f"statistics {figures['statistics']:.2e}, per-step loss {figures['losses']:.2e}; "
-          f"slim losses {['%.6f' % x for x in slim_losses]}")
+          f"slim losses {['%.6f' % x for x in slim_losses]}, keras "
+          f"{['%.6f' % x for x in keras_losses]}")
     return figures
 
 
