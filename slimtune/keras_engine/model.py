@@ -101,13 +101,15 @@ def trainable(weights, trainable_scopes):
     scopes = checkpoint.split_scopes(trainable_scopes)
     if not scopes:
         return candidates
-    chosen = []
+    chosen, seen = [], set()
     for scope in scopes:
         found = [w for w in candidates if checkpoint.in_scopes(w.slim_name, [scope])]
         if not found:
             raise UsageError(f"--trainable_scopes: no trainable variable under {scope!r}; "
                              "scopes are variable-name prefixes such as resnet_v1_50/logits")
-        chosen.extend(w for w in found if w not in chosen)
+        # By identity: Weight compares its variables by value (an array per element).
+        chosen.extend(w for w in found if id(w) not in seen)
+        seen.update(id(w) for w in found)
     return chosen
 
 
