@@ -1,0 +1,192 @@
+"""The Keras model a run trains, and where its weights start.
+
+:func:`training_model` builds the architecture's Keras mirror (``spec.build_keras``) and
+swaps every ``BatchNormalization`` for :class:`~.batch_norm.SlimBatchNormalization`
+(slim's fused training step, saved as Keras' own layer).  Freezing BatchNorm sets
+``trainable = False`` on each BN layer (inference mode, no updates): never
+``training=False`` inside the functional graph, which Keras 3 overrides from outside.
+
+:func:`slim_names` names each Keras weight by its slim variable, read from the
+architecture's port table, so research/slim's scope flags (--trainable_scopes,
+--checkpoint_exclude_scopes) select Keras weights by the names users know.
+
+:func:`warm_start` fills the model from a slim checkpoint or a ``.keras`` file, outside
+--checkpoint_exclude_scopes; the checks and errors are the slim engine's
+(:func:`slimtune.checkpoint.plan_restore`), so a checkpoint that does not fit fails
+before any step with the same message.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from slimtune import checkpoint
+from slimtune.errors import CheckpointError, UsageError
+from slimtune.ports.porter import Porter
+
+
+@dataclasses.dataclass
+class Weight:
+    """A Keras weight, the slim variable it stands for, and how a checkpoint tensor of
+    that variable becomes the Keras value (``None``: as it is)."""
+
+    variable: object
+    slim_name: str
+    transform: object = None
+
+    def from_slim(self, value):
+        value = np.asarray(value)
+        return value if self.transform is None else self.transform(value)
+
+
+class _Recorder(Porter):
+    """A porter that only writes down which checkpoint name fills which Keras weight."""
+
+    def __init__(self, model, root):
+        super().__init__(model, {}, root)
+        self.weights = []
+
+    def port_weight(self, keras_var, source_key, transform=None):
+        self.weights.append(Weight(keras_var, source_key, transform))
+
+
+def slim_names(spec, model, include_aux_logits):
+    """``[Weight]`` for every weight of ``model`` (a mirror of ``spec``), in table order."""
+    recorder = _Recorder(model, spec.scope)
+    aux = {"include_aux_logits": include_aux_logits} if spec.aux_logits else {}
+    spec.port_fn(recorder, drop_background=False, **aux)
+    named = {id(w.variable) for w in recorder.weights}
+    unnamed = [w.path for w in model.weights if id(w) not in named]
+    if unnamed:
+        raise RuntimeError(f"internal: the {spec.name} port table names no slim variable for "
+                           + ", ".join(unnamed[:5]))
+    return recorder.weights
+
+
+def training_model(spec, num_classes, bn, include_aux_logits, image_size, weight_decay,
+                   freeze_batch_norm):
+    """The mirror with slim's training BatchNorm, weight decay, dropout, frozen BN if asked."""
+    import keras
+
+    from slimtune.keras_engine.batch_norm import SlimBatchNormalization
+
+    mirror = spec.build_keras(num_classes, bn, include_aux_logits, image_size, weight_decay)
+
+    def clone(layer):
+        config = layer.get_config()
+        if type(layer) is keras.layers.BatchNormalization:
+            return SlimBatchNormalization.from_config(config)
+        return layer.__class__.from_config(config)
+
+    model = keras.models.clone_model(mirror, clone_function=clone)
+    model.trainable = True
+    if freeze_batch_norm:
+        for layer in batch_norm_layers(model):
+            layer.trainable = False
+    return model
+
+
+def batch_norm_layers(model):
+    import keras
+
+    return [layer for layer in model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def trainable(weights, trainable_scopes):
+    """The Weights training updates: trainable Keras variables, within --trainable_scopes
+    (slim variable-name prefixes) when given, each scope matching at least one."""
+    candidates = [w for w in weights if w.variable.trainable]
+    scopes = checkpoint.split_scopes(trainable_scopes)
+    if not scopes:
+        return candidates
+    chosen, seen = [], set()
+    for scope in scopes:
+        found = [w for w in candidates if checkpoint.in_scopes(w.slim_name, [scope])]
+        if not found:
+            raise UsageError(f"--trainable_scopes: no trainable variable under {scope!r}; "
+                             "scopes are variable-name prefixes such as resnet_v1_50/logits")
+        # By identity: Weight compares its variables by value (an array per element).
+        chosen.extend(w for w in found if id(w) not in seen)
+        seen.update(id(w) for w in found)
+    return chosen
+
+
+class _AsInCheckpoint:
+    """A Keras weight seen by :func:`checkpoint.plan_restore`: its shape in the
+    checkpoint's layout (a logits Dense kernel is a 1x1 conv there)."""
+
+    def __init__(self, weight, checkpoint_shape):
+        import tensorflow as tf
+
+        shape = tuple(weight.variable.shape)
+        if checkpoint_shape is not None and weight.transform is not None:
+            ported = weight.from_slim(np.zeros(checkpoint_shape, np.float32)).shape
+            if tuple(ported) == shape:
+                shape = checkpoint_shape
+        self.shape = tf.TensorShape(shape)
+
+
+def is_keras_file(path):
+    return bool(path) and path.endswith(".keras")
+
+
+def warm_start(cfg, spec, weights, log):
+    """Fill ``weights`` from --checkpoint_path (a slim checkpoint in any form
+    ``checkpoint.resolve`` takes, or a converted ``.keras``); returns its path."""
+    if is_keras_file(cfg.checkpoint_path):
+        return _from_keras_file(cfg, spec, weights, log)
+    prefix = checkpoint.resolve(cfg.checkpoint_path)
+    shapes = checkpoint.read_shapes(prefix)
+    by_name = {w.slim_name: w for w in weights}
+    views = {name: _AsInCheckpoint(w, shapes.get(name)) for name, w in by_name.items()}
+    restore, missing = checkpoint.plan_restore(
+        views, prefix, checkpoint.split_scopes(cfg.checkpoint_exclude_scopes),
+        cfg.ignore_missing_vars, spec.logits_scopes)
+    tensors = checkpoint.read_tensors(prefix)
+    for name in restore:
+        weight = by_name[name]
+        weight.variable.assign(weight.from_slim(tensors[name]).astype(weight.variable.dtype))
+    log(f"Fine-tuning from {prefix}: {len(restore)} variables"
+        + (f", {len(missing)} missing kept at their initial values" if missing else ""))
+    return prefix
+
+
+def _from_keras_file(cfg, spec, weights, log):
+    """A converted model's weights by Keras path (the mirror's layer names are the
+    converter's), outside --checkpoint_exclude_scopes."""
+    import keras
+
+    if not os.path.exists(cfg.checkpoint_path):
+        raise CheckpointError(f"{cfg.checkpoint_path} does not exist: check --checkpoint_path")
+    source = keras.saving.load_model(cfg.checkpoint_path, compile=False, safe_mode=True)
+    values = {v.path.split("/", 1)[-1] if v.path.startswith(source.name + "/") else v.path: v
+              for v in source.weights}
+    excluded = checkpoint.split_scopes(cfg.checkpoint_exclude_scopes)
+    restored, missing, mismatched = 0, [], []
+    for weight in weights:
+        if checkpoint.in_scopes(weight.slim_name, excluded):
+            continue
+        value = values.get(weight.variable.path)
+        if value is None:
+            missing.append(weight.variable.path)
+        elif tuple(value.shape) != tuple(weight.variable.shape):
+            mismatched.append(f"{weight.variable.path} {list(weight.variable.shape)} vs "
+                              f"{list(value.shape)}")
+        else:
+            weight.variable.assign(value)
+            restored += 1
+    if mismatched:
+        raise CheckpointError(
+            f"{len(mismatched)} weight(s) do not fit {cfg.checkpoint_path}: "
+            f"{'; '.join(mismatched[:6])}. To fine-tune on a new label set, pass "
+            f"--checkpoint_exclude_scopes={','.join(spec.logits_scopes)}")
+    if missing and not cfg.ignore_missing_vars:
+        raise CheckpointError(
+            f"{len(missing)} weight(s) are not in {cfg.checkpoint_path}: "
+            f"{', '.join(missing[:6])}. Pass --ignore_missing_vars to keep their initial "
+            "values, or --checkpoint_exclude_scopes to skip them")
+    log(f"Fine-tuning from {cfg.checkpoint_path}: {restored} weights"
+        + (f", {len(missing)} missing kept at their initial values" if missing else ""))
+    return cfg.checkpoint_path

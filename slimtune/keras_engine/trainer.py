@@ -1,0 +1,294 @@
+"""The Keras engine's run: train the Keras 3 mirror of a registered architecture the way
+the slim engine trains its graph.
+
+Start-up order as on the slim engine: a checkpoint already in ``train_dir`` is resumed
+(model, optimizer slots and step: ``tf.train.Checkpoint`` under
+``train_dir/keras_ckpt-<step>``); otherwise --checkpoint_path (a slim checkpoint, or a
+converted ``.keras``) warm-starts the weights outside --checkpoint_exclude_scopes;
+otherwise every weight keeps its initial value.
+
+Each step is :func:`.step.make_train_step`: slim's total loss, research/slim's optimizers
+with TF1's formulas (:mod:`.optimizers`) driven by its learning-rate schedules
+(:mod:`.schedules`), slim's BatchNorm training arithmetic.  Batches come from the input
+pipeline both engines read (:func:`slimtune.data.pipeline.batches`); the global seed is
+set to --seed first, as the slim engine sets its graph seed, so the same seed gives the
+same batches.  Progress lines, TensorBoard scalars under the slim engine's tags,
+checkpoints on the same schedule; a non-finite loss stops the run with the last good
+checkpoint kept.  At the end: the final checkpoint, and ``model.keras`` (inference
+outputs only, plain Keras layers: it loads in safe mode without slimtune).
+"""
+
+import math
+import os
+import time
+
+from slimtune import checkpoint, metadata, registry
+from slimtune.errors import TrainingDiverged, UsageError
+from slimtune.keras_engine import model as model_lib
+from slimtune.keras_engine import optimizers, schedules
+from slimtune.keras_engine.step import make_train_step
+from slimtune.progress import Meter, format_seconds
+
+CHECKPOINT_BASENAME = "keras_ckpt"
+KERAS_FILE = "model.keras"
+ENGINE = "keras"
+
+
+class Trainer:
+    """One Keras-engine run on ``split``: ``spec``, ``num_classes``, ``bn`` (the run's
+    BatchNormConfig or None), ``image_size``, ``preprocessing`` resolved by the caller;
+    the rest from ``cfg`` (a ``train.TrainConfig``).
+
+    Creating it builds the model, the optimizer and the checkpoint, and resumes or
+    warm-starts, so a checkpoint that does not fit fails before anything is trained.
+    """
+
+    def __init__(self, cfg, spec, split, num_classes, bn, image_size, preprocessing, log):
+        import keras
+        import tensorflow as tf
+
+        if cfg.moving_average_decay:
+            raise UsageError("--moving_average_decay is not available with --engine=keras "
+                             "yet: drop it, or train with --engine=slim")
+        self.cfg, self.spec, self.split, self.log = cfg, spec, split, log
+        self.num_classes, self.image_size, self.preprocessing = num_classes, image_size, \
+            preprocessing
+        if cfg.seed is not None:
+            keras.utils.set_random_seed(cfg.seed)  # also tf.random's global seed
+        self.aux = with_aux_head(cfg, spec, log)
+        self.model = model_lib.training_model(
+            spec, num_classes, bn, self.aux, image_size, cfg.weight_decay,
+            bn is not None and cfg.freeze_batch_norm)
+        self.weights = model_lib.slim_names(spec, self.model, self.aux)
+        self.trained = model_lib.trainable(self.weights, cfg.trainable_scopes)
+        variables = [w.variable for w in self.trained]
+        self.optimizer = optimizers.optimizer(cfg, schedules.schedule(cfg, split.num_samples))
+        self.optimizer.build(variables)
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, cfg.train_dir, max_to_keep=cfg.keep_checkpoint_max,
+            checkpoint_name=CHECKPOINT_BASENAME)
+        self._restore_or_warm_start()
+        self.step_fn = make_train_step(self.model, self.optimizer, variables, num_classes,
+                                       cfg.label_smoothing, cfg.clip_gradient_norm)
+
+    def _restore_or_warm_start(self):
+        cfg, log = self.cfg, self.log
+        latest = self.manager.latest_checkpoint
+        if latest:
+            if cfg.checkpoint_path:
+                log(f"--checkpoint_path ignored: {cfg.train_dir} already holds a checkpoint "
+                    "to resume")
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            log(f"Resuming from {latest}")
+        elif cfg.checkpoint_path:
+            model_lib.warm_start(cfg, self.spec, self.weights, log)
+        log(f"Training {len(self.trained)} variables (of {len(self.weights)} weights): "
+            + ", ".join(w.slim_name for w in self.trained[:8])
+            + (f" ... {self.trained[-1].slim_name}" if len(self.trained) > 8 else ""))
+
+    @property
+    def step(self):
+        return int(self.optimizer.iterations.numpy())
+
+    def batches(self):
+        from slimtune.data import pipeline
+
+        cfg = self.cfg
+        return pipeline.batches(self.split, self.preprocessing, self.image_size,
+                                cfg.batch_size, True, self.num_classes, cfg.labels_offset,
+                                seed=cfg.seed, deterministic=_deterministic(cfg))
+
+    def train(self):
+        """Train to --max_number_of_steps; returns ``(final checkpoint, global step, last
+        loss, seconds)``."""
+        import tensorflow as tf
+
+        cfg, log = self.cfg, self.log
+        started = time.monotonic()
+        step = self.step
+        if cfg.max_number_of_steps and step >= cfg.max_number_of_steps:
+            log(f"Already at step {step} >= --max_number_of_steps; nothing to do")
+        writer = tf.summary.create_file_writer(cfg.train_dir)
+        loop = _Loop(self, writer)
+        loop.run(iter(self.batches()))
+        writer.close()
+        final = self.manager.latest_checkpoint
+        keras_path = self.save_keras()
+        seconds = time.monotonic() - started
+        log(f"Finished at step {loop.step} in {format_seconds(seconds)}: {final}, "
+            f"{keras_path}")
+        return final, loop.step, loop.loss, seconds
+
+    def inference_model(self):
+        """The trained model with the logits as its only output (no auxiliary head)."""
+        import keras
+
+        outputs = self.model.outputs
+        if len(outputs) == 1:
+            return self.model
+        return keras.Model(self.model.inputs, outputs[0], name=self.model.name)
+
+    def save_keras(self):
+        """Write ``train_dir/model.keras`` atomically; returns its path."""
+        path = os.path.join(self.cfg.train_dir, KERAS_FILE)
+        tmp = os.path.join(self.cfg.train_dir, f".tmp{os.getpid()}.{KERAS_FILE}")
+        try:
+            self.inference_model().save(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
+
+
+class _Loop:
+    """Steps the trainer to --max_number_of_steps with progress lines, summaries and
+    checkpoints on the slim engine's schedule."""
+
+    def __init__(self, trainer, writer):
+        self.t, self.writer = trainer, writer
+        cfg = trainer.cfg
+        self.step = trainer.step
+        self.meter = Meter(cfg.batch_size, self.step, cfg.max_number_of_steps)
+        self.last_save = self.last_summary = time.monotonic()
+        self.last_saved_step = self.step if trainer.manager.latest_checkpoint else None
+        self.loss = float("nan")
+
+    def run(self, batches):
+        cfg = self.t.cfg
+        while cfg.max_number_of_steps is None or self.step < cfg.max_number_of_steps:
+            self._one_step(*next(batches))
+            due_steps = cfg.save_interval_steps and self.step % cfg.save_interval_steps == 0
+            if due_steps or time.monotonic() - self.last_save >= cfg.save_interval_secs:
+                self._save()
+        if self.last_saved_step != self.step:
+            self._save()
+
+    def _save(self):
+        self.t.manager.save(checkpoint_number=self.step)
+        self.last_save, self.last_saved_step = time.monotonic(), self.step
+
+    def _summarise(self, out):
+        """Scalars under the slim engine's tags, as the Summary protos its FileWriter
+        writes (``simple_value``; tf.summary.scalar would need the tensorboard package)."""
+        import tensorflow as tf
+
+        v1 = tf.compat.v1
+        values = [v1.Summary.Value(tag=tag, simple_value=out[key]) for tag, key in (
+            ("losses/total_loss", "total_loss"), ("losses/cross_entropy", "cross_entropy"),
+            ("training/learning_rate", "learning_rate"),
+            ("training/train_batch_accuracy", "accuracy"),
+            ("training/images_per_sec", "images_per_sec"))]
+        with self.writer.as_default():
+            tf.summary.experimental.write_raw_pb(
+                v1.Summary(value=values).SerializeToString(), step=self.step)
+
+    def _one_step(self, images, labels):
+        cfg = self.t.cfg
+        now = time.monotonic()
+        want_summary = now - self.last_summary >= cfg.save_summaries_secs or self.step == 0
+        out = {k: float(v) for k, v in self.t.step_fn(images, labels).items()}
+        self.loss, self.step = out["total_loss"], self.step + 1
+        if not math.isfinite(self.loss):
+            self.writer.close()
+            kept = self.t.manager.latest_checkpoint or "none saved yet"
+            raise TrainingDiverged(
+                f"loss became {self.loss} at step {self.step}; stopped without saving, the "
+                f"last good checkpoint is {kept}: lower --learning_rate or set "
+                "--clip_gradient_norm")
+        if want_summary:
+            out["images_per_sec"] = self.meter.images_per_sec
+            self._summarise(out)
+            self.last_summary = now
+        if self.step % cfg.log_every_n_steps == 0 or self.step == cfg.max_number_of_steps:
+            self.meter.tick(self.step)
+            self.t.log(self.meter.line(self.step, loss=f"{self.loss:.4f}",
+                                       lr=f"{out['learning_rate']:.2e}",
+                                       acc=f"{out['accuracy']:.3f}"))
+
+
+def with_aux_head(cfg, spec, log):
+    """Whether the model gets the network's auxiliary head: as the run being resumed
+    recorded it; else whether the warm-start checkpoint holds one (or a new one is asked
+    for with --checkpoint_exclude_scopes covering it or --ignore_missing_vars); a fresh run
+    has it, as research/slim builds it."""
+    if not spec.aux_logits:
+        return False
+    recorded = metadata.read(cfg.train_dir)
+    if recorded.get("engine") == ENGINE and "include_aux_logits" in recorded:
+        return bool(recorded["include_aux_logits"])
+    if not cfg.checkpoint_path:
+        return True
+    if model_lib.is_keras_file(cfg.checkpoint_path):
+        held = False  # a converted model has its auxiliary head only if asked for; see below
+        if os.path.exists(cfg.checkpoint_path):
+            held = metadata.read(os.path.dirname(os.path.abspath(cfg.checkpoint_path))
+                                 ).get("include_aux_logits", False)
+        where = cfg.checkpoint_path
+    else:
+        where = checkpoint.resolve(cfg.checkpoint_path)
+        held = spec.holds_aux_logits(checkpoint.read_shapes(where))
+    if held:
+        return True
+    excluded = checkpoint.split_scopes(cfg.checkpoint_exclude_scopes)
+    if cfg.ignore_missing_vars or checkpoint.in_scopes(spec.aux_scope, excluded):
+        log(f"{where} has no auxiliary head: training a new {spec.aux_scope} from its "
+            "initial values")
+        return True
+    log(f"{where} has no auxiliary head ({spec.aux_scope}): training without it (add "
+        f"{spec.aux_scope} to --checkpoint_exclude_scopes to train a new one)")
+    return False
+
+
+def _deterministic(cfg):
+    from slimtune import train as train_command
+
+    return train_command.deterministic(cfg)
+
+
+def open_run(cfg, log=print):
+    """``(trainer, slimtune.json dict)`` for ``cfg`` (a ``slimtune.train.TrainConfig``):
+    the run resolved, its model built and resumed or warm-started, nothing trained or
+    written yet.  Call it under ``compat.op_determinism`` as :func:`train` does.
+
+    Until issue 13's ``metadata.RunInfo`` lands, the run (architecture, classes, BatchNorm,
+    size, preprocessing, metadata) is resolved with the train command's own helpers, so
+    both engines read the flags the same way; then the command resolves it and constructs
+    :class:`Trainer` itself, and this upward import goes.
+    """
+    from slimtune import compat
+    from slimtune import train as train_command
+    from slimtune.data import pipeline
+
+    compat.apply()
+    spec = registry.get(cfg.model_name)
+    image_size = train_command._validate(cfg, spec)
+    bn = train_command.batch_norm_config(spec, cfg)
+    preprocessing = cfg.preprocessing_name or spec.preprocessing
+    split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
+                                cfg.dataset_file_pattern)
+    num_classes = split.num_classes - cfg.labels_offset
+    if num_classes < 2:
+        raise UsageError(f"--labels_offset={cfg.labels_offset} leaves {num_classes} "
+                         f"classes of {split.num_classes}")
+    os.makedirs(cfg.train_dir, exist_ok=True)
+    run_meta = train_command._run_metadata(cfg, spec, split, num_classes, bn, image_size,
+                                           preprocessing)
+    train_command._check_resume_compatible(cfg.train_dir, run_meta)
+    trainer = Trainer(cfg, spec, split, num_classes, bn, image_size, preprocessing, log)
+    run_meta.update(engine=ENGINE, include_aux_logits=trainer.aux, files={"keras": KERAS_FILE})
+    return trainer, run_meta
+
+
+def train(cfg, log=print):
+    """Train ``cfg`` (a ``slimtune.train.TrainConfig``) on the Keras engine; returns the
+    train command's ``TrainResult``."""
+    from slimtune import compat
+    from slimtune import train as train_command
+
+    with compat.op_determinism(_deterministic(cfg)):
+        trainer, run_meta = open_run(cfg, log)
+        metadata.write(cfg.train_dir, run_meta)
+        final, step, loss, seconds = trainer.train()
+        return train_command.TrainResult(final, step, loss, seconds)
