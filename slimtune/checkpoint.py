@@ -130,6 +130,24 @@ def in_scopes(name, scopes):
     return any(name == s or name.startswith(s.rstrip("/") + "/") for s in scopes)
 
 
+def aux_head_wanted(spec, where, held, exclude_scopes, ignore_missing_vars, log):
+    """Whether a run warm-started from ``where`` gets the network's auxiliary head, for
+    either engine.  research/slim always builds it; a starting point without one
+    (``held`` False: a checkpoint saved with ``create_aux_logits=False``, a .keras
+    converted without it) cannot fill it, so the run goes without it unless a new head is
+    asked for: --checkpoint_exclude_scopes covering it, or --ignore_missing_vars (it then
+    starts from its initial values, as in research/slim)."""
+    if held:
+        return True
+    if ignore_missing_vars or in_scopes(spec.aux_scope, split_scopes(exclude_scopes)):
+        log(f"{where} has no auxiliary head: training a new {spec.aux_scope} from its "
+            "initial values")
+        return True
+    log(f"{where} has no auxiliary head ({spec.aux_scope}): training without it (add "
+        f"{spec.aux_scope} to --checkpoint_exclude_scopes to train a new one)")
+    return False
+
+
 def variable_name(variable):
     """A graph variable's name without ``:0``; for a distributed variable, the name of
     its copies (its ``op`` can be the op that reads it)."""

@@ -183,6 +183,16 @@ _BENIGN_NATIVE_LINES = (
 )
 
 
+def frozen_graph_def(concrete_function):
+    """The GraphDef of a ``tf.function``'s concrete function with its variables turned
+    into constants, as ``convert_variables_to_constants`` does for a TF1 session (its
+    TF2 counterpart has no public name in TF 2.21)."""
+    from tensorflow.python.framework import convert_to_constants
+
+    return convert_to_constants.convert_variables_to_constants_v2(
+        concrete_function).graph.as_graph_def()
+
+
 def import_tensorflow_quietly():
     """Import TensorFlow and probe its devices with only the benign native noise dropped.
 

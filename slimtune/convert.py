@@ -25,7 +25,7 @@ from slimtune.data import pipeline
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 from slimtune.progress import log as _log
 
-KERAS_FILE = "model.keras"
+KERAS_FILE = metadata.KERAS_FILE
 SAVED_MODEL_DIR = "saved_model"
 
 

@@ -64,7 +64,9 @@ def _diagnose(cfg):
                          "--saved_model or --keras_model")
     report = Report()
     for path in (cfg.train_dir, cfg.checkpoint_path):
-        if path:
+        if path and forms.keras_model_path(path):  # a Keras-engine run, a conversion
+            _check_keras(report, forms.keras_model_path(path))
+        elif path:
             checkpoint_checks.checkpoint_report(path, cfg.model_name, report,
                                                 **_data_flags(cfg))
     if cfg.graph:

@@ -8,13 +8,17 @@ means the update ops never ran or the BN decay is too slow for the run's length)
 
 The graph has an auxiliary head only if the checkpoint holds one, and a checkpoint that
 computes NaN or inf is reported as broken (``slimtune.probe``), not as NaN metrics.
+
+A Keras model (a ``.keras``, a Keras-engine train dir, a conversion's output directory)
+is evaluated the same way, ``model(images, training=False)`` on the same input pipeline.
 """
 
 import dataclasses
+import os
 import time
 from typing import Optional
 
-from slimtune import checkpoint, compat, metadata, probe
+from slimtune import checkpoint, compat, forms, metadata, probe
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
@@ -54,9 +58,15 @@ class EvalResult:
                 f"on {self.count} images  ({self.checkpoint}, step {self.global_step})")
 
 
-def _run_info(cfg, on_file):
+def _run_info(cfg, on_file, keras=False):
     """Model name, BN, preprocessing, size and offset: flags, else the checkpoint's
-    slimtune.json, else the architecture's defaults."""
+    slimtune.json, else the architecture's defaults.  A Keras model has no batch
+    statistics mode here: ``training=True`` would also turn its dropout on."""
+    if keras and (cfg.batch_statistics or cfg.moving_average_decay):
+        raise UsageError(f"{cfg.checkpoint_path} is a Keras model: drop --batch_statistics "
+                         "and --moving_average_decay (they apply to slim checkpoints; "
+                         "slimtune-doctor --keras_model measures a Keras model's BatchNorm "
+                         "statistics)")
     flags = metadata.RunInfo(
         model_name=cfg.model_name, preprocessing=cfg.preprocessing_name,
         image_size=cfg.eval_image_size, labels_offset=cfg.labels_offset,
@@ -162,14 +172,24 @@ def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
     import numpy as np
 
     compat.apply()
-    prefix = checkpoint.resolve(cfg.checkpoint_path)
-    run = _run_info(cfg, metadata.recorded(prefix))
+    keras_path = forms.keras_model_path(cfg.checkpoint_path)
+    if keras_path:
+        prefix = keras_path
+        run = _run_info(cfg, metadata.recorded(os.path.dirname(keras_path) or "."),
+                        keras=True)
+    else:
+        prefix = checkpoint.resolve(cfg.checkpoint_path)
+        run = _run_info(cfg, metadata.recorded(prefix))
     split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
                                 cfg.dataset_file_pattern)
     num_classes = run.num_classes or (split.num_classes - run.labels_offset)
-    g = _build(cfg, run, split, num_classes, prefix)
     started = time.monotonic()
-    step, totals, count, correct = _run_batches(cfg, g, prefix, started, log)
+    if keras_path:
+        step, totals, count, correct = _run_keras(cfg, run, split, num_classes, keras_path,
+                                                  started, log)
+    else:
+        g = _build(cfg, run, split, num_classes, prefix)
+        step, totals, count, correct = _run_batches(cfg, g, prefix, started, log)
     if count == 0:
         raise UsageError(f"split {cfg.dataset_split_name!r} of {split.dataset_dir} is empty")
     result = EvalResult(prefix, step, totals[1] / count, totals[2] / count, totals[0] / count,
@@ -177,3 +197,42 @@ def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
     mode = " (BatchNorm on batch statistics)" if cfg.batch_statistics else ""
     log(f"eval{mode}: {result.line()} in {format_seconds(result.seconds)}")
     return result
+
+
+def _run_keras(cfg, run, split, num_classes, path, started, log):
+    """:func:`_run_batches` for a Keras model: its logits on the split's batches."""
+    import numpy as np
+    import tensorflow as tf
+
+    model = forms.load_keras(path)
+    data = pipeline.batches(split, run.preprocessing, run.image_size, cfg.batch_size, False,
+                            num_classes, run.labels_offset)
+    totals, count, correct = np.zeros(3), 0, []
+    for batch, (images, labels) in enumerate(data):
+        if cfg.max_num_batches is not None and batch >= cfg.max_num_batches:
+            break
+        logits = model(images, training=False)
+        logits = logits[0] if isinstance(logits, (list, tuple)) else logits
+        if not np.all(np.isfinite(logits)):
+            raise UsageError(f"{path} computes non-finite logits on batch {batch} of "
+                             f"{split.split}: its weights overflowed in training; evaluate "
+                             "an earlier checkpoint of the run")
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        top1 = tf.math.in_top_k(labels, logits, 1).numpy()
+        top5 = tf.math.in_top_k(labels, logits, min(5, num_classes)).numpy()
+        totals += [float(tf.reduce_sum(losses)), top1.sum(), top5.sum()]
+        correct.append(top1)
+        count += len(top1)
+        if (batch + 1) % 10 == 0:
+            log(f"evaluated {count} images, {count / (time.monotonic() - started):.1f} img/s")
+    return _keras_step(path), totals, count, correct
+
+
+def _keras_step(path):
+    """The global step of the Keras-engine run whose model is ``path`` (its latest
+    training checkpoint), else 0 (a converted model)."""
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(os.path.dirname(os.path.abspath(path)))
+    suffix = latest.rsplit("-", 1)[-1] if latest else ""
+    return int(suffix) if suffix.isdigit() else 0

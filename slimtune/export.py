@@ -14,7 +14,7 @@ import dataclasses
 import os
 from typing import Optional
 
-from slimtune import checkpoint, files, metadata, probe
+from slimtune import checkpoint, files, forms, metadata, probe
 from slimtune.errors import UsageError
 from slimtune.progress import log as _log
 
@@ -42,9 +42,39 @@ def _run_info(cfg, prefix):
                              num_classes=cfg.num_classes, labels_offset=cfg.labels_offset)
     run = metadata.resolve(flags, metadata.recorded(prefix))
     num_classes = run.num_classes
+    if num_classes is None and prefix.endswith(".keras"):
+        raise UsageError(f"{prefix} has no slimtune.json saying its class count: pass "
+                         "--num_classes")
     if num_classes is None:
         num_classes = checkpoint.logits_classes(run.spec, checkpoint.read_shapes(prefix), prefix)
     return dataclasses.replace(run, num_classes=int(num_classes))
+
+
+def _frozen_keras(path, size, batch_size):
+    """The frozen inference graph of the Keras model at ``path``, under the same node
+    names as a checkpoint's (``training=False``: moving statistics, no dropout)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from slimtune import compat
+
+    model = forms.load_keras(path)
+
+    @tf.function(input_signature=[tf.TensorSpec([batch_size, size, size, 3], tf.float32,
+                                                 name=INPUT_NODE)])
+    def serve(images):
+        logits = model(images, training=False)
+        logits = tf.identity(logits[0] if isinstance(logits, (list, tuple)) else logits,
+                             name=LOGITS_NODE)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits,
+                                                                 name=PROBABILITIES_NODE)}
+
+    # A model computing NaN would export a graph that serves NaN: refuse it.
+    probe_logits = serve(tf.constant(probe.random_images(batch_size or 2, size)))["logits"]
+    if not np.all(np.isfinite(probe_logits)):
+        raise UsageError(f"{path} computes non-finite logits on random images: its weights "
+                         "overflowed in training; export an earlier checkpoint of the run")
+    return compat.frozen_graph_def(serve.get_concrete_function())
 
 
 def _frozen_graph(spec, prefix, size, num_classes, bn, batch_size):
@@ -116,12 +146,17 @@ def export(cfg: ExportConfig, log=_log):
     if cfg.output_dir and os.path.exists(cfg.output_dir):
         raise UsageError(f"output directory {cfg.output_dir} already exists: remove it or "
                          "choose another --output_dir")
-    prefix = checkpoint.resolve(cfg.checkpoint_path)
+    keras_path = forms.keras_model_path(cfg.checkpoint_path)
+    prefix = keras_path or checkpoint.resolve(cfg.checkpoint_path)
     run = _run_info(cfg, prefix)
     spec, size = run.spec, run.image_size
     log(f"exporting {prefix}: {spec.name}, {run.num_classes} classes, {size}px, batch "
         f"{cfg.batch_size or 'dynamic'}, is_training=False")
-    frozen = _frozen_graph(spec, prefix, size, run.num_classes, run.batch_norm, cfg.batch_size)
+    if keras_path:
+        frozen = _frozen_keras(keras_path, size, cfg.batch_size)
+    else:
+        frozen = _frozen_graph(spec, prefix, size, run.num_classes, run.batch_norm,
+                               cfg.batch_size)
     sidecar = metadata.export_document(
         run, checkpoint=prefix,
         serving=metadata.Serving(INPUT_NODE, (LOGITS_NODE, PROBABILITIES_NODE),

@@ -12,16 +12,18 @@ import os
 import shutil
 
 
-def temporary_name(path):
-    """The name ``path`` is written under until it is complete."""
-    return f"{path}.tmp{os.getpid()}"
+def temporary_name(path, keep_extension=False):
+    """The name ``path`` is written under until it is complete; with ``keep_extension``
+    it ends as ``path`` does (writers that go by the extension: Keras's ``.keras``)."""
+    root, extension = os.path.splitext(path) if keep_extension else (path, "")
+    return f"{root}.tmp{os.getpid()}{extension}"
 
 
 @contextlib.contextmanager
-def staged(path):
+def staged(path, keep_extension=False):
     """Yield a temporary name to write ``path`` under, by any means; it takes the place
     of ``path`` when the block ends, and is removed if the block raises."""
-    tmp = temporary_name(path)
+    tmp = temporary_name(path, keep_extension)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -188,14 +188,31 @@ def _open_keras(path):
                 bn_statistics=lambda: bn_layers.keras_statistics(model))
 
 
+def keras_model_path(path):
+    """The ``.keras`` file ``path`` stands for: the file itself, or the one a directory's
+    slimtune.json names (a Keras-engine train dir, slimtune-convert's output); else None
+    (a slim checkpoint, a graph)."""
+    if path.endswith(".keras"):
+        return path
+    if not os.path.isdir(path):
+        return None
+    recorded = metadata.recorded(path)
+    name = (recorded.files or {}).get("keras") or metadata.KERAS_FILE
+    if (recorded.engine == metadata.KERAS_ENGINE or recorded.files
+            or os.path.isfile(os.path.join(path, name))):
+        return os.path.join(path, name)
+    return None
+
+
 def open_form(path, model_name=None, input_node=None, output_node=None,
               signature="serving_default"):
     """Open ``path`` as whichever form it is."""
     from slimtune import compat
 
     compat.apply()
-    if path.endswith(".keras"):
-        return _open_keras(path)
+    keras_path = keras_model_path(path)
+    if keras_path:
+        return _open_keras(keras_path)
     if path.endswith(".pb") and os.path.isfile(path):
         return _open_frozen(path, input_node, output_node)
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):

@@ -26,8 +26,11 @@ FILENAME = "slimtune.json"
 TRAIN_FORMAT = "slimtune.train/1"
 KERAS_FORMAT = "slimtune.keras/1"
 EXPORT_FORMAT = "slimtune.export/1"
+KERAS_FILE = "model.keras"  # the Keras model in a directory slimtune writes
 RECALIBRATIONS = "batch_norm_recalibrations"  # the records of re-estimated statistics
-SLIM_ENGINE = "slim"  # tf.compat.v1 graph training (slim_engine), the only engine so far
+SLIM_ENGINE = "slim"  # tf.compat.v1 graph training (slim_engine)
+KERAS_ENGINE = "keras"  # the Keras 3 mirror trained with slim's semantics (keras_engine)
+ENGINES = (SLIM_ENGINE, KERAS_ENGINE)
 
 
 def path_for(directory):
@@ -95,6 +98,10 @@ class RunInfo:
     dataset: Optional[Dataset] = None  # the data a training run read
     warm_start: Optional[str] = None  # the checkpoint a training run started from
     serving: Optional[Serving] = None  # the nodes of an exported graph
+    # The files of a converted model or a Keras-engine run: {role ("keras", ...): name}.
+    files: Optional[Mapping[str, str]] = None
+    # Whether the model (a converted .keras, a Keras-engine run) has the auxiliary head.
+    include_aux_logits: Optional[bool] = None
     # Records of re-estimated BatchNorm statistics (:func:`recalibration_record`).
     recalibrations: tuple = ()
     document: Mapping = dataclasses.field(default_factory=dict, compare=False, repr=False)
@@ -150,6 +157,8 @@ def from_dict(document):
         warm_start=get("checkpoint_path"),
         serving=(Serving(get("input_node"), _tuple(get("output_nodes")),
                          _tuple(get("input_shape"))) if exported else None),
+        files=get("files"),
+        include_aux_logits=get("include_aux_logits"),
         recalibrations=tuple(get(RECALIBRATIONS) or ()),
         document=document)
 
@@ -219,6 +228,8 @@ def resolve(flags=RunInfo(), on_file=RunInfo(), *, identify=None,
         dataset=_dataset(asked.dataset, found.dataset),
         warm_start=_first(asked.warm_start, found.warm_start),
         serving=_first(asked.serving, found.serving),
+        files=_first(asked.files, found.files),
+        include_aux_logits=_first(asked.include_aux_logits, found.include_aux_logits),
         recalibrations=found.recalibrations,
         document=found.document)
 
@@ -280,9 +291,10 @@ def _dataset(asked, found):
 
 
 def training_document(run, *, weight_decay, moving_average_decay, exclude_scopes, seed,
-                      deterministic):
-    """``slimtune.json`` of a training run's directory."""
-    return {
+                      deterministic, files=None):
+    """``slimtune.json`` of a training run's directory; a Keras-engine run also says
+    whether its model has the auxiliary head and names its ``files`` (``{role: name}``)."""
+    out = {
         "format": TRAIN_FORMAT,
         **run.as_dict(),
         "weight_decay": weight_decay,
@@ -294,6 +306,9 @@ def training_document(run, *, weight_decay, moving_average_decay, exclude_scopes
         "seed": seed,
         "deterministic": deterministic,
     }
+    if run.engine == KERAS_ENGINE:
+        out.update(include_aux_logits=bool(run.include_aux_logits), files=dict(files or {}))
+    return out
 
 
 def conversion_document(run, *, source_checkpoint, source_prefix, source_sha256,

@@ -18,13 +18,13 @@ import os
 import time
 from typing import Optional
 
-from slimtune import batch_statistics, checkpoint, files, metadata, registry
+from slimtune import batch_statistics, checkpoint, files, forms, metadata, registry
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
 from slimtune.progress import format_seconds, log as _log
 
-KERAS_FILE = "model.keras"
+KERAS_FILE = metadata.KERAS_FILE
 
 
 @dataclasses.dataclass
@@ -48,8 +48,7 @@ class RecalibrateConfig:
 
 
 def _is_keras(path):
-    return path.endswith(".keras") or (os.path.isdir(path)
-                                       and os.path.isfile(os.path.join(path, KERAS_FILE)))
+    return forms.keras_model_path(path) is not None
 
 
 def _check_flags(cfg):
@@ -189,9 +188,7 @@ def _not_in_registry(name):
 def recalibrate_keras(cfg, log=_log):
     import keras
 
-    path = cfg.checkpoint_path
-    if os.path.isdir(path):
-        path = os.path.join(path, KERAS_FILE)
+    path = forms.keras_model_path(cfg.checkpoint_path)
     if not os.path.isfile(path):
         raise UsageError(f"Keras model {path} does not exist: check --checkpoint_path")
     source_dir = os.path.dirname(os.path.abspath(path))

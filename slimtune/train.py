@@ -97,6 +97,9 @@ class TrainConfig:
     num_clones: int = 1
     clone_on_cpu: bool = False
     num_ps_tasks: int = 0
+    # What trains: "slim" (the TF1 graph, slimtune.slim_engine) or "keras" (the Keras 3
+    # mirror with slim's training semantics, slimtune.keras_engine).
+    engine: str = metadata.SLIM_ENGINE
 
 
 @dataclasses.dataclass
@@ -131,6 +134,12 @@ def _validate(cfg):
     if cfg.precise_bn_batches < 0:
         raise UsageError(f"--precise_bn_batches={cfg.precise_bn_batches} must be 0 (off) or "
                          "a number of batches")
+    if cfg.engine not in metadata.ENGINES:
+        raise UsageError(f"unknown --engine {cfg.engine!r}: choose one of "
+                         f"{', '.join(metadata.ENGINES)}")
+    if cfg.engine == metadata.KERAS_ENGINE and cfg.precise_bn_batches:
+        raise UsageError("--precise_bn_batches is not available with --engine=keras yet: run "
+                         "slimtune-recalibrate on the run's model.keras instead")
 
 
 def _resolve(cfg):
@@ -143,7 +152,7 @@ def _resolve(cfg):
         batch_norm=metadata.batch_norm_flags(
             cfg.batch_norm_decay, cfg.batch_norm_epsilon,
             mode=bn_lib.FROZEN if cfg.freeze_batch_norm else None),
-        warm_start=cfg.checkpoint_path)
+        warm_start=cfg.checkpoint_path, engine=cfg.engine)
     run = metadata.resolve(flags, size_flag="--train_image_size",
                            mode_flag="--freeze_batch_norm")
     if cfg.precise_bn_batches and (run.batch_norm is None or cfg.freeze_batch_norm):
@@ -175,7 +184,9 @@ def run_info(cfg, split):
 def _check_resume_compatible(train_dir, run):
     old = metadata.recorded(train_dir)
     for key, was, now in (("model_name", old.model_name, run.model_name),
-                          ("num_classes", old.num_classes, run.num_classes)):
+                          ("num_classes", old.num_classes, run.num_classes),
+                          ("engine", old.model_name and (old.engine or metadata.SLIM_ENGINE),
+                           run.engine)):
         if was is not None and was != now:
             raise UsageError(
                 f"{train_dir} holds a run with {key}={was!r}, this command asks for "
@@ -211,50 +222,81 @@ def _train(cfg, log):
     compat.apply()
     _validate(cfg)
     placement = distribute.placement(cfg)
+    if placement.distributed and cfg.engine != metadata.SLIM_ENGINE:
+        raise UsageError("--engine=keras trains on one machine so far: drop --worker_hosts/"
+                         "TF_CONFIG and --num_clones, or train with --engine=slim")
     if placement.distributed:
         cfg = dataclasses.replace(cfg, train_dir=placement.own_dir(cfg.train_dir))
         lock = distribute.lock_dir(cfg.train_dir, placement)  # noqa: F841 (held to the end)
     strategy = distribute.slim_strategy(placement)  # before any other TensorFlow op
+    trainer, run, split = _open(cfg, log, placement, strategy)
+    reported = _report_graph_findings(trainer, log)
+    metadata.write(cfg.train_dir, metadata.training_document(
+        run, weight_decay=cfg.weight_decay, moving_average_decay=cfg.moving_average_decay,
+        exclude_scopes=checkpoint.split_scopes(cfg.checkpoint_exclude_scopes), seed=cfg.seed,
+        deterministic=deterministic(cfg), files=getattr(trainer, "files", None)))
+    log(_start_line(cfg, run, split, placement))
+    final, step, loss, seconds = trainer.train()
+    _report_doctor_findings(run, cfg.train_dir, final, log, reported)
+    return TrainResult(final, step, loss, seconds)
+
+
+def _open(cfg, log, placement=None, strategy=None):
+    """``(trainer, run, split)``: the run resolved on its data and its engine's trainer
+    built, resumed or warm-started; nothing trained or written yet."""
     run = _resolve(cfg)
     split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
                                 cfg.dataset_file_pattern)
     run = _on_split(cfg, run, split)
     os.makedirs(cfg.train_dir, exist_ok=True)
     _check_resume_compatible(cfg.train_dir, run)
-    trainer = slim_engine.Trainer(cfg, run, split, log, placement, strategy)
-    reported = _report_graph_findings(trainer.graph, log)
-    metadata.write(cfg.train_dir, metadata.training_document(
-        run, weight_decay=cfg.weight_decay, moving_average_decay=cfg.moving_average_decay,
-        exclude_scopes=checkpoint.split_scopes(cfg.checkpoint_exclude_scopes), seed=cfg.seed,
-        deterministic=deterministic(cfg)))
-    log(_start_line(cfg, run, split, placement))
-    final, step, loss, seconds = trainer.train()
-    _report_doctor_findings(final, log, reported)
-    return TrainResult(final, step, loss, seconds)
+    if cfg.engine == metadata.KERAS_ENGINE:
+        from slimtune.keras_engine.trainer import Trainer  # Keras: only for the runs using it
+
+        trainer = Trainer(cfg, run, split, log)
+        return trainer, dataclasses.replace(run, include_aux_logits=trainer.aux), split
+    return slim_engine.Trainer(cfg, run, split, log, placement, strategy), run, split
 
 
-def _report_graph_findings(graph, log):
+def open_trainer(cfg: TrainConfig, log=_log):
+    """The engine's trainer for ``cfg``, resumed from its train dir or warm-started, before
+    any step: what a test or notebook inspects (its weights, its model)."""
+    compat.apply()
+    _validate(cfg)
+    return _open(cfg, log)[0]
+
+
+def _report_graph_findings(trainer, log):
     """Before the first step, print the doctor's findings about the training graph's
-    BatchNorm layers (one value per channel, or so few that training can explode)."""
+    BatchNorm layers (one value per channel, or so few that training can explode); a
+    Keras-engine run has no graph to read."""
     from slimtune.checks import graph_checks
 
-    findings = graph_checks.batch_norm_size_findings(graph)
+    if getattr(trainer, "graph", None) is None:
+        return set()
+    findings = graph_checks.batch_norm_size_findings(trainer.graph)
     for finding in findings:
         for line in finding.lines():
             log(line)
     return {finding.code for finding in findings}
 
 
-def _report_doctor_findings(prefix, log, already=()):
-    """Print the BatchNorm doctor's checkpoint findings (errors and warnings only; not
-    the ``already`` reported codes again)."""
-    from slimtune.checks import checkpoint_checks
-    from slimtune.findings import NOTE
+def _report_doctor_findings(run, train_dir, final, log, already=()):
+    """Print the BatchNorm doctor's findings on the final checkpoint (a Keras-engine run:
+    on its model.keras), errors and warnings only, not the ``already`` reported codes."""
+    from slimtune import forms
+    from slimtune.checks import checkpoint_checks, keras_checks
+    from slimtune.findings import NOTE, Report
 
     try:
-        report = checkpoint_checks.checkpoint_report(prefix)
+        if run.engine == metadata.KERAS_ENGINE:
+            report = Report()
+            report.add(keras_checks.check(forms.load_keras(final),
+                                          metadata.recorded(train_dir)), final)
+        else:
+            report = checkpoint_checks.checkpoint_report(final)
     except Exception as e:  # a diagnosis must never fail a finished run
-        log(f"slimtune-doctor could not check {prefix}: {str(e).splitlines()[0]}")
+        log(f"slimtune-doctor could not check {final}: {str(e).splitlines()[0]}")
         return
     findings = [f for f in report.sorted()
                 if f.severity != NOTE and f.code not in already]

@@ -24,7 +24,6 @@ import pytest
 import tensorflow as tf
 
 from slimtune import checkpoint, compat, registry, train
-from slimtune.keras_engine import trainer as keras_trainer
 from slimtune.testing import make_checkpoint
 
 STEPS = 5
@@ -98,11 +97,11 @@ def compare(model_name, optimizer, start, tmp_path, dataset_dir, steps=STEPS, **
     """Run both engines ``steps`` steps; returns the figures (and prints them)."""
     slim_cfg = _config(tmp_path / "slim", model_name, start, dataset_dir,
                        max_number_of_steps=steps, **OPTIMIZERS[optimizer], **overrides)
-    keras_cfg = dataclasses.replace(slim_cfg, train_dir=str(tmp_path / "keras"))
+    keras_cfg = dataclasses.replace(slim_cfg, train_dir=str(tmp_path / "keras"), engine="keras")
     slim_result = train.train(slim_cfg, log=lambda line: None)
-    keras_trainer.train(keras_cfg, log=lambda line: None)
+    train.train(keras_cfg, log=lambda line: None)
     with compat.op_determinism(True):
-        trainer, _ = keras_trainer.open_run(keras_cfg, log=lambda line: None)  # resumes
+        trainer = train.open_trainer(keras_cfg, log=lambda line: None)  # resumes
     slim_after = checkpoint.read_tensors(slim_result.checkpoint)
     slim_before = checkpoint.read_tensors(checkpoint.resolve(start))
     trained = {id(w.variable) for w in trainer.trained}

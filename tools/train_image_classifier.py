@@ -23,6 +23,12 @@ existing command lines and --flagfile files work.  Differences that matter:
     channel (batch x map size) are warned about; at the end, the final checkpoint is
     run in inference mode on one batch and a warning says if its outputs are not finite.
 
+  * --engine=keras trains the Keras 3 mirror of the same architecture (slimtune's
+    keras_nets) with the same flags and the same meaning: slim scope names for the scope
+    flags, slim's L2 weight decay, TF1's optimizer formulas, the research/slim schedules,
+    slim's BatchNorm arithmetic.  It starts from a slim checkpoint or a converted .keras
+    and ends with --train_dir/model.keras, a plain Keras model.
+
   * Data parallel on several machines: --worker_hosts=h0:p0,h1:p1 --task=i on each
     (or TF_CONFIG); on one machine, slimtune-launch --num_workers=N -- <these flags>.
     --num_clones=K trains K replicas on one machine's devices.  Parameter servers
@@ -137,6 +143,9 @@ F.DEFINE_string("worker_hosts", None, "Every worker's host:port, comma-separated
                 "(the chief) first, the same on every worker; with --task=i this process is "
                 "worker i. Without it, a TF_CONFIG environment variable is used if set. "
                 "--batch_size is per worker: the global batch is batch_size x workers.")
+F.DEFINE_enum("engine", "slim", ["slim", "keras"], "What trains: 'slim' (the TF1 graph of the "
+              "slim network, research/slim's way) or 'keras' (its Keras 3 mirror, trained with "
+              "slim's semantics; --checkpoint_path may also be a converted .keras).")
 DEPLOYMENT = ("num_clones", "clone_on_cpu", "worker_replicas", "task", "num_ps_tasks")
 cli.define_research_slim_compat_flags(supported=DEPLOYMENT)
 

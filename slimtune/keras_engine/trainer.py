@@ -22,7 +22,7 @@ import math
 import os
 import time
 
-from slimtune import checkpoint, metadata, registry
+from slimtune import checkpoint, files, metadata
 from slimtune.errors import TrainingDiverged, UsageError
 from slimtune.keras_engine import model as model_lib
 from slimtune.keras_engine import optimizers, schedules
@@ -30,34 +30,38 @@ from slimtune.keras_engine.step import make_train_step
 from slimtune.progress import Meter, format_seconds
 
 CHECKPOINT_BASENAME = "keras_ckpt"
-KERAS_FILE = "model.keras"
-ENGINE = "keras"
+KERAS_FILE = metadata.KERAS_FILE
 
 
 class Trainer:
-    """One Keras-engine run on ``split``: ``spec``, ``num_classes``, ``bn`` (the run's
-    BatchNormConfig or None), ``image_size``, ``preprocessing`` resolved by the caller;
-    the rest from ``cfg`` (a ``train.TrainConfig``).
+    """One Keras-engine run of ``run`` (a resolved :class:`slimtune.metadata.RunInfo`:
+    architecture, classes, BatchNorm, size, preprocessing) on ``split``; the training
+    flags from ``cfg`` (a ``train.TrainConfig``).
 
     Creating it builds the model, the optimizer and the checkpoint, and resumes or
     warm-starts, so a checkpoint that does not fit fails before anything is trained.
+    ``aux`` says whether the model has the auxiliary head (the run's slimtune.json
+    records it).
     """
 
-    def __init__(self, cfg, spec, split, num_classes, bn, image_size, preprocessing, log):
+    files = {"keras": KERAS_FILE}  # what the run's slimtune.json names
+
+    def __init__(self, cfg, run, split, log):
         import keras
         import tensorflow as tf
 
         if cfg.moving_average_decay:
             raise UsageError("--moving_average_decay is not available with --engine=keras "
                              "yet: drop it, or train with --engine=slim")
-        self.cfg, self.spec, self.split, self.log = cfg, spec, split, log
-        self.num_classes, self.image_size, self.preprocessing = num_classes, image_size, \
-            preprocessing
+        spec, bn = run.spec, run.batch_norm
+        self.cfg, self.run, self.spec, self.split, self.log = cfg, run, spec, split, log
+        self.num_classes, self.image_size, self.preprocessing = (
+            run.num_classes, run.image_size, run.preprocessing)
         if cfg.seed is not None:
             keras.utils.set_random_seed(cfg.seed)  # also tf.random's global seed
         self.aux = with_aux_head(cfg, spec, log)
         self.model = model_lib.training_model(
-            spec, num_classes, bn, self.aux, image_size, cfg.weight_decay,
+            spec, run.num_classes, bn, self.aux, run.image_size, cfg.weight_decay,
             bn is not None and cfg.freeze_batch_norm)
         self.weights = model_lib.slim_names(spec, self.model, self.aux)
         self.trained = model_lib.trainable(self.weights, cfg.trainable_scopes)
@@ -69,7 +73,7 @@ class Trainer:
             self.checkpoint, cfg.train_dir, max_to_keep=cfg.keep_checkpoint_max,
             checkpoint_name=CHECKPOINT_BASENAME)
         self._restore_or_warm_start()
-        self.step_fn = make_train_step(self.model, self.optimizer, variables, num_classes,
+        self.step_fn = make_train_step(self.model, self.optimizer, variables, run.num_classes,
                                        cfg.label_smoothing, cfg.clip_gradient_norm)
 
     def _restore_or_warm_start(self):
@@ -97,11 +101,11 @@ class Trainer:
         cfg = self.cfg
         return pipeline.batches(self.split, self.preprocessing, self.image_size,
                                 cfg.batch_size, True, self.num_classes, cfg.labels_offset,
-                                seed=cfg.seed, deterministic=_deterministic(cfg))
+                                seed=cfg.seed, deterministic=cfg.deterministic)
 
     def train(self):
-        """Train to --max_number_of_steps; returns ``(final checkpoint, global step, last
-        loss, seconds)``."""
+        """Train to --max_number_of_steps; returns ``(model.keras, global step, last loss,
+        seconds)`` (the training checkpoints, ``keras_ckpt-<step>``, are for resuming)."""
         import tensorflow as tf
 
         cfg, log = self.cfg, self.log
@@ -118,7 +122,7 @@ class Trainer:
         seconds = time.monotonic() - started
         log(f"Finished at step {loop.step} in {format_seconds(seconds)}: {final}, "
             f"{keras_path}")
-        return final, loop.step, loop.loss, seconds
+        return keras_path, loop.step, loop.loss, seconds
 
     def inference_model(self):
         """The trained model with the logits as its only output (no auxiliary head)."""
@@ -132,13 +136,8 @@ class Trainer:
     def save_keras(self):
         """Write ``train_dir/model.keras`` atomically; returns its path."""
         path = os.path.join(self.cfg.train_dir, KERAS_FILE)
-        tmp = os.path.join(self.cfg.train_dir, f".tmp{os.getpid()}.{KERAS_FILE}")
-        try:
+        with files.staged(path, keep_extension=True) as tmp:
             self.inference_model().save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         return path
 
 
@@ -210,85 +209,22 @@ class _Loop:
 
 def with_aux_head(cfg, spec, log):
     """Whether the model gets the network's auxiliary head: as the run being resumed
-    recorded it; else whether the warm-start checkpoint holds one (or a new one is asked
-    for with --checkpoint_exclude_scopes covering it or --ignore_missing_vars); a fresh run
-    has it, as research/slim builds it."""
+    recorded it; else whether the warm-start checkpoint or ``.keras`` holds one (or a new
+    one is asked for, see :func:`slimtune.checkpoint.aux_head_wanted`); a fresh run has
+    it, as research/slim builds it."""
     if not spec.aux_logits:
         return False
-    recorded = metadata.read(cfg.train_dir)
-    if recorded.get("engine") == ENGINE and "include_aux_logits" in recorded:
-        return bool(recorded["include_aux_logits"])
+    recorded = metadata.recorded(cfg.train_dir)
+    if recorded.engine == metadata.KERAS_ENGINE and recorded.include_aux_logits is not None:
+        return recorded.include_aux_logits
     if not cfg.checkpoint_path:
         return True
     if model_lib.is_keras_file(cfg.checkpoint_path):
-        held = False  # a converted model has its auxiliary head only if asked for; see below
-        if os.path.exists(cfg.checkpoint_path):
-            held = metadata.read(os.path.dirname(os.path.abspath(cfg.checkpoint_path))
-                                 ).get("include_aux_logits", False)
-        where = cfg.checkpoint_path
+        where = cfg.checkpoint_path  # a converted model has its head only if asked for
+        held = bool(os.path.exists(where) and metadata.recorded(
+            os.path.dirname(os.path.abspath(where))).include_aux_logits)
     else:
         where = checkpoint.resolve(cfg.checkpoint_path)
         held = spec.holds_aux_logits(checkpoint.read_shapes(where))
-    if held:
-        return True
-    excluded = checkpoint.split_scopes(cfg.checkpoint_exclude_scopes)
-    if cfg.ignore_missing_vars or checkpoint.in_scopes(spec.aux_scope, excluded):
-        log(f"{where} has no auxiliary head: training a new {spec.aux_scope} from its "
-            "initial values")
-        return True
-    log(f"{where} has no auxiliary head ({spec.aux_scope}): training without it (add "
-        f"{spec.aux_scope} to --checkpoint_exclude_scopes to train a new one)")
-    return False
-
-
-def _deterministic(cfg):
-    from slimtune import train as train_command
-
-    return train_command.deterministic(cfg)
-
-
-def open_run(cfg, log=print):
-    """``(trainer, slimtune.json dict)`` for ``cfg`` (a ``slimtune.train.TrainConfig``):
-    the run resolved, its model built and resumed or warm-started, nothing trained or
-    written yet.  Call it under ``compat.op_determinism`` as :func:`train` does.
-
-    Until issue 13's ``metadata.RunInfo`` lands, the run (architecture, classes, BatchNorm,
-    size, preprocessing, metadata) is resolved with the train command's own helpers, so
-    both engines read the flags the same way; then the command resolves it and constructs
-    :class:`Trainer` itself, and this upward import goes.
-    """
-    from slimtune import compat
-    from slimtune import train as train_command
-    from slimtune.data import pipeline
-
-    compat.apply()
-    spec = registry.get(cfg.model_name)
-    image_size = train_command._validate(cfg, spec)
-    bn = train_command.batch_norm_config(spec, cfg)
-    preprocessing = cfg.preprocessing_name or spec.preprocessing
-    split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
-                                cfg.dataset_file_pattern)
-    num_classes = split.num_classes - cfg.labels_offset
-    if num_classes < 2:
-        raise UsageError(f"--labels_offset={cfg.labels_offset} leaves {num_classes} "
-                         f"classes of {split.num_classes}")
-    os.makedirs(cfg.train_dir, exist_ok=True)
-    run_meta = train_command._run_metadata(cfg, spec, split, num_classes, bn, image_size,
-                                           preprocessing)
-    train_command._check_resume_compatible(cfg.train_dir, run_meta)
-    trainer = Trainer(cfg, spec, split, num_classes, bn, image_size, preprocessing, log)
-    run_meta.update(engine=ENGINE, include_aux_logits=trainer.aux, files={"keras": KERAS_FILE})
-    return trainer, run_meta
-
-
-def train(cfg, log=print):
-    """Train ``cfg`` (a ``slimtune.train.TrainConfig``) on the Keras engine; returns the
-    train command's ``TrainResult``."""
-    from slimtune import compat
-    from slimtune import train as train_command
-
-    with compat.op_determinism(_deterministic(cfg)):
-        trainer, run_meta = open_run(cfg, log)
-        metadata.write(cfg.train_dir, run_meta)
-        final, step, loss, seconds = trainer.train()
-        return train_command.TrainResult(final, step, loss, seconds)
+    return checkpoint.aux_head_wanted(spec, where, held, cfg.checkpoint_exclude_scopes,
+                                      cfg.ignore_missing_vars, log)

@@ -32,16 +32,10 @@ def with_aux_head(cfg, spec, log):
     if not cfg.checkpoint_path:
         return True
     prefix = checkpoint.resolve(cfg.checkpoint_path)
-    if spec.holds_aux_logits(checkpoint.read_shapes(prefix)):
-        return True
-    excluded = checkpoint.split_scopes(cfg.checkpoint_exclude_scopes)
-    if cfg.ignore_missing_vars or checkpoint.in_scopes(spec.aux_scope, excluded):
-        log(f"{prefix} has no auxiliary head: training a new {spec.aux_scope} from its "
-            "initial values")
-        return True
-    log(f"{prefix} has no auxiliary head ({spec.aux_scope}): training without it (add "
-        f"{spec.aux_scope} to --checkpoint_exclude_scopes to train a new one)")
-    return False
+    return checkpoint.aux_head_wanted(spec, prefix,
+                                      spec.holds_aux_logits(checkpoint.read_shapes(prefix)),
+                                      cfg.checkpoint_exclude_scopes, cfg.ignore_missing_vars,
+                                      log)
 
 
 def warm_start_plan(cfg, spec, log):

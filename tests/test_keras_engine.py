@@ -1,0 +1,129 @@
+"""slimtune-train --engine=keras as a user meets it: a run with the slim engine's flags
+that leaves a plain ``model.keras``, resumes, and that every other command accepts.
+
+One Keras-engine run of the tiny registered network (two conv+BN layers, 32 px) from a
+random slim checkpoint (randomised BatchNorm statistics) is shared by the tests; the
+numerical equivalence with the slim engine is tests/test_keras_engine_equivalence.py.
+"""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+from test_register_architecture import NAME, _register as register_tiny_net
+
+from slimtune import doctor, evaluate, export, recalibrate, train, verify
+from slimtune.errors import UsageError
+from slimtune.testing import make_checkpoint
+
+STEPS = 3
+
+
+def _config(train_dir, digits_dir, **overrides):
+    settings = dict(train_dir=str(train_dir), dataset_name="digits", dataset_dir=digits_dir,
+                    model_name=NAME, preprocessing_name="lenet", train_image_size=32,
+                    batch_size=8, max_number_of_steps=STEPS, optimizer="momentum",
+                    learning_rate=0.01, log_every_n_steps=1, save_summaries_secs=0, seed=0,
+                    engine="keras")
+    settings.update(overrides)
+    return train.TrainConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def keras_run(tmp_path_factory, digits_dir):
+    """``(train dir, TrainResult, log lines)`` of a 3-step Keras-engine run."""
+    register_tiny_net()
+    root = tmp_path_factory.mktemp("keras_engine")
+    start = make_checkpoint(str(root / "start" / "model.ckpt"), NAME, 10, seed=1)
+    lines = []
+    result = train.train(_config(root / "run", digits_dir, checkpoint_path=start),
+                         log=lines.append)
+    return str(root / "run"), result, lines
+
+
+def test_the_run_ends_with_a_plain_keras_model_and_its_metadata(keras_run):
+    import keras
+
+    train_dir, result, lines = keras_run
+    assert result.global_step == STEPS and np.isfinite(result.loss)
+    assert result.checkpoint == os.path.join(train_dir, "model.keras")
+    text = "\n".join(lines)
+    assert f"step {STEPS}/{STEPS}" in text and "img/s" in text
+    assert "Training 8 variables" in text  # 2 x (kernel, gamma, beta) + logits kernel, bias
+    meta = json.loads(open(os.path.join(train_dir, "slimtune.json")).read())
+    assert meta["engine"] == "keras" and meta["model_name"] == NAME
+    assert meta["files"] == {"keras": "model.keras"} and meta["include_aux_logits"] is False
+    # Plain Keras layers only: it loads in safe mode with no slimtune class registered.
+    model = keras.models.load_model(result.checkpoint, safe_mode=True)
+    assert all(type(layer).__module__.startswith("keras.") for layer in model.layers)
+    tags = set()
+    import tensorflow as tf
+
+    for path in glob.glob(os.path.join(train_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags |= {value.tag for value in event.summary.value}
+    assert {"losses/total_loss", "training/learning_rate"} <= tags
+
+
+def test_the_same_command_resumes_it(keras_run, digits_dir, tmp_path):
+    train_dir, _, _ = keras_run
+    lines = []
+    result = train.train(_config(train_dir, digits_dir, max_number_of_steps=STEPS + 2),
+                         log=lines.append)
+    assert result.global_step == STEPS + 2
+    assert any(line.startswith("Resuming from") for line in lines)
+
+
+def test_another_engine_on_its_train_dir_is_refused(keras_run, digits_dir):
+    train_dir, _, _ = keras_run
+    with pytest.raises(UsageError) as error:
+        train.train(_config(train_dir, digits_dir, engine="slim"), log=lambda line: None)
+    assert "engine='keras'" in str(error.value) and "--train_dir" in str(error.value)
+
+
+def test_eval_export_verify_doctor_and_recalibrate_take_the_train_dir(keras_run, digits_dir,
+                                                                      tmp_path):
+    import keras
+
+    train_dir, result, _ = keras_run
+    scores = evaluate.evaluate(evaluate.EvalConfig(
+        checkpoint_path=train_dir, dataset_name="digits", dataset_dir=digits_dir,
+        batch_size=50), log=lambda line: None)
+    assert scores.count > 100 and scores.global_step >= STEPS
+    # The same top-1 as the model itself on the evaluation pipeline's images.
+    from slimtune.data import pipeline
+
+    split = pipeline.open_split("digits", digits_dir, "validation")
+    images, labels = pipeline.load_eval_arrays("digits", digits_dir, "validation", "lenet",
+                                               32, scores.count)
+    model = keras.models.load_model(result.checkpoint, safe_mode=True)
+    own = np.mean(np.argmax(model(images, training=False), axis=1) == labels)
+    assert split.num_samples == scores.count and abs(own - scores.top1) < 1e-9
+
+    frozen = str(tmp_path / "model.pb")
+    export.export(export.ExportConfig(checkpoint_path=train_dir, output_file=frozen),
+                  log=lambda line: None)
+    report = verify.verify(verify.VerifyConfig(reference=train_dir, candidate=frozen,
+                                               random=4), log=lambda line: None)
+    assert report["passed"]
+
+    found = doctor.diagnose(doctor.DoctorConfig(train_dir=train_dir))
+    assert any(line.startswith("Keras model") for line in found.checked)
+
+    out = str(tmp_path / "recalibrated")
+    recalibrate.recalibrate(recalibrate.RecalibrateConfig(
+        checkpoint_path=train_dir, dataset_name="digits", dataset_dir=digits_dir,
+        num_batches=2, batch_size=16, output_dir=out), log=lambda line: None)
+    assert os.path.isfile(os.path.join(out, "model.keras"))
+
+
+def test_keras_engine_refuses_what_it_cannot_do_yet(digits_dir, tmp_path):
+    for flags, named in ((dict(worker_hosts="127.0.0.1:1,127.0.0.1:2", task=0),
+                          "--engine=keras trains on one machine"),
+                         (dict(precise_bn_batches=2), "slimtune-recalibrate")):
+        with pytest.raises(UsageError) as error:
+            train.train(_config(tmp_path / "x", digits_dir, **flags), log=lambda line: None)
+        assert named in str(error.value)
