@@ -15,7 +15,12 @@ handwritten digits so it runs anywhere without downloads:
 4. **export** a frozen ``.pb`` and a SavedModel; **convert** to a Keras 3 ``.keras``
    (and the Keras SavedModel beside it);
 5. **verify** every form against the checkpoint graph on the held-out images, class by
-   class, and print one summary table: accuracy and parity of each form.
+   class;
+6. **keep training after the move**: the converted ``.keras`` trains on in Keras 3
+   (``--engine=keras``) while the checkpoint trains on in the slim engine, the same
+   steps on the same batches; their served accuracies must not differ beyond chance
+   (the two-sided sign test).  Then one summary table: accuracy and parity of each form,
+   and both engines.
 
 Every output lives in ``work_dir``; running the command again resumes training where
 it stopped and redoes the (cheap) export, conversion and verification.  Training is
@@ -45,6 +50,7 @@ class QuickstartConfig:
     new_classes: str = "5,6,7,8,9"
     base_steps: int = 250
     finetune_steps: int = 200
+    continue_steps: int = 50  # both engines train on this much after the conversion
     learning_rate: float = 0.002
     finetune_learning_rate: float = 0.001
     batch_norm_decay: float = 0.9  # small data, few steps: the published 0.997 would lag
@@ -217,11 +223,42 @@ def _verify_forms(cfg, new_data, reference_path, paths, step, log):
     return len(images), reports, top1
 
 
+@dataclasses.dataclass
+class _EnginesVerdict:
+    """Both engines' served evaluations after training on from the converted model."""
+
+    slim: object  # evaluate.EvalResult
+    keras: object
+    slim_only: int
+    keras_only: int
+    chance: float
+
+
+def _keep_training(cfg, new_data, finetune_dir, keras_path, step, log):
+    """The fine-tuned checkpoint trains on with the slim engine and its conversion with
+    the Keras engine, ``continue_steps`` more steps each (same flags, seed and batches);
+    both are evaluated as served."""
+    step(f"keep training: {cfg.continue_steps} more steps in the slim engine and, from the "
+         ".keras, in the Keras 3 engine")
+    results = {}
+    for engine, start in (("slim", finetune_dir), ("keras", keras_path)):
+        train_dir = os.path.join(cfg.work_dir, f"continue_{engine}")
+        _fresh(train_dir)
+        train.train(_train_config(cfg, train_dir, new_data, cfg.continue_steps,
+                                  cfg.finetune_learning_rate / 10, checkpoint_path=start,
+                                  engine=engine), log=log)
+        results[engine] = _evaluate(train_dir, new_data, False, log)
+    slim_only, keras_only = stats.disagreements(results["slim"].correct,
+                                                results["keras"].correct)
+    return _EnginesVerdict(results["slim"], results["keras"], slim_only, keras_only,
+                           stats.chance_of_difference(slim_only, keras_only))
+
+
 def _top1(logits, labels):
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 
 
-def _checks(cfg, base_eval, verdict):
+def _checks(cfg, base_eval, verdict, engines=None):
     """The summary's rows: ``(name, value, target, ok or None when there is no target)``."""
     return [
         ("base top-1, digits " + cfg.base_classes, f"{base_eval.top1:.4f}", "", None),
@@ -235,6 +272,19 @@ def _checks(cfg, base_eval, verdict):
         # One-sided: served scoring higher is not a BatchNorm problem.
         ("chance of that gap (sign test)", f"{verdict.gap_chance:.4f}",
          f">= {stats.GAP_CHANCE}", bool(verdict.gap_chance >= stats.GAP_CHANCE)),
+    ] + (_engine_rows(cfg, engines) if engines else [])
+
+
+def _engine_rows(cfg, engines):
+    more = f"+{cfg.continue_steps} steps"
+    return [
+        (f"{more}, slim engine, served top-1", f"{engines.slim.top1:.4f}", "", None),
+        (f"{more}, Keras engine, served top-1", f"{engines.keras.top1:.4f}", "", None),
+        ("images right only in the slim engine's", f"{engines.slim_only}", "", None),
+        ("images right only in the Keras engine's", f"{engines.keras_only}", "", None),
+        # Two-sided: either engine ahead beyond chance means they train differently.
+        ("chance of that difference (sign test)", f"{engines.chance:.4f}",
+         f">= {stats.GAP_CHANCE}", bool(engines.chance >= stats.GAP_CHANCE)),
     ]
 
 
@@ -279,7 +329,7 @@ def run(cfg: QuickstartConfig, log=_log):
     """Run the main job; returns a dict of the summary figures (raises TargetMissed)."""
     started = time.monotonic()
     spec, base_classes, new_classes = _check_config(cfg)
-    step = _Steps(7, log)
+    step = _Steps(8, log)
     log(f"slimtune main job: {spec.name} at {cfg.image_size}px, batch {cfg.batch_size}; base "
         f"{cfg.base_steps} steps on digits {cfg.base_classes}, fine-tune "
         f"{cfg.finetune_steps} steps on digits {cfg.new_classes}; BN decay "
@@ -291,8 +341,9 @@ def run(cfg: QuickstartConfig, log=_log):
     verdict = _judge_batch_norm(finetune_dir, new_data, step, log)
     paths = _export_and_convert(cfg, finetune_dir, step, log)
     count, forms, top1 = _verify_forms(cfg, new_data, tuned.checkpoint, paths, step, log)
+    engines = _keep_training(cfg, new_data, finetune_dir, paths[".keras"], step, log)
     elapsed = time.monotonic() - started
-    checks = _checks(cfg, base_eval, verdict)
+    checks = _checks(cfg, base_eval, verdict, engines)
     _print_summary(cfg, checks, count, forms, top1, log)
     _print_times_and_outputs(cfg, elapsed, finetune_dir, paths, log)
     missed = _missed(checks, forms)
@@ -303,6 +354,9 @@ def run(cfg: QuickstartConfig, log=_log):
             "batch_only": verdict.batch_only, "served_only": verdict.served_only,
             "gap_chance": verdict.gap_chance, "images": verdict.served.count,
             "seconds": elapsed, "checkpoint": tuned.checkpoint,
+            "engines": {"slim_top1": engines.slim.top1, "keras_top1": engines.keras.top1,
+                        "slim_only": engines.slim_only, "keras_only": engines.keras_only,
+                        "chance": engines.chance},
             "forms": {title: {"top1": top1[title],
                               "max_rel": None if report is None else report.max_rel,
                               "passed": None if report is None else report.passed}

@@ -23,6 +23,12 @@ def chance_of_gap(batch_only, served_only):
     return sum(math.comb(n, k) for k in range(batch_only, n + 1)) / 2.0 ** n
 
 
+def chance_of_difference(a_only, b_only):
+    """How likely two equally good models are to differ at least this much, either way:
+    the two-sided exact sign test on the images only one of them gets right."""
+    return min(1.0, 2 * min(chance_of_gap(a_only, b_only), chance_of_gap(b_only, a_only)))
+
+
 def disagreements(batch_correct, served_correct):
     """``(batch_only, served_only)``: images only batch statistics get right, and only
     served (inference-mode) BatchNorm gets right, from per-image correctness."""

@@ -34,7 +34,12 @@ def test_main_job_fine_tunes_and_every_form_matches_the_checkpoint(tmp_path, dig
         if figures["passed"] is not None:
             assert figures["passed"] and figures["max_rel"] <= 1e-5, title
     text = "\n".join(lines)
-    assert "main job summary" in text and "[7/7] verify" in text
+    assert "main job summary" in text and "[7/8] verify" in text and "[8/8] keep" in text
+    # Both engines trained on from the same weights: neither ahead beyond chance.
+    engines = result["engines"]
+    assert engines["chance"] >= stats.GAP_CHANCE
+    assert engines["chance"] == stats.chance_of_difference(engines["slim_only"],
+                                                           engines["keras_only"])
     assert f"images right only served {result['served_only']:>24}" in text
     assert "excluding resnet_v1_50/logits" in text
 

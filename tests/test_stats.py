@@ -21,3 +21,10 @@ def test_disagreements_count_the_images_one_mode_alone_gets_right():
     batch = np.array([1, 1, 0, 0, 1, 1], bool)
     served = np.array([1, 0, 1, 0, 0, 1], bool)
     assert stats.disagreements(batch, served) == (2, 1)
+
+
+def test_chance_of_difference_is_two_sided_and_symmetric():
+    assert stats.chance_of_difference(5, 5) == 1.0
+    assert stats.chance_of_difference(9, 1) == stats.chance_of_difference(1, 9)
+    assert stats.chance_of_difference(9, 1) == pytest.approx(2 * stats.chance_of_gap(9, 1))
+    assert stats.chance_of_difference(0, 0) == 1.0  # no image tells the two apart

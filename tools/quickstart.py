@@ -1,4 +1,5 @@
-"""slimtune's main job on built-in data: base model, fine-tune, evaluate, export, convert, verify.
+"""slimtune's main job on built-in data: base model, fine-tune, evaluate, export, convert,
+verify, and keep training in both engines.
 
 Plays out the life of a slim checkpoint on scikit-learn's handwritten digits (shipped
 with the package, no download):
@@ -9,14 +10,18 @@ with the package, no download):
      BatchNorm decay suited to few steps;
   3. evaluate the held-out digits with is_training=False and with batch statistics;
   4. export a frozen .pb and a SavedModel; convert to a Keras 3 .keras;
-  5. verify every form against the checkpoint graph and print a summary table.
+  5. verify every form against the checkpoint graph;
+  6. keep training: the checkpoint in the slim engine and the converted .keras in the
+     Keras 3 engine (--engine=keras), --continue_steps each on the same batches, and
+     print a summary table.
 
 About 6-9 minutes on 2 CPU cores with the defaults.  Training is seeded and
 deterministic: a fresh run prints the same summary table every time on the same
 machine.  Exits 1 if the fine-tuned top-1 is below --min_top1, batch statistics beat
 it beyond chance (a one-sided sign test on the images the two BatchNorm modes
-classify differently, p < 0.01, as slimtune-doctor judges it), or any form differs
-from the checkpoint beyond --rtol.  Outputs go to --work_dir; running again resumes
+classify differently, p < 0.01, as slimtune-doctor judges it), any form differs
+from the checkpoint beyond --rtol, or the two engines' served accuracies after training
+on differ beyond chance (the two-sided sign test, p < 0.01).  Outputs go to --work_dir; running again resumes
 training and redoes export, conversion and verification.
 
   slimtune-quickstart                                     # defaults
@@ -42,6 +47,9 @@ def _define():
     f.DEFINE_string("new_classes", d.new_classes, "Digits the fine-tuned model learns.")
     f.DEFINE_integer("base_steps", d.base_steps, "Training steps of the base model.")
     f.DEFINE_integer("finetune_steps", d.finetune_steps, "Fine-tuning steps.")
+    f.DEFINE_integer("continue_steps", d.continue_steps, "Steps both engines train on after "
+                     "the conversion: the slim engine from the fine-tuned checkpoint, the "
+                     "Keras 3 engine from the converted .keras.")
     f.DEFINE_float("learning_rate", d.learning_rate, "Base model's Adam learning rate "
                    "(polynomial decay to 1/100 of it).")
     f.DEFINE_float("finetune_learning_rate", d.finetune_learning_rate, "Fine-tuning's Adam "
