@@ -138,14 +138,18 @@ def test_the_engine_step_trains_what_its_model_trains_and_updates_batch_norm(dig
     called with training=True (every trainable BN's statistics move: no seed-002 loop),
     the step is built after trainable is set (what moves is exactly
     model.trainable_weights: no stale compile), and --freeze_batch_norm freezes through
-    trainable (frozen statistics and gamma/beta stay; no nested base model)."""
+    trainable (frozen statistics and gamma/beta stay; no nested base model).  With
+    --trainable_scopes the variables outside them are marked untrainable, their layers
+    not: BatchNorm there still updates its statistics, as slim's did."""
     from slimtune.checks import keras_checks
 
     register_tiny_net()
-    for freeze, expected in ((False, ["keras-step-updates-bn"]),
-                             (True, ["keras-step-no-trainable-bn"])):
-        trainer = train.open_trainer(_config(tmp_path / f"freeze_{freeze}", digits_dir,
-                                             freeze_batch_norm=freeze), log=lambda line: None)
+    for flags, expected in ((dict(), ["keras-step-updates-bn"]),
+                            (dict(freeze_batch_norm=True), ["keras-step-no-trainable-bn"]),
+                            (dict(trainable_scopes="TinyConvNet/logits"),
+                             ["keras-step-updates-bn"])):
+        trainer = train.open_trainer(_config(tmp_path / ("run-" + "-".join(flags)), digits_dir,
+                                             **flags), log=lambda line: None)
         images, labels = next(iter(trainer.batches()))
         findings = doctor.check_train_step(trainer.model, trainer.step_fn, images, labels)
         assert [f.code for f in findings] == expected, [f.lines() for f in findings]
