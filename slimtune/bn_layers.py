@@ -124,21 +124,30 @@ def graph_statistics(graph_def):
 
 # --- Keras models ----------------------------------------------------------------------------
 
+def keras_leaf_layers(model):
+    """Every layer of a Keras model that is not itself a model, nested models entered,
+    in network order."""
+    found = []
+
+    def visit(layers):
+        for layer in layers:
+            inner = getattr(layer, "layers", None)
+            if inner is None:
+                found.append(layer)
+            else:
+                visit(inner)
+
+    visit(model.layers)
+    return found
+
+
 def keras_layers(model):
     """Every BatchNormalization layer of a Keras model, nested models included, in
     network order."""
     import keras
 
-    found = []
-
-    def visit(layers):
-        for layer in layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                found.append(layer)
-            visit(getattr(layer, "layers", ()))
-
-    visit(model.layers)
-    return found
+    return [layer for layer in keras_leaf_layers(model)
+            if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def keras_statistics(model):

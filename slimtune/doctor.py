@@ -4,8 +4,9 @@
 MetaGraph, frozen graph, SavedModel, Keras model), runs the checks of
 ``slimtune.checks`` that apply to each, and returns a :class:`~slimtune.findings.Report`
 of findings, each with its evidence, meaning and fix.  With data, every model form is
-also run on it.  ``check_train_step(model, step, *batch)`` checks a custom Keras
-training step from the user's own code.
+also run on it.  ``check_train_step(model, step, *batch)`` runs one step of the user's
+own Keras training (their loop's step function, or ``model.fit`` on one batch) and
+compares what it changed with what the model says it trains.
 """
 
 import dataclasses

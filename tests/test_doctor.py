@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from slim_checkpoints import freeze, make_checkpoint
 from slimtune import compat, doctor, export, train
+from slimtune.checks import keras_checks
 from slimtune.data import digits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -203,30 +204,125 @@ def test_live_train_step_that_leaves_statistics_alone_is_an_error(lenet_digits):
     assert [f.code for f in findings] == ["keras-step-updates-bn"]
 
 
-def _fine_tune_model(path, training_kwargs):
-    """Keras' transfer-learning recipe: a pretrained base inside a new model; the base
-    is unfrozen to fine-tune, and only ``base(x, training=False)`` keeps its BN frozen."""
+def _tiny_batch():
+    """16 random 8x8 images, mean 3 / std 2 (far from BatchNorm's 0/1), 4 classes."""
+    rng = np.random.RandomState(0)
+    return rng.normal(3, 2, (16, 8, 8, 3)).astype(np.float32), np.arange(16) % 4
+
+
+_ONE_FIT_STEP = dict(batch_size=16, epochs=1, verbose=0, shuffle=False)
+
+
+def _transfer_model(call, base_trainable=True, freeze_batch_norm=False):
+    """keras.io's transfer-learning recipe: a pretrained base inside a new classifier,
+    called as ``base(x, training=False)`` (``call="training_false"``) or ``base(x)``
+    (``call="plain"``); ``base_trainable`` as in its second, fine-tuning stage; with
+    ``freeze_batch_norm`` each BatchNorm layer of the base is set trainable=False after
+    the base is unfrozen (the fix).  Compiled, not trained."""
     keras.utils.set_random_seed(0)
     base = keras.Sequential([
-        keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3), keras.layers.BatchNormalization(),
-        keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D()], name="base")
-    base.trainable = True
-    inputs = keras.Input((32, 32, 3))
-    outputs = keras.layers.Dense(10)(base(inputs, **training_kwargs))
-    keras.Model(inputs, outputs, name="classifier").save(path)
-    return path
+        keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="conv"),
+        keras.layers.BatchNormalization(name="bn"), keras.layers.ReLU(),
+        keras.layers.GlobalAveragePooling2D()], name="base")
+    inputs = keras.Input((8, 8, 3))
+    features = base(inputs, training=False) if call == "training_false" else base(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(features),
+                        name="classifier")
+    base.trainable = base_trainable
+    if freeze_batch_norm:
+        base.get_layer("bn").trainable = False
+    _compile(model)
+    return model, base
+
+
+def _compile(model):
+    model.compile(keras.optimizers.Adam(1e-2),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+
+def _fit_moves_statistics(model, base):
+    """Whether one fit() step changes the base's BatchNorm moving mean."""
+    bn = base.get_layer("bn")
+    before = np.array(bn.moving_mean.numpy())
+    model.fit(*_tiny_batch(), **_ONE_FIT_STEP)
+    return not np.array_equal(before, bn.moving_mean.numpy())
+
+
+def test_nested_base_called_with_training_false_is_an_error(tmp_path):
+    """The keras.io recipe's second stage: ``base(x, training=False)``, then the base
+    unfrozen to fine-tune.  Keras 3's fit() overrides the recorded False, so BatchNorm
+    trains on the fine-tuning batches (measured here: its statistics move)."""
+    model, base = _transfer_model("training_false")
+    assert _fit_moves_statistics(model, base)
+    model.save(str(tmp_path / "recipe.keras"))
+    report = doctor.diagnose(doctor.DoctorConfig(keras_model=str(tmp_path / "recipe.keras")))
+    print("\n".join(report.lines()))
+    finding = next(f for f in report.findings if f.code == "keras-nested-bn-training")
+    assert finding.severity == "error"
+    assert "classifier calls base(x, training=False)" in finding.evidence
+    assert "trainable = False on every BatchNormalization layer" in finding.fix
+    # The fix: BatchNorm frozen through trainable; fit() leaves its statistics alone.
+    model, base = _transfer_model("training_false", freeze_batch_norm=True)
+    assert not _fit_moves_statistics(model, base)
+    model.save(str(tmp_path / "fixed.keras"))
+    report = doctor.diagnose(doctor.DoctorConfig(keras_model=str(tmp_path / "fixed.keras")))
+    assert "keras-nested-bn-training" not in _codes(report)
+    # Stage one of the recipe (the whole base frozen) is fine as it is.
+    model, base = _transfer_model("training_false", base_trainable=False)
+    assert not _fit_moves_statistics(model, base)
+    assert not keras_checks.nested_batch_norm_in_training(model)
 
 
 def test_nested_base_model_called_without_training_false_is_a_warning(tmp_path):
-    report = doctor.diagnose(doctor.DoctorConfig(
-        keras_model=_fine_tune_model(str(tmp_path / "broken.keras"), {})))
-    print("\n".join(report.lines()))
+    model, base = _transfer_model("plain")
+    assert _fit_moves_statistics(model, base)
+    model.save(str(tmp_path / "plain.keras"))
+    report = doctor.diagnose(doctor.DoctorConfig(keras_model=str(tmp_path / "plain.keras")))
     finding = next(f for f in report.findings if f.code == "keras-nested-bn-training")
     assert finding.severity == "warning"
     assert "classifier calls base without training=False" in finding.evidence
-    report = doctor.diagnose(doctor.DoctorConfig(
-        keras_model=_fine_tune_model(str(tmp_path / "fixed.keras"), {"training": False})))
+    model, base = _transfer_model("plain", freeze_batch_norm=True)
+    model.save(str(tmp_path / "fixed.keras"))
+    report = doctor.diagnose(doctor.DoctorConfig(keras_model=str(tmp_path / "fixed.keras")))
     assert "keras-nested-bn-training" not in _codes(report)
+
+
+def _flipped_after_training(first, then, recompile):
+    """A classifier trained one fit() step with ``base.trainable = first``, then set to
+    ``then``, compiled again or not."""
+    model, base = _transfer_model("plain", base_trainable=first)
+    model.fit(*_tiny_batch(), **_ONE_FIT_STEP)
+    base.trainable = then
+    if recompile:
+        _compile(model)
+    return model
+
+
+def _step_codes(model):
+    findings = doctor.check_train_step(model, model.fit, *_tiny_batch(), **_ONE_FIT_STEP)
+    print("\n".join(line for f in findings for line in f.lines()))
+    return [f.code for f in findings], findings
+
+
+def test_base_unfrozen_without_recompiling_is_an_error():
+    """fit() keeps the trainable set its train function was traced with: the unfrozen
+    base stays as it was (measured: kernel and statistics unchanged)."""
+    codes, findings = _step_codes(_flipped_after_training(False, True, recompile=False))
+    assert codes == ["keras-step-trainable-not-updated"]
+    assert findings[0].severity == "error"
+    assert "2 of 3 layers" in findings[0].evidence and "conv, bn" in findings[0].evidence
+    assert "model.compile" in findings[0].fix
+    codes, _ = _step_codes(_flipped_after_training(False, True, recompile=True))
+    assert codes == ["keras-step-updates-bn"]
+
+
+def test_base_frozen_without_recompiling_is_an_error():
+    """The reverse: a base frozen after training started keeps training."""
+    codes, findings = _step_codes(_flipped_after_training(True, False, recompile=False))
+    assert codes == ["keras-step-frozen-updated", "keras-step-no-trainable-bn"]
+    assert "base/conv/kernel" in findings[0].evidence
+    codes, _ = _step_codes(_flipped_after_training(True, False, recompile=True))
+    assert codes == ["keras-step-no-trainable-bn"]
 
 
 def _single_example_training_graph(path, batch):

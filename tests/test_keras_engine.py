@@ -130,3 +130,64 @@ def test_keras_engine_refuses_what_it_cannot_do_yet(digits_dir, tmp_path):
         with pytest.raises(UsageError) as error:
             train.train(_config(tmp_path / "x", digits_dir, **flags), log=lambda line: None)
         assert named in str(error.value)
+
+
+# The seeds' Keras traps (issue 14 section 3): the engine's own step and run, judged by
+# the doctor's checks that name them in users' code (tests/test_doctor.py).
+
+def test_the_engine_step_trains_what_its_model_trains_and_updates_batch_norm(digits_dir,
+                                                                            tmp_path):
+    """One step of the engine, as ``doctor.check_train_step`` sees a user's: the model is
+    called with training=True (every trainable BN's statistics move: no seed-002 loop),
+    the step is built after trainable is set (what moves is exactly
+    model.trainable_weights: no stale compile), and --freeze_batch_norm freezes through
+    trainable (frozen statistics and gamma/beta stay; no nested base model).  With
+    --trainable_scopes the variables outside them are marked untrainable, their layers
+    not: BatchNorm there still updates its statistics, as slim's did."""
+    from slimtune.checks import keras_checks
+
+    register_tiny_net()
+    for flags, expected in ((dict(), ["keras-step-updates-bn"]),
+                            (dict(freeze_batch_norm=True), ["keras-step-no-trainable-bn"]),
+                            (dict(trainable_scopes="TinyConvNet/logits"),
+                             ["keras-step-updates-bn"])):
+        trainer = train.open_trainer(_config(tmp_path / ("run-" + "-".join(flags)), digits_dir,
+                                             **flags), log=lambda line: None)
+        images, labels = next(iter(trainer.batches()))
+        findings = doctor.check_train_step(trainer.model, trainer.step_fn, images, labels)
+        assert [f.code for f in findings] == expected, [f.lines() for f in findings]
+        assert not keras_checks.nested_batch_norm_in_training(trainer.model)
+
+
+def _reset_statistics(path):
+    """Set every BatchNorm of the ``.keras`` at ``path`` to mean 0 / variance 1, in place:
+    a model trained by a loop that never updated them."""
+    import keras
+
+    model = keras.models.load_model(path, safe_mode=True)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, np.float32))
+            layer.moving_variance.assign(np.ones(layer.moving_variance.shape, np.float32))
+    model.save(path)
+
+
+def test_a_keras_run_from_scratch_leaves_no_statistics_at_0_1(digits_dir, tmp_path):
+    """BatchNorm starts at 0/1; two engine steps move every layer off it, and the doctor
+    on the train dir says nothing about them.  The same dir with its statistics put back
+    at 0/1 is an error there (a Keras-engine run's trainable BN cannot have kept them)."""
+    import shutil
+
+    register_tiny_net()
+    run_dir = str(tmp_path / "scratch")
+    train.train(_config(run_dir, digits_dir, max_number_of_steps=2), log=lambda line: None)
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=run_dir))
+    assert "keras-bn-stats-initial" not in {f.code for f in report.findings}, report.lines()
+    broken = str(tmp_path / "broken")
+    shutil.copytree(run_dir, broken)
+    _reset_statistics(os.path.join(broken, "model.keras"))
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=broken))
+    print("\n".join(report.lines()))
+    finding = next(f for f in report.findings if f.code == "keras-bn-stats-initial")
+    assert finding.severity == "error" and "2 of 2" in finding.evidence
+    assert "slimtune-recalibrate" in finding.fix

@@ -113,6 +113,22 @@ def trainable(weights, trainable_scopes):
     return chosen
 
 
+def mark_trained(weights, trained):
+    """Set ``trainable = False`` on the Keras variables of ``weights`` outside
+    ``trained`` (--trainable_scopes), so ``model.trainable_weights`` is exactly what the
+    step updates, as users' Keras code and the doctor's ``check_train_step`` expect.
+
+    Only the variables: their layers stay trainable, so a BatchNorm outside the scopes
+    still normalises with batch statistics and updates its moving statistics in
+    training, as slim's did (research/slim builds the whole network with
+    ``is_training=True`` whatever --trainable_scopes says).
+    """
+    kept = {id(w.variable) for w in trained}
+    for weight in weights:
+        if weight.variable.trainable and id(weight.variable) not in kept:
+            weight.variable.trainable = False
+
+
 class _AsInCheckpoint:
     """A Keras weight seen by :func:`checkpoint.plan_restore`: its shape in the
     checkpoint's layout (a logits Dense kernel is a 1x1 conv there)."""

@@ -65,6 +65,7 @@ class Trainer:
             bn is not None and cfg.freeze_batch_norm)
         self.weights = model_lib.slim_names(spec, self.model, self.aux)
         self.trained = model_lib.trainable(self.weights, cfg.trainable_scopes)
+        model_lib.mark_trained(self.weights, self.trained)
         variables = [w.variable for w in self.trained]
         self.optimizer = optimizers.optimizer(cfg, schedules.schedule(cfg, split.num_samples))
         self.optimizer.build(variables)
