@@ -319,3 +319,37 @@ def test_replicas_take_the_step_one_process_takes_on_the_global_batch(digits_dir
                        for name, value in start.items()}
     for name in start:  # the step moved every weight, and the clip bound
         assert moved["plain"][name] > 1e-3 and moved["clipped"][name] < moved["plain"][name]
+
+
+def test_a_worker_that_stopped_during_a_save_rolls_every_worker_back_to_a_common_step(
+        tmp_path):
+    """Without TensorFlow sessions: worker 0 saved steps 2, 3 and 4; worker 1 stopped
+    while saving 4.  Every worker resumes from 3, the last step both hold: a worker's
+    checkpoint file then lists nothing later.  With no common step the error names each
+    worker's steps and dir."""
+    from slimtune.errors import UsageError
+    from slimtune.slim_engine import start
+
+    def worker_dir(name, steps):
+        directory = str(tmp_path / name)
+        os.makedirs(directory)
+        paths = [os.path.join(directory, f"model.ckpt-{step}") for step in steps]
+        for path in paths:
+            open(path + ".index", "w").close()
+        tf.compat.v1.train.update_checkpoint_state(directory, paths[-1], paths)
+        return directory
+
+    chief, other = worker_dir("run", [2, 3, 4]), worker_dir("worker_1", [1, 2, 3])
+    assert start.checkpoint_steps(chief) == [2, 3, 4]
+    everyone = [{"resume_step": 4, distribute.CHECKPOINT_STEPS: [2, 3, 4], "dir": chief},
+                {"resume_step": 3, distribute.CHECKPOINT_STEPS: [1, 2, 3], "dir": other}]
+    assert distribute.resume_step_everyone_holds(everyone) == 3
+    assert distribute.resume_step_everyone_holds([everyone[0], everyone[0]]) is None
+    start.roll_back(chief, 3)
+    assert tf.train.latest_checkpoint(chief).endswith("model.ckpt-3")
+    assert start.checkpoint_steps(chief) == [2, 3]
+    with pytest.raises(UsageError, match=r"^the workers hold no checkpoint of a common step "
+                                         r"\(worker 0: steps \[4\] in .*/run; worker 1: "
+                                         r"steps \[3\] in .*/worker_1\): copy"):
+        distribute.resume_step_everyone_holds([
+            dict(everyone[0], checkpoint_steps=[4]), dict(everyone[1], checkpoint_steps=[3])])
