@@ -269,6 +269,28 @@ def run_settings(cfg, run, placement_, **extra):
     return settings
 
 
+# Compared by resume_step_everyone_holds, not as a flag.
+CHECKPOINT_STEPS = "checkpoint_steps"
+
+
+def resume_step_everyone_holds(everyone):
+    """None when every worker resumes from the same step; else the last step of which
+    every worker holds a checkpoint (listed in ``CHECKPOINT_STEPS``), the step to resume
+    from after a worker stopped during a save (it kept the save before).  Raises
+    UsageError, naming each worker's steps and dir, when no step is held by all."""
+    if len({worker.get("resume_step") for worker in everyone}) <= 1:
+        return None
+    held = set.intersection(*(set(worker.get(CHECKPOINT_STEPS, ())) for worker in everyone))
+    if held:
+        return max(held)
+    listing = "; ".join(f"worker {i}: steps {worker.get(CHECKPOINT_STEPS)} in {worker['dir']}"
+                        for i, worker in enumerate(everyone))
+    raise UsageError(f"the workers hold no checkpoint of a common step ({listing}): copy "
+                     "one step's checkpoint (model.ckpt-N.* and the checkpoint file) into "
+                     "every worker's dir, or move every worker's checkpoints aside to start "
+                     "again")
+
+
 def check_same_settings(everyone, task):
     """Refuse a run whose workers were started with different settings (naming both
     values) or write the same directory."""
@@ -281,7 +303,7 @@ def check_same_settings(everyone, task):
                              f"{mine['dir']} on {mine['host']}: every worker needs its own "
                              "train dir (check --task / TF_CONFIG task.index)")
         for key in sorted(set(mine) | set(theirs)):
-            if key in ("host", "dir"):
+            if key in ("host", "dir", CHECKPOINT_STEPS):
                 continue
             if mine.get(key) != theirs.get(key):
                 raise UsageError(

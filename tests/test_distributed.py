@@ -89,13 +89,16 @@ def test_two_workers_train_as_one_process_with_two_replicas(tmp_path, digits_dir
     statistics, equal to the one process's within 1e-5.  All start from one checkpoint
     (their graphs differ, so seeded initial values would too).
 
-    Without weight decay: with the default 4e-5 the conv weights of the two runs differ
-    by up to 4.5e-4 after 3 steps (logits and BatchNorm statistics still within 1e-7);
-    an open defect of the regularization under one of the two strategies."""
+    With weight decay 1e-3: each worker holds the regularization losses of its own
+    variables, the one process only in its first replica.  With a --clip_gradient_norm
+    too large to bind: the clip's all-reduce of the gradients runs between the workers
+    (test_replicas_take_the_step_one_process_takes_on_the_global_batch checks it binds
+    on the summed gradient)."""
     register_tiny_net()
     start = make_checkpoint(str(tmp_path / "start" / "model.ckpt"), "tiny_convnet", 10)
     multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
-    data = {"dataset_dir": digits_dir, "checkpoint_path": start}
+    data = {"dataset_dir": digits_dir, "checkpoint_path": start, "weight_decay": 1e-3,
+            "clip_gradient_norm": 100.0}
     workers = _workers(lambda i: _flags(multi, **data))
     reference = _start(_flags(single, num_clones=2, clone_on_cpu=True, **data))
     results = _finish(workers + [reference])
@@ -280,3 +283,73 @@ def dataclasses_replace_task(placement, task):
 
     return dataclasses.replace(placement, cluster=dataclasses.replace(placement.cluster,
                                                                       task=task))
+
+
+# -- the replica function against one process, in one process ---------------------------
+def test_replicas_take_the_step_one_process_takes_on_the_global_batch(digits_dir):
+    """One step on 8 fixed images as one replica and as 2 replicas x 4 (MirroredStrategy,
+    the slim engine's replica function, as its multi-worker runs use it; frozen BatchNorm,
+    so each image's loss is its own): the same loss, the same weight decay (counted once, not per replica:
+    the optimizer sums the replicas' gradients) and the same weights within 1e-6.  With
+    --clip_gradient_norm the clip is on the summed gradient: clipping each replica's
+    share, as slim's create_train_op does, differed by up to 1.8e-3 here, and the
+    replicas' summed unscaled losses took twice the step (4.5e-3 in conv1)."""
+    import json
+
+    weight_decay, clip = 1e-2, 0.02
+    out = subprocess.run(
+        [sys.executable, os.path.join(HERE, "replica_step_check.py"), digits_dir,
+         str(weight_decay), str(clip)], capture_output=True, text=True, timeout=TIMEOUT,
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.splitlines()[-1])
+    start = {name: np.array(value) for name, value in report["start"].items()}
+    decay = weight_decay * sum(float(np.sum(w ** 2)) / 2 for name, w in start.items()
+                               if name.endswith("/weights"))
+    moved = {}
+    for kind in ("plain", "clipped"):
+        one, two = report[kind]["one"], report[kind]["two"]
+        assert one["regularization"] == pytest.approx(decay, rel=1e-5)
+        assert two["regularization"] == pytest.approx(decay, rel=1e-5)
+        assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
+        for name, value in start.items():
+            np.testing.assert_allclose(two["weights"][name], one["weights"][name],
+                                       rtol=0, atol=1e-6, err_msg=f"{kind} {name}")
+        moved[kind] = {name: np.abs(np.array(one["weights"][name]) - value).max()
+                       for name, value in start.items()}
+    for name in start:  # the step moved every weight, and the clip bound
+        assert moved["plain"][name] > 1e-3 and moved["clipped"][name] < moved["plain"][name]
+
+
+def test_a_worker_that_stopped_during_a_save_rolls_every_worker_back_to_a_common_step(
+        tmp_path):
+    """Without TensorFlow sessions: worker 0 saved steps 2, 3 and 4; worker 1 stopped
+    while saving 4.  Every worker resumes from 3, the last step both hold: a worker's
+    checkpoint file then lists nothing later.  With no common step the error names each
+    worker's steps and dir."""
+    from slimtune.errors import UsageError
+    from slimtune.slim_engine import start
+
+    def worker_dir(name, steps):
+        directory = str(tmp_path / name)
+        os.makedirs(directory)
+        paths = [os.path.join(directory, f"model.ckpt-{step}") for step in steps]
+        for path in paths:
+            open(path + ".index", "w").close()
+        tf.compat.v1.train.update_checkpoint_state(directory, paths[-1], paths)
+        return directory
+
+    chief, other = worker_dir("run", [2, 3, 4]), worker_dir("worker_1", [1, 2, 3])
+    assert start.checkpoint_steps(chief) == [2, 3, 4]
+    everyone = [{"resume_step": 4, distribute.CHECKPOINT_STEPS: [2, 3, 4], "dir": chief},
+                {"resume_step": 3, distribute.CHECKPOINT_STEPS: [1, 2, 3], "dir": other}]
+    assert distribute.resume_step_everyone_holds(everyone) == 3
+    assert distribute.resume_step_everyone_holds([everyone[0], everyone[0]]) is None
+    start.roll_back(chief, 3)
+    assert tf.train.latest_checkpoint(chief).endswith("model.ckpt-3")
+    assert start.checkpoint_steps(chief) == [2, 3]
+    with pytest.raises(UsageError, match=r"^the workers hold no checkpoint of a common step "
+                                         r"\(worker 0: steps \[4\] in .*/run; worker 1: "
+                                         r"steps \[3\] in .*/worker_1\): copy"):
+        distribute.resume_step_everyone_holds([
+            dict(everyone[0], checkpoint_steps=[4]), dict(everyone[1], checkpoint_steps=[3])])

@@ -21,6 +21,7 @@ its BatchNorm statistics (:mod:`.finish`).
 import time
 
 from slimtune import compat, distribute
+from slimtune.errors import UsageError
 from slimtune.progress import format_seconds
 from slimtune.slim_engine import finish, start
 from slimtune.slim_engine.graph import build_train_graph
@@ -104,10 +105,23 @@ class Trainer:
         t, placement = self.tensors, self.placement
         if t.settings_rows is None:
             return
-        mine = distribute.run_settings(self.cfg, self.run_info, placement,
-                                       resume_step=self.start_step)
+        train_dir = self.cfg.train_dir
+        mine = distribute.run_settings(
+            self.cfg, self.run_info, placement, resume_step=self.start_step,
+            **{distribute.CHECKPOINT_STEPS: start.checkpoint_steps(train_dir)})
         self.log(f"{placement.describe()}: waiting for the other workers")
-        with peers_guard(placement, self.start_step, self.cfg.train_dir):
+        with peers_guard(placement, self.start_step, train_dir):
             rows = sess.run(t.settings, {t.settings_rows: distribute.settings_rows(
                 mine, placement)})
-        distribute.check_same_settings(distribute.settings_of_rows(rows), placement.task)
+        everyone = distribute.settings_of_rows(rows)
+        step = distribute.resume_step_everyone_holds(everyone)
+        if step is not None:
+            # The input already starts at this worker's own step: roll back, start again.
+            start.roll_back(train_dir, step)
+            steps = ", ".join(f"worker {i} step {worker['resume_step']}"
+                              for i, worker in enumerate(everyone))
+            raise UsageError(
+                f"the workers would resume from different checkpoints ({steps}): a worker "
+                f"stopped during a save. {train_dir} now resumes from step {step}, the last "
+                "one every worker holds: start every worker again with the same commands")
+        distribute.check_same_settings(everyone, placement.task)

@@ -28,7 +28,7 @@ class TrainGraph:
     """The tensors the session loop runs."""
 
     global_step: object
-    train_op: object  # runs one step; its value is the total loss (mean over replicas)
+    train_op: object  # runs one step; its value is the total loss (of the global batch)
     lr: object
     accuracy: object  # top-1 on the training batch (mean over replicas)
     summary: object
@@ -39,6 +39,7 @@ class TrainGraph:
     agreed: object  # the wishes summed over every replica: all workers act on them
     settings_rows: object = None  # multi-worker runs: fed, see distribute.settings_rows
     settings: object = None  # the rows summed over the workers
+    regularization: object = None  # the step's weight decay (regularization losses), once
 
 
 def build_train_graph(cfg, run, split, create_aux_logits=True, strategy=None,
@@ -49,7 +50,8 @@ def build_train_graph(cfg, run, split, create_aux_logits=True, strategy=None,
 
     Each replica reads its own share of the shard files and runs its own train op
     (``create_train_op`` with its own BatchNorm updates); the optimizer sums the
-    replicas' gradients.  The input starts at batch ``start_step`` (a resumed run).
+    replicas' gradients, so each replica's loss is its share of the global batch's
+    (:func:`_replica_loss`): a step is one process's step on the global batch.  The input starts at batch ``start_step`` (a resumed run).
     ``create_aux_logits=False`` leaves out an auxiliary head (see
     :func:`slimtune.slim_engine.start.with_aux_head`).
     """
@@ -70,19 +72,25 @@ def build_train_graph(cfg, run, split, create_aux_logits=True, strategy=None,
         global_batch = dataclasses.replace(cfg, batch_size=cfg.batch_size
                                            * placement.num_replicas)
         step = functools.partial(_replica_step, global_batch, run, split, create_aux_logits,
-                                 global_step, placement.num_clones,
+                                 global_step, placement,
                                  functools.partial(_local_batch, strategy, inputs))
-        loss, cross_entropy, accuracy, lr, agreed = strategy.run(step, args=(wish,))
+        loss, regularization, cross_entropy, accuracy, lr, agreed = strategy.run(
+            step, args=(wish,))
         mean = functools.partial(strategy.reduce, tf.distribute.ReduceOp.MEAN, axis=None)
-        train_op, cross_entropy, accuracy = mean(loss), mean(cross_entropy), mean(accuracy)
+        total = functools.partial(strategy.reduce, tf.distribute.ReduceOp.SUM, axis=None)
+        # Each replica's loss is its share: summed, the loss one process would have.
+        train_op, regularization = total(loss), total(regularization)
+        cross_entropy, accuracy = mean(cross_entropy), mean(accuracy)
         lr = strategy.experimental_local_results(lr)[0]
         # Every local replica's copy: a collective runs only if all its parts are fetched.
         agreed = tf.reduce_max(tf.stack(strategy.experimental_local_results(agreed)), 0)
         check_images, check_logits = _final_check_tensors(cfg, run, split, create_aux_logits)
         images_per_sec = v1.placeholder_with_default(0.0, [], name="images_per_sec")
-        summary = _summaries(train_op, cross_entropy, lr, accuracy, images_per_sec)
+        summary = _summaries(train_op, cross_entropy, regularization, lr, accuracy,
+                             images_per_sec)
     return TrainGraph(global_step, train_op, lr, accuracy, summary, images_per_sec,
-                      check_images, check_logits, wish, agreed, rows, settings)
+                      check_images, check_logits, wish, agreed, rows, settings,
+                      regularization)
 
 
 def _settings_exchange(strategy, placement):
@@ -142,9 +150,10 @@ def _local_batch(strategy, batches):
     return batches[[canonical(d) for d in strategy.extended.worker_devices].index(device)]
 
 
-def _replica_step(cfg, run, split, create_aux_logits, global_step, num_local, inputs, wish):
+def _replica_step(cfg, run, split, create_aux_logits, global_step, placement, inputs, wish):
     """One replica's part of a step: its network on its batch (``inputs()``), its losses
-    and its train op.  Returns ``(loss, cross entropy, accuracy, learning rate, wishes summed)``."""
+    and its train op.  Returns ``(loss share, regularization share, cross entropy,
+    accuracy, learning rate, wishes summed)``."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -156,13 +165,13 @@ def _replica_step(cfg, run, split, create_aux_logits, global_step, num_local, in
                                         create_aux_logits=create_aux_logits)
     cross_entropy = _losses(cfg, run, logits, end_points, labels)
     new = {key: v1.get_collection(key)[count:] for key, count in before.items()}
-    total_loss = _total_loss(new[v1.GraphKeys.LOSSES],
-                             new[v1.GraphKeys.REGULARIZATION_LOSSES], num_local)
+    total_loss, regularization = _replica_loss(
+        new[v1.GraphKeys.LOSSES], new[v1.GraphKeys.REGULARIZATION_LOSSES], placement)
     accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), labels), tf.float32))
     train_op, lr = _train_op(cfg, run, split, total_loss, global_step,
-                             new[v1.GraphKeys.UPDATE_OPS])
+                             new[v1.GraphKeys.UPDATE_OPS], placement.num_replicas)
     agreed = _all_reduce_sum(wish)
-    return train_op, cross_entropy, accuracy, lr, agreed
+    return train_op, regularization, cross_entropy, accuracy, lr, agreed
 
 
 # Collections a replica adds to while it builds; another local replica's entries are
@@ -170,15 +179,23 @@ def _replica_step(cfg, run, split, create_aux_logits, global_step, num_local, in
 _PER_REPLICA = ("losses", "regularization_losses", "update_ops")
 
 
-def _total_loss(losses, regularization, num_local):
-    """The replica's total loss.  Only the local replica that creates the variables
-    sees their regularization losses; it carries them for all ``num_local`` replicas
-    (the optimizer divides each replica's loss by the number of replicas)."""
+def _replica_loss(losses, regularization, placement):
+    """``(loss, regularization)``: the replica's shares of the step's total loss and of
+    its weight decay.  The optimizer sums the replicas' gradients, so the shares sum to
+    what one process has on the global batch: the mean of the replicas' losses plus the
+    regularization losses once.
+
+    Every worker creates its own variables, so each sees the regularization losses; of
+    the replicas on one worker only the first does (the others reuse its variables).  It
+    carries them for the worker's ``num_clones`` replicas: ``num_clones / num_replicas``
+    of them per worker, once in all."""
     import tensorflow as tf
 
-    if regularization and num_local > 1:
-        regularization = [tf.multiply(float(num_local), tf.add_n(regularization))]
-    return tf.add_n(losses + regularization, name="total_loss")
+    share = tf.add_n(losses) / float(placement.num_replicas)
+    if not regularization:
+        return tf.identity(share, name="total_loss"), tf.zeros([])
+    weight_decay = tf.add_n(regularization) * (placement.num_clones / placement.num_replicas)
+    return tf.add(share, weight_decay, name="total_loss"), weight_decay
 
 
 def _losses(cfg, run, logits, end_points, labels):
@@ -198,13 +215,12 @@ def _losses(cfg, run, logits, end_points, labels):
     return v1.losses.softmax_cross_entropy(one_hot, logits, label_smoothing=cfg.label_smoothing)
 
 
-def _train_op(cfg, run, split, total_loss, global_step, update_ops):
+def _train_op(cfg, run, split, total_loss, global_step, update_ops, num_replicas):
     """``(train op, learning rate)``: one optimizer step that also runs the BatchNorm
     updates (and the weights' moving averages with --moving_average_decay)."""
     import tensorflow as tf
 
     slim = compat.apply()
-    v1 = tf.compat.v1
     lr = optim.learning_rate(cfg, global_step, split.num_samples)
     opt = optim.optimizer(cfg, lr)
     update_ops = list(update_ops)
@@ -214,11 +230,31 @@ def _train_op(cfg, run, split, total_loss, global_step, update_ops):
     if cfg.moving_average_decay:
         ema = tf.train.ExponentialMovingAverage(cfg.moving_average_decay, global_step)
         update_ops.append(ema.apply(slim.get_model_variables()))
-    train_op = slim.learning.create_train_op(
+    clip = None
+    if cfg.clip_gradient_norm:
+        clip = functools.partial(_clip_summed_gradients if num_replicas > 1
+                                 else slim.learning.clip_gradient_norms,
+                                 max_norm=cfg.clip_gradient_norm)
+    # slim.learning.create_train_op's own clipping would clip each replica's share.
+    train_op = slim.training.create_train_op(
         total_loss, opt, global_step=global_step, update_ops=update_ops,
-        variables_to_train=_variables_to_train(cfg),
-        clip_gradient_norm=cfg.clip_gradient_norm or 0)
+        variables_to_train=_variables_to_train(cfg), transform_grads_fn=clip)
     return train_op, lr
+
+
+def _clip_summed_gradients(grads_and_vars, max_norm):
+    """--clip_gradient_norm as one process on the global batch has it: each variable's
+    gradient summed over the replicas (an all-reduce) clipped to ``max_norm``.  Each
+    replica scales its share by the factor the sum needs, so the optimizer's own sum of
+    the shares is the clipped sum.  Costs one more all-reduce of the gradients."""
+    import tensorflow as tf
+
+    pairs = [(tf.convert_to_tensor(g), v) for g, v in grads_and_vars if g is not None]
+    summed = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, [g for g, _ in pairs])
+    clipped = [(g * (max_norm / tf.maximum(tf.norm(total), max_norm)), v)
+               for (g, v), total in zip(pairs, summed)]
+    return clipped + [(g, v) for g, v in grads_and_vars if g is None]
 
 
 def _variables_to_train(cfg):
@@ -258,7 +294,7 @@ def _final_check_tensors(cfg, run, split, create_aux_logits):
     return images, logits
 
 
-def _summaries(total_loss, cross_entropy, lr, accuracy, images_per_sec):
+def _summaries(total_loss, cross_entropy, regularization, lr, accuracy, images_per_sec):
     """The merged TensorBoard summary: losses, rate, batch accuracy, throughput and a
     histogram of every BatchNorm moving mean and variance."""
     import tensorflow as tf
@@ -267,6 +303,7 @@ def _summaries(total_loss, cross_entropy, lr, accuracy, images_per_sec):
     summaries = [
         v1.summary.scalar("losses/total_loss", total_loss),
         v1.summary.scalar("losses/cross_entropy", cross_entropy),
+        v1.summary.scalar("losses/regularization", regularization),
         v1.summary.scalar("training/learning_rate", lr),
         v1.summary.scalar("training/train_batch_accuracy", accuracy),
         v1.summary.scalar("training/images_per_sec", images_per_sec),
