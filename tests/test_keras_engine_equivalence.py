@@ -9,9 +9,32 @@ engines draw their masks from different generators).  The per-step losses are re
 each run's TensorBoard events (the slim engine writes them at every step with
 --save_summaries_secs=0).
 
-Relative difference of a tensor: max |keras - slim| / max |slim|.  The weights must also
-have moved from the start by far more than the difference, or the test would pass on an
-engine that trains nothing.
+Relative difference of a tensor: max |keras - slim| / max |slim|.  The largest relative
+move of a trained tensor from the start must be at least ten times the weight tolerance,
+so an engine that trains nothing, or gets a tenth of an update wrong, fails.
+
+What is compared after five steps, and why (measured on resnet_v1_50, 32 px, batch 4):
+
+- The whole network, one step: BatchNorm statistics and loss equal to the bit, weights
+  within float32 rounding of the gradients (1e-6 of the update).
+- The logits (and an Inception's auxiliary logits), five steps, BatchNorm in training
+  mode all along: the optimizers' formulas, the schedules, label smoothing, the L2
+  penalty and five updates of every BatchNorm's statistics.  Measured at learning rate
+  1e-3, the four optimizers: resnet_v1_50 weights within 1.0-2.0e-7 (largest move
+  1.4e-2 to 7.8e-2), mobilenet_v2 8.3e-8 (5.5e-3 to 1.2e-2), inception_v3 with both
+  heads 1.0-1.5e-7 (0.12 to 0.32); statistics equal to the bit and losses within
+  1.0-2.5e-7 in all twelve.
+- Not the whole network over five steps: from a random checkpoint the training step with
+  BatchNorm in training mode is chaotic at these sizes, for the slim engine on its own.
+  slim against slim, the start moved by one ulp: weights 6.3e-2 apart after one step and
+  0.94 after five (sgd 1e-4; the Keras engine drifts less, 0.39); 8.5e-4 and 4.0e-2 at
+  sgd 1e-6; at 64 px batch 8, sgd 1e-6, 3.8e-6 and 7.1e-5 (Keras 6.6e-5, its loss 9.6e-5
+  apart).  The gradient is rough at the ulp scale: a random relative change of 1e-7 in
+  every weight changes it by 1.3e-2 (median over tensors; 17% for the worst), 1e-6 by
+  3.9e-2, 1e-5 by 0.11: it grows as the square root of the change, the signature of
+  ReLU kinks crossed, which BatchNorm over few values (n = 4 at 1x1 maps) brings within
+  reach of rounding.  With frozen BatchNorm the same gradient changes by 2e-6 for 1e-7
+  (smooth): the chaos comes from training-mode BatchNorm, not from either engine.
 """
 
 import dataclasses
@@ -29,6 +52,7 @@ from slimtune.testing import make_checkpoint
 STEPS = 5
 WEIGHT_RTOL = 1e-4
 LOSS_RTOL = 1e-5
+HEAD_LEARNING_RATE = 1e-3
 SIZES = {"resnet_v1_50": 32, "mobilenet_v2": 32, "inception_v3": 107}
 
 OPTIMIZERS = {
@@ -96,7 +120,7 @@ def _rel(a, b):
 def compare(model_name, optimizer, start, tmp_path, dataset_dir, steps=STEPS, **overrides):
     """Run both engines ``steps`` steps; returns the figures (and prints them)."""
     slim_cfg = _config(tmp_path / "slim", model_name, start, dataset_dir,
-                       max_number_of_steps=steps, **OPTIMIZERS[optimizer], **overrides)
+                       max_number_of_steps=steps, **{**OPTIMIZERS[optimizer], **overrides})
     keras_cfg = dataclasses.replace(slim_cfg, train_dir=str(tmp_path / "keras"), engine="keras")
     slim_result = train.train(slim_cfg, log=lambda line: None)
     train.train(keras_cfg, log=lambda line: None)
@@ -105,15 +129,14 @@ def compare(model_name, optimizer, start, tmp_path, dataset_dir, steps=STEPS, **
     slim_after = checkpoint.read_tensors(slim_result.checkpoint)
     slim_before = checkpoint.read_tensors(checkpoint.resolve(start))
     trained = {id(w.variable) for w in trainer.trained}
-    figures = {"weights": 0.0, "moved": np.inf, "statistics": 0.0, "losses": 0.0,
+    figures = {"weights": 0.0, "moved": 0.0, "statistics": 0.0, "losses": 0.0,
                "compared": 0}
     for w in trainer.weights:
         after, before = w.from_slim(slim_after[w.slim_name]), w.from_slim(slim_before[w.slim_name])
         diff = _rel(w.variable.numpy(), after)
         if id(w.variable) in trained:
             figures["weights"] = max(figures["weights"], diff)
-            figures["moved"] = min(figures["moved"], max(_rel(before, after), 0.0)
-                                   if np.any(before != after) else np.inf)
+            figures["moved"] = max(figures["moved"], _rel(before, after))
             figures["compared"] += 1
         elif w.slim_name.endswith(("moving_mean", "moving_variance")):
             figures["statistics"] = max(figures["statistics"], diff)
@@ -122,15 +145,27 @@ def compare(model_name, optimizer, start, tmp_path, dataset_dir, steps=STEPS, **
     assert len(slim_losses) == len(keras_losses) == steps, (slim_losses, keras_losses)
     figures["losses"] = max(abs(k - s) / abs(s) for k, s in zip(keras_losses, slim_losses))
     print(f"\n{model_name} {optimizer}: {figures['compared']} trained tensors, max rel "
-          f"weight diff {figures['weights']:.2e} (smallest move {figures['moved']:.2e}), BN "
+          f"weight diff {figures['weights']:.2e} (largest move {figures['moved']:.2e}), BN "
           f"statistics {figures['statistics']:.2e}, per-step loss {figures['losses']:.2e}; "
           f"slim losses {['%.6f' % x for x in slim_losses]}, keras "
           f"{['%.6f' % x for x in keras_losses]}")
     return figures
 
 
+def compare_head(model_name, optimizer, starts, tmp_path, dataset_dir):
+    """Five steps training the logits (and an Inception's auxiliary logits) only, at
+    HEAD_LEARNING_RATE; BatchNorm in training mode throughout, its statistics compared."""
+    spec = registry.get(model_name)
+    return compare(_no_dropout(model_name), optimizer, starts(model_name), tmp_path,
+                   dataset_dir, trainable_scopes=",".join(spec.logits_scopes),
+                   learning_rate=HEAD_LEARNING_RATE)
+
+
 def check(figures):
     assert figures["compared"] > 0
+    # The weights moved ten times the tolerance: an engine that trains nothing, or makes
+    # a tenth of the update wrong, fails.
+    assert figures["moved"] >= 10 * WEIGHT_RTOL
     assert figures["weights"] <= WEIGHT_RTOL
     assert figures["statistics"] <= WEIGHT_RTOL
     assert figures["losses"] <= LOSS_RTOL
@@ -161,24 +196,22 @@ def test_resnet_v1_50_one_step_agrees(starts, digits, tmp_path):
     assert figures["statistics"] == 0.0 and figures["losses"] == 0.0
 
 
-# Open (issue 14): after 5 steps from the random checkpoint the engines drift apart
-# (resnet_v1_50 32 px batch 4 sgd 1e-4: weights 0.39, loss 0.13; 64 px batch 8: 0.035
-# and 0.036), the difference growing 20-100x per step from float32 rounding after step 1.
-@pytest.mark.slow
-@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
-def test_resnet_v1_50_engines_agree(optimizer, starts, digits, tmp_path):
-    check(compare("resnet_v1_50", optimizer, starts("resnet_v1_50"), tmp_path, digits))
+# The default run: one five-step case, the optimizer whose TF1 and Keras formulas differ
+# most (momentum under a decaying rate); the others nightly.
+@pytest.mark.parametrize("optimizer", [
+    pytest.param(name, marks=() if name == "momentum_decaying" else pytest.mark.slow)
+    for name in sorted(OPTIMIZERS)])
+def test_resnet_v1_50_head_engines_agree(optimizer, starts, digits, tmp_path):
+    check(compare_head("resnet_v1_50", optimizer, starts, tmp_path, digits))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
-def test_mobilenet_v2_engines_agree(optimizer, starts, digits, tmp_path):
-    check(compare(_no_dropout("mobilenet_v2"), optimizer, starts("mobilenet_v2"), tmp_path,
-                  digits))
+def test_mobilenet_v2_head_engines_agree(optimizer, starts, digits, tmp_path):
+    check(compare_head("mobilenet_v2", optimizer, starts, tmp_path, digits))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
-def test_inception_v3_with_aux_head_engines_agree(optimizer, starts, digits, tmp_path):
-    check(compare(_no_dropout("inception_v3"), optimizer, starts("inception_v3"), tmp_path,
-                  digits))
+def test_inception_v3_aux_and_main_head_engines_agree(optimizer, starts, digits, tmp_path):
+    check(compare_head("inception_v3", optimizer, starts, tmp_path, digits))
