@@ -18,13 +18,14 @@ Everything TensorFlow-specific here creates the strategy; it must run before any
 TensorFlow op of the process (collective ops are configured at program start-up).
 """
 
+import contextlib
 import dataclasses
 import fcntl
 import json
 import os
 import socket
 
-from slimtune.errors import UsageError
+from slimtune.errors import DataError, UsageError, WorkerLost
 
 TF_CONFIG = "TF_CONFIG"
 LOCK_FILE = ".slimtune-worker.lock"
@@ -250,7 +251,8 @@ RUN_FLAGS = ("model_name", "batch_size", "max_number_of_steps", "labels_offset",
              "weight_decay", "optimizer", "learning_rate", "learning_rate_decay_type",
              "learning_rate_decay_factor", "num_epochs_per_decay", "label_smoothing",
              "moving_average_decay", "clip_gradient_norm", "freeze_batch_norm",
-             "dataset_name", "dataset_split_name", "deterministic")
+             "dataset_name", "dataset_split_name", "deterministic", "engine",
+             "sync_batch_norm")
 
 
 def run_settings(cfg, run, placement_, **extra):
@@ -291,6 +293,24 @@ def resume_step_everyone_holds(everyone):
                      "again")
 
 
+def settle(everyone, placement_, train_dir, roll_back):
+    """After the exchange: refuse a run whose workers were started with other settings,
+    and roll this worker's ``train_dir`` back (``roll_back(train_dir, step)``) when the
+    workers would resume from different steps (one stopped during a save), asking for a
+    restart."""
+    step = resume_step_everyone_holds(everyone)
+    if step is not None:
+        # The input already starts at this worker's own step: roll back, start again.
+        roll_back(train_dir, step)
+        steps = ", ".join(f"worker {i} step {worker['resume_step']}"
+                          for i, worker in enumerate(everyone))
+        raise UsageError(
+            f"the workers would resume from different checkpoints ({steps}): a worker "
+            f"stopped during a save. {train_dir} now resumes from step {step}, the last "
+            "one every worker holds: start every worker again with the same commands")
+    check_same_settings(everyone, placement_.task)
+
+
 def check_same_settings(everyone, task):
     """Refuse a run whose workers were started with different settings (naming both
     values) or write the same directory."""
@@ -313,6 +333,38 @@ def check_same_settings(everyone, task):
                     "checkpoints)")
 
 
+def replica_split(split, replica, count):
+    """The share of ``split`` (a ``pipeline.Split``) replica ``replica`` of ``count``
+    reads: its shard files ``replica, replica + count, ...`` (FILE sharding)."""
+    if count > 1 and len(split.files) < count:
+        raise DataError(f"{split.dataset_dir} has {len(split.files)} {split.split} shard "
+                        f"files for {count} replicas: each replica reads its own files, so "
+                        f"write the split as {count} or more shards")
+    return dataclasses.replace(split, files=split.files[replica::count])
+
+
+@contextlib.contextmanager
+def peers_guard(placement, step, train_dir):
+    """Inside, a multi-worker run that loses a peer (it stopped, or its machine went
+    away) stops with a :class:`WorkerLost` error saying how to resume."""
+    import tensorflow as tf
+
+    lost = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError)
+    try:
+        yield
+    except lost as e:
+        if placement.cluster is None:
+            raise
+        kept = tf.train.latest_checkpoint(train_dir) or "the start"
+        cause = " ".join(e.message.split())[:200]
+        raise WorkerLost(
+            f"worker {placement.task} lost the other workers after step {step} "
+            f"({type(e).__name__}: {cause}): a worker stopped or cannot be reached; start "
+            f"every worker again with the same commands to resume from {kept}") from None
+
+
+
 # -- TensorFlow: the strategies ------------------------------------------------------------
 def slim_strategy(placement_):
     """The ``tf.compat.v1`` strategy of a graph-mode (slim engine) run, or None for one
@@ -328,6 +380,22 @@ def slim_strategy(placement_):
             cluster_resolver=resolver)
     if placement_.num_clones > 1:
         return v1.distribute.MirroredStrategy(_local_devices(placement_))
+    return None
+
+
+def keras_strategy(placement_):
+    """The TF2 strategy of a Keras-engine run (``tf.distribute.MultiWorkerMirroredStrategy``
+    or ``MirroredStrategy`` over --num_clones local devices), or None for one device.
+    Creates it, so call it before any other TensorFlow op runs."""
+    import tensorflow as tf
+
+    if placement_.cluster:
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec({"worker": list(placement_.cluster.workers)}),
+            task_type="worker", task_id=placement_.task, rpc_layer="grpc")
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    if placement_.num_clones > 1:
+        return tf.distribute.MirroredStrategy(_local_devices(placement_))
     return None
 
 

@@ -77,6 +77,9 @@ class TrainConfig:
     batch_norm_decay: Optional[float] = None
     batch_norm_epsilon: Optional[float] = None
     freeze_batch_norm: bool = False
+    # Several replicas, --engine=keras: normalise with the global batch's statistics
+    # (an all-reduce per BatchNorm layer and step) instead of each replica's own batch.
+    sync_batch_norm: bool = False
     # Logging and saving
     log_every_n_steps: int = 10
     save_interval_secs: int = 600
@@ -137,6 +140,10 @@ def _validate(cfg):
     if cfg.engine not in metadata.ENGINES:
         raise UsageError(f"unknown --engine {cfg.engine!r}: choose one of "
                          f"{', '.join(metadata.ENGINES)}")
+    if cfg.sync_batch_norm and cfg.engine != metadata.KERAS_ENGINE:
+        raise UsageError("--sync_batch_norm is for --engine=keras: the slim engine normalises "
+                         "each replica's batch on its own (drop the flag or add "
+                         "--engine=keras)")
     if cfg.engine == metadata.KERAS_ENGINE and cfg.precise_bn_batches:
         raise UsageError("--precise_bn_batches is not available with --engine=keras yet: run "
                          "slimtune-recalibrate on the run's model.keras instead")
@@ -222,22 +229,27 @@ def _train(cfg, log):
     compat.apply()
     _validate(cfg)
     placement = distribute.placement(cfg)
-    if placement.distributed and cfg.engine != metadata.SLIM_ENGINE:
-        raise UsageError("--engine=keras trains on one machine so far: drop --worker_hosts/"
-                         "TF_CONFIG and --num_clones, or train with --engine=slim")
+    keras_engine = cfg.engine == metadata.KERAS_ENGINE
     if placement.distributed:
         cfg = dataclasses.replace(cfg, train_dir=placement.own_dir(cfg.train_dir))
         lock = distribute.lock_dir(cfg.train_dir, placement)  # noqa: F841 (held to the end)
-    strategy = distribute.slim_strategy(placement)  # before any other TensorFlow op
+    # Before any other TensorFlow op:
+    strategy = (distribute.keras_strategy if keras_engine else distribute.slim_strategy)(
+        placement)
     trainer, run, split = _open(cfg, log, placement, strategy)
     reported = _report_graph_findings(trainer, log)
-    metadata.write(cfg.train_dir, metadata.training_document(
-        run, weight_decay=cfg.weight_decay, moving_average_decay=cfg.moving_average_decay,
-        exclude_scopes=checkpoint.split_scopes(cfg.checkpoint_exclude_scopes), seed=cfg.seed,
-        deterministic=deterministic(cfg), files=getattr(trainer, "files", None)))
+    # A Keras run's files (slimtune.json naming model.keras) are the chief's alone.
+    writes_run = placement.is_chief or not keras_engine
+    if writes_run:
+        metadata.write(cfg.train_dir, metadata.training_document(
+            run, weight_decay=cfg.weight_decay, moving_average_decay=cfg.moving_average_decay,
+            exclude_scopes=checkpoint.split_scopes(cfg.checkpoint_exclude_scopes),
+            seed=cfg.seed, deterministic=deterministic(cfg),
+            files=getattr(trainer, "files", None)))
     log(_start_line(cfg, run, split, placement))
     final, step, loss, seconds = trainer.train()
-    _report_doctor_findings(run, cfg.train_dir, final, log, reported)
+    if writes_run:
+        _report_doctor_findings(run, cfg.train_dir, final, log, reported)
     return TrainResult(final, step, loss, seconds)
 
 
@@ -253,7 +265,7 @@ def _open(cfg, log, placement=None, strategy=None):
     if cfg.engine == metadata.KERAS_ENGINE:
         from slimtune.keras_engine.trainer import Trainer  # Keras: only for the runs using it
 
-        trainer = Trainer(cfg, run, split, log)
+        trainer = Trainer(cfg, run, split, log, placement, strategy)
         return trainer, dataclasses.replace(run, include_aux_logits=trainer.aux), split
     return slim_engine.Trainer(cfg, run, split, log, placement, strategy), run, split
 

@@ -99,28 +99,39 @@ def test_two_workers_train_as_one_process_with_two_replicas(tmp_path, digits_dir
     multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
     data = {"dataset_dir": digits_dir, "checkpoint_path": start, "weight_decay": 1e-3,
             "clip_gradient_norm": 100.0}
-    workers = _workers(lambda i: _flags(multi, **data))
-    reference = _start(_flags(single, num_clones=2, clone_on_cpu=True, **data))
-    results = _finish(workers + [reference])
-    _ok(results)
-    chief, step0 = _tensors(multi)
-    other, step1 = _tensors(os.path.join(multi, "worker_1"))
-    one, step = _tensors(single)
-    assert step0 == step1 == step == 3
-    assert "global batch 8" in results[0][1] and "global batch 8" in results[2][1]
-    assert sorted(chief) == sorted(other) == sorted(one) and len(chief) == 12
+    chief, _ = _two_workers_and_one_process(_flags, _tensors, multi, single, data)
     mean = chief["TinyConvNet/conv1/BatchNorm/moving_mean"]
     assert np.abs(mean).max() > 1e-3, "the statistics never moved: nothing was compared"
+
+
+def _two_workers_and_one_process(flags, tensors, multi, single, data, steps=3):
+    """Train 2 workers in ``multi`` and one process with --num_clones=2 in ``single`` with
+    ``flags(dir, **data)``; check both at ``steps`` with global batch 8, the workers'
+    ``tensors(dir)`` identical and equal to the one process's within 1e-5.  Returns
+    the chief's tensors and the outputs."""
+    workers = _workers(lambda i: flags(multi, **data))
+    reference = _start(flags(single, num_clones=2, clone_on_cpu=True, **data))
+    results = _finish(workers + [reference])
+    _ok(results)
+    chief, step0 = tensors(multi)
+    other, step1 = tensors(os.path.join(multi, "worker_1"))
+    one, step = tensors(single)
+    assert step0 == step1 == step == steps
+    assert "global batch 8" in results[0][1] and "global batch 8" in results[2][1]
+    assert sorted(chief) == sorted(other) == sorted(one) and len(chief) == 12, sorted(chief)
     for name in chief:
         np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
         np.testing.assert_allclose(chief[name], one[name], rtol=1e-5, atol=1e-5,
                                    err_msg=name)
+    return chief, [out for _, out in results]
 
 
 # -- faults --------------------------------------------------------------------------------
-def test_a_killed_worker_stops_the_other_with_a_clear_error(tmp_path, digits_dir):
+@pytest.mark.parametrize("engine", [
+    "slim", pytest.param("keras", marks=pytest.mark.slow)])  # keras: ~40 s more here
+def test_a_killed_worker_stops_the_other_with_a_clear_error(tmp_path, digits_dir, engine):
     workers = _workers(lambda i: _flags(str(tmp_path / "run"), steps=100000,
-                                        dataset_dir=digits_dir))
+                                        dataset_dir=digits_dir, engine=engine))
     lines, deadline = [], time.monotonic() + TIMEOUT
     try:
         for line in workers[1].stdout:  # wait until both train

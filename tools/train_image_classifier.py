@@ -98,6 +98,11 @@ F.DEFINE_float("batch_norm_epsilon", None, "BatchNorm epsilon (default: the arch
 F.DEFINE_boolean("freeze_batch_norm", False, "Use the moving statistics while training, never "
                  "update them, keep gamma/beta fixed (Keras trainable=False). Dropout stays "
                  "active during training.")
+F.DEFINE_boolean("sync_batch_norm", False, "--engine=keras on several replicas: normalise "
+                 "with the statistics of the global batch, every replica's images together "
+                 "(one all-reduce per BatchNorm layer and step). Default: each replica's own "
+                 "batch, as slim's multi-GPU towers did, the moving statistics averaged over "
+                 "the replicas at every log step and save.")
 F.DEFINE_integer("precise_bn_batches", 0, "After the last step, re-estimate every BatchNorm "
                  "layer's moving mean/variance for the final weights, exactly, over this many "
                  "batches of the training split (evaluation preprocessing, as served), and "

@@ -65,8 +65,10 @@ def slim_names(spec, model, include_aux_logits):
 
 
 def training_model(spec, num_classes, bn, include_aux_logits, image_size, weight_decay,
-                   freeze_batch_norm):
-    """The mirror with slim's training BatchNorm, weight decay, dropout, frozen BN if asked."""
+                   freeze_batch_norm, sync_batch_norm=False):
+    """The mirror with slim's training BatchNorm, weight decay, dropout, frozen BN if asked;
+    ``sync_batch_norm``: the trainable BatchNorm layers normalise with the statistics of
+    the global batch (see :class:`~.batch_norm.SlimBatchNormalization`)."""
     import keras
 
     from slimtune.keras_engine.batch_norm import SlimBatchNormalization
@@ -81,9 +83,11 @@ def training_model(spec, num_classes, bn, include_aux_logits, image_size, weight
 
     model = keras.models.clone_model(mirror, clone_function=clone)
     model.trainable = True
-    if freeze_batch_norm:
-        for layer in batch_norm_layers(model):
+    for layer in batch_norm_layers(model):
+        if freeze_batch_norm:
             layer.trainable = False
+        elif sync_batch_norm:
+            layer.sync_statistics = True
     return model
 
 

@@ -15,21 +15,40 @@ keep their moving statistics; Dropout drops.
 --clip_gradient_norm clips each gradient tensor to that norm on its own, as
 ``tf_slim.learning.create_train_op`` does (its ``clip_gradient_norms`` calls
 ``clip_by_norm`` per gradient; it is not a global-norm clip).
+
+Under a strategy (several workers, or --num_clones) the step runs in every replica, each
+on its own batch, and is the step one process takes on the global batch:
+
+- the loss is scaled to the global batch: ``tf.nn.compute_average_loss`` over the global
+  batch size, the L2 penalties by ``tf.nn.scale_regularization_loss`` (1/replicas), so the
+  replicas' shares sum to one process's loss.  The Keras 3 optimizer all-reduces (sums)
+  the gradients itself inside ``apply`` in replica context;
+- --clip_gradient_norm clips the summed gradient, not each replica's share (which Keras'
+  ``clipnorm`` does, before its all-reduce): the step all-reduces the gradients first,
+  and every replica scales its own share by the factor that clips the sum (``norm /
+  max(||sum||, norm)`` per tensor); the optimizer's sum is then the clipped sum.  (Keras'
+  ``apply`` cannot be told not to all-reduce again; the extra all-reduce runs only when
+  clipping);
+- the reported losses and accuracy are the global batch's (one all-reduce of 4 numbers,
+  which also carries the workers' wishes to save: see :mod:`.trainer`).
 """
 
 AUX_LOSS_WEIGHT = 0.4
 
 
-def cross_entropy(one_hot, logits, label_smoothing):
+def cross_entropy(one_hot, logits, label_smoothing, global_batch_size=None):
     """``tf.compat.v1.losses.softmax_cross_entropy``: smoothed one-hot labels, mean over
-    the batch."""
+    the batch; with ``global_batch_size``, this replica's share of the mean over the
+    global batch (``tf.nn.compute_average_loss``; one replica: the mean, to the bit)."""
     import tensorflow as tf
 
     if label_smoothing:
         classes = tf.cast(tf.shape(one_hot)[-1], logits.dtype)
         one_hot = one_hot * (1.0 - label_smoothing) + label_smoothing / classes
     losses = tf.nn.softmax_cross_entropy_with_logits(labels=one_hot, logits=logits)
-    return tf.reduce_mean(losses)
+    if global_batch_size is None:
+        return tf.reduce_mean(losses)
+    return tf.nn.compute_average_loss(losses, global_batch_size=global_batch_size)
 
 
 def regularization_loss(model):
@@ -42,33 +61,63 @@ def regularization_loss(model):
     return tf.add_n(penalties) if penalties else tf.constant(0.0)
 
 
-def make_train_step(model, optimizer, variables, num_classes, label_smoothing,
-                    clip_gradient_norm):
-    """A ``tf.function(images, labels) -> dict`` running one update of ``variables``;
-    the dict holds the total loss, cross-entropy, learning rate used and batch accuracy."""
+def clip_share(share, total, clip_norm):
+    """``share`` scaled by the factor ``tf.clip_by_norm(total, clip_norm)`` applies to
+    ``total`` (the summed gradient), in its order of operations: with one replica
+    (``share`` is ``total``) it is ``clip_by_norm`` itself."""
     import tensorflow as tf
 
-    @tf.function
-    def step(images, labels):
-        rate = optimizer.learning_rate  # the schedule at the step about to run
+    squares = tf.reduce_sum(total * total, keepdims=True)
+    positive = squares > 0
+    norm = tf.where(positive, tf.sqrt(tf.where(positive, squares, tf.ones_like(squares))),
+                    squares)
+    return share * clip_norm / tf.maximum(norm, clip_norm)
+
+
+def make_train_step(model, optimizer, variables, num_classes, label_smoothing,
+                    clip_gradient_norm, strategy=None, global_batch_size=None):
+    """A ``tf.function(images, labels, wish) -> dict`` running one update of
+    ``variables`` in every replica of ``strategy`` (None: this process's one device),
+    ``images`` and ``labels`` each replica's own (distributed values, see
+    :func:`.trainer.Trainer.distribute_batch`) of the ``global_batch_size``; the dict
+    holds the total loss, cross-entropy, learning rate used and batch accuracy of the
+    global batch, and ``wish`` (a float) summed over the replicas."""
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+    sum_ = tf.distribute.ReduceOp.SUM
+
+    def replica_step(images, labels, wish):
+        context = tf.distribute.get_replica_context()
         one_hot = tf.one_hot(labels, num_classes)
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
             logits, aux = (outputs[0], outputs[1]) if isinstance(outputs, (list, tuple)) \
                 else (outputs, None)
             logits = tf.cast(logits, tf.float32)
-            main = cross_entropy(one_hot, logits, label_smoothing)
-            total = main + regularization_loss(model)
+            main = cross_entropy(one_hot, logits, label_smoothing, global_batch_size)
+            total = main + tf.nn.scale_regularization_loss(regularization_loss(model))
             if aux is not None:
-                total += AUX_LOSS_WEIGHT * cross_entropy(one_hot, tf.cast(aux, tf.float32),
-                                                         label_smoothing)
+                total += AUX_LOSS_WEIGHT * cross_entropy(
+                    one_hot, tf.cast(aux, tf.float32), label_smoothing, global_batch_size)
         grads = tape.gradient(total, variables)
         if clip_gradient_norm > 0:
-            grads = [None if g is None else tf.clip_by_norm(g, clip_gradient_norm)
-                     for g in grads]
-        optimizer.apply(grads, variables)
-        accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), labels), tf.float32))
-        return {"total_loss": total, "cross_entropy": main, "learning_rate": rate,
-                "accuracy": accuracy}
+            present = [i for i, g in enumerate(grads) if g is not None]
+            summed = context.all_reduce(sum_, [grads[i] for i in present])
+            for i, full in zip(present, summed):
+                grads[i] = clip_share(grads[i], full, clip_gradient_norm)
+        optimizer.apply(grads, variables)  # all-reduces (sums) the replicas' shares
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1), labels), tf.float32))
+        return context.all_reduce(sum_, tf.stack(
+            [total, main, correct / tf.cast(global_batch_size or tf.shape(labels)[0], tf.float32),
+             tf.cast(wish, tf.float32)]))
+
+    @tf.function
+    def step(images, labels, wish=0.0):
+        rate = optimizer.learning_rate  # the schedule at the step about to run
+        out = strategy.run(replica_step, args=(images, labels, wish))
+        out = strategy.experimental_local_results(out)[0]
+        return {"total_loss": out[0], "cross_entropy": out[1], "learning_rate": rate,
+                "accuracy": out[2], "wish": out[3]}
 
     return step

@@ -16,13 +16,28 @@ same batches.  Progress lines, TensorBoard scalars under the slim engine's tags,
 checkpoints on the same schedule; a non-finite loss stops the run with the last good
 checkpoint kept.  At the end: the final checkpoint, and ``model.keras`` (inference
 outputs only, plain Keras layers: it loads in safe mode without slimtune).
+
+Several replicas (--worker_hosts/--task or TF_CONFIG: ``tf.distribute.
+MultiWorkerMirroredStrategy``; --num_clones: ``MirroredStrategy``, see
+:mod:`slimtune.distribute`): the model and optimizer are created under the strategy, every
+replica runs the step on its own batch (replica ``r`` of ``R`` reads shard files ``r, r+R,
+...`` from the step it resumes at) and a step is one process's step on the global batch
+(:mod:`.step`).  Never ``fit()``: broken under this strategy in Keras 3.15.  Keras 3 keeps
+each replica's own copy of the BatchNorm moving statistics (they drift apart; a read or a
+save takes replica 0's): with --sync_batch_norm every replica normalises with the global
+batch's statistics (:class:`~.batch_norm.SlimBatchNormalization`), so the copies stay
+equal; otherwise the copies are all-reduced to their mean at every log step and before
+every save.  Every worker saves every checkpoint (to its own dir: the chief's is
+--train_dir, worker i's ``train_dir/worker_i``) at steps all agree on; the chief alone
+writes ``model.keras``.  The workers first exchange their settings and refuse to start
+unless all were given the same (:func:`slimtune.distribute.settle`).
 """
 
 import math
 import os
 import time
 
-from slimtune import checkpoint, files, metadata
+from slimtune import checkpoint, distribute, files, metadata
 from slimtune.errors import TrainingDiverged, UsageError
 from slimtune.keras_engine import model as model_lib
 from slimtune.keras_engine import optimizers, schedules
@@ -46,7 +61,7 @@ class Trainer:
 
     files = {"keras": KERAS_FILE}  # what the run's slimtune.json names
 
-    def __init__(self, cfg, run, split, log):
+    def __init__(self, cfg, run, split, log, placement=None, strategy=None):
         import keras
         import tensorflow as tf
 
@@ -57,25 +72,62 @@ class Trainer:
         self.cfg, self.run, self.spec, self.split, self.log = cfg, run, spec, split, log
         self.num_classes, self.image_size, self.preprocessing = (
             run.num_classes, run.image_size, run.preprocessing)
+        self.placement = placement or distribute.Placement()
+        self.strategy = strategy or tf.distribute.get_strategy()
         if cfg.seed is not None:
             keras.utils.set_random_seed(cfg.seed)  # also tf.random's global seed
         self.aux = with_aux_head(cfg, spec, log)
-        self.model = model_lib.training_model(
-            spec, run.num_classes, bn, self.aux, run.image_size, cfg.weight_decay,
-            bn is not None and cfg.freeze_batch_norm)
-        self.weights = model_lib.slim_names(spec, self.model, self.aux)
-        self.trained = model_lib.trainable(self.weights, cfg.trainable_scopes)
-        model_lib.mark_trained(self.weights, self.trained)
-        variables = [w.variable for w in self.trained]
-        self.optimizer = optimizers.optimizer(cfg, schedules.schedule(cfg, split.num_samples))
-        self.optimizer.build(variables)
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+        self._agree()  # before the first variable: its initial value is a collective
+        with self.strategy.scope():
+            self.model = model_lib.training_model(
+                spec, run.num_classes, bn, self.aux, run.image_size, cfg.weight_decay,
+                bn is not None and cfg.freeze_batch_norm,
+                self.placement.distributed and cfg.sync_batch_norm)
+            self.weights = model_lib.slim_names(spec, self.model, self.aux)
+            self.trained = model_lib.trainable(self.weights, cfg.trainable_scopes)
+            model_lib.mark_trained(self.weights, self.trained)
+            variables = [w.variable for w in self.trained]
+            self.optimizer = optimizers.optimizer(
+                cfg, schedules.schedule(cfg, split.num_samples))
+            self.optimizer.build(variables)
+            self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, cfg.train_dir, max_to_keep=cfg.keep_checkpoint_max,
             checkpoint_name=CHECKPOINT_BASENAME)
-        self._restore_or_warm_start()
-        self.step_fn = make_train_step(self.model, self.optimizer, variables, run.num_classes,
-                                       cfg.label_smoothing, cfg.clip_gradient_norm)
+        with distribute.peers_guard(self.placement, 0, cfg.train_dir):
+            self._restore_or_warm_start()
+        self.step_fn = make_train_step(
+            self.model, self.optimizer, variables, run.num_classes, cfg.label_smoothing,
+            cfg.clip_gradient_norm, self.strategy, cfg.batch_size * self.placement.num_replicas)
+        self.average_statistics = _statistics_averager(self.model, self.strategy,
+                                                       self.placement, cfg.sync_batch_norm)
+
+    def _agree(self):
+        """Multi-worker runs: every worker's settings to every worker, as the first
+        collective; a worker started with other flags (or writing another's dir) stops
+        the run, naming both values."""
+        import tensorflow as tf
+
+        from slimtune.slim_engine import start  # the checkpoint-state file, both engines'
+
+        placement, train_dir = self.placement, self.cfg.train_dir
+        if placement.cluster is None:
+            return
+        steps = start.checkpoint_steps(train_dir)
+        mine = distribute.run_settings(
+            self.cfg, self.run, placement, resume_step=steps[-1] if steps else 0,
+            **{distribute.CHECKPOINT_STEPS: steps})
+        rows = tf.constant(distribute.settings_rows(mine, placement))
+        self.log(f"{placement.describe()}: waiting for the other workers")
+
+        @tf.function
+        def exchange(rows):
+            return self.strategy.run(_sum_over_replicas, args=(rows,))
+
+        with distribute.peers_guard(placement, 0, train_dir):
+            summed = self.strategy.experimental_local_results(exchange(rows))[0].numpy()
+        distribute.settle(distribute.settings_of_rows(summed), placement, train_dir,
+                          start.roll_back)
 
     def _restore_or_warm_start(self):
         cfg, log = self.cfg, self.log
@@ -96,13 +148,33 @@ class Trainer:
     def step(self):
         return int(self.optimizer.iterations.numpy())
 
-    def batches(self):
+    def batches(self, replica=0):
+        """The training batches of ``replica`` (of the run's replicas; its shard files),
+        from the step the run is at."""
         from slimtune.data import pipeline
 
         cfg = self.cfg
-        return pipeline.batches(self.split, self.preprocessing, self.image_size,
+        share = distribute.replica_split(self.split, replica, self.placement.num_replicas)
+        return pipeline.batches(share, self.preprocessing, self.image_size,
                                 cfg.batch_size, True, self.num_classes, cfg.labels_offset,
-                                seed=cfg.seed, deterministic=cfg.deterministic)
+                                seed=cfg.seed, deterministic=cfg.deterministic,
+                                skip_batches=self.step)
+
+    def replica_batches(self):
+        """Each step's ``(images, labels)``: one batch, or each local replica's own as
+        distributed values."""
+        placement = self.placement
+        first = placement.task * placement.num_clones
+        iterators = [iter(self.batches(replica))
+                     for replica in range(first, first + placement.num_clones)]
+        while True:
+            local = [next(it) for it in iterators]
+            if not placement.distributed:
+                yield local[0]
+                continue
+            yield tuple(self.strategy.experimental_distribute_values_from_function(
+                lambda context, part=part: local[context.replica_id_in_sync_group - first][part])
+                for part in (0, 1))
 
     def train(self):
         """Train to --max_number_of_steps; returns ``(model.keras, global step, last loss,
@@ -116,13 +188,13 @@ class Trainer:
             log(f"Already at step {step} >= --max_number_of_steps; nothing to do")
         writer = tf.summary.create_file_writer(cfg.train_dir)
         loop = _Loop(self, writer)
-        loop.run(iter(self.batches()))
+        loop.run(self.replica_batches())
         writer.close()
         final = self.manager.latest_checkpoint
-        keras_path = self.save_keras()
+        keras_path = self.save_keras() if self.placement.is_chief else final
         seconds = time.monotonic() - started
-        log(f"Finished at step {loop.step} in {format_seconds(seconds)}: {final}, "
-            f"{keras_path}")
+        log(f"Finished at step {loop.step} in {format_seconds(seconds)}: {final}"
+            + (f", {keras_path}" if keras_path != final else ""))
         return keras_path, loop.step, loop.loss, seconds
 
     def inference_model(self):
@@ -150,7 +222,8 @@ class _Loop:
         self.t, self.writer = trainer, writer
         cfg = trainer.cfg
         self.step = trainer.step
-        self.meter = Meter(cfg.batch_size, self.step, cfg.max_number_of_steps)
+        self.meter = Meter(cfg.batch_size * trainer.placement.num_replicas, self.step,
+                           cfg.max_number_of_steps)
         self.last_save = self.last_summary = time.monotonic()
         self.last_saved_step = self.step if trainer.manager.latest_checkpoint else None
         self.loss = float("nan")
@@ -158,16 +231,23 @@ class _Loop:
     def run(self, batches):
         cfg = self.t.cfg
         while cfg.max_number_of_steps is None or self.step < cfg.max_number_of_steps:
-            self._one_step(*next(batches))
+            # A save's time is this worker's wish; every worker saves when one wishes.
+            wish = time.monotonic() - self.last_save >= cfg.save_interval_secs
+            wished = self._one_step(*next(batches), wish)
             due_steps = cfg.save_interval_steps and self.step % cfg.save_interval_steps == 0
-            if due_steps or time.monotonic() - self.last_save >= cfg.save_interval_secs:
+            if due_steps or wished:
                 self._save()
         if self.last_saved_step != self.step:
             self._save()
 
     def _save(self):
-        self.t.manager.save(checkpoint_number=self.step)
+        with self._peers_guard():
+            self.t.average_statistics()
+            self.t.manager.save(checkpoint_number=self.step)
         self.last_save, self.last_saved_step = time.monotonic(), self.step
+
+    def _peers_guard(self):
+        return distribute.peers_guard(self.t.placement, self.step, self.t.cfg.train_dir)
 
     def _summarise(self, out):
         """Scalars under the slim engine's tags, as the Summary protos its FileWriter
@@ -184,11 +264,16 @@ class _Loop:
             tf.summary.experimental.write_raw_pb(
                 v1.Summary(value=values).SerializeToString(), step=self.step)
 
-    def _one_step(self, images, labels):
+    def _one_step(self, images, labels, wish):
+        """One step; returns whether a worker wished to save after it."""
+        import tensorflow as tf
+
         cfg = self.t.cfg
         now = time.monotonic()
         want_summary = now - self.last_summary >= cfg.save_summaries_secs or self.step == 0
-        out = {k: float(v) for k, v in self.t.step_fn(images, labels).items()}
+        with self._peers_guard():
+            out = {k: float(v) for k, v in self.t.step_fn(
+                images, labels, tf.constant(float(wish))).items()}
         self.loss, self.step = out["total_loss"], self.step + 1
         if not math.isfinite(self.loss):
             self.writer.close()
@@ -202,10 +287,46 @@ class _Loop:
             self._summarise(out)
             self.last_summary = now
         if self.step % cfg.log_every_n_steps == 0 or self.step == cfg.max_number_of_steps:
+            with self._peers_guard():
+                self.t.average_statistics()
             self.meter.tick(self.step)
             self.t.log(self.meter.line(self.step, loss=f"{self.loss:.4f}",
                                        lr=f"{out['learning_rate']:.2e}",
                                        acc=f"{out['accuracy']:.3f}"))
+        return out["wish"] > 0
+
+
+def _sum_over_replicas(value):
+    import tensorflow as tf
+
+    # tf.identity: a value from outside the replica has no device to reduce to.
+    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
+                                                          tf.identity(value))
+
+
+def _statistics_averager(model, strategy, placement, synchronized):
+    """A function that sets every replica's copy of the trained BatchNorm layers' moving
+    statistics to their mean over the replicas (a no-op with one replica, with
+    --sync_batch_norm, or without such statistics)."""
+    import tensorflow as tf
+
+    statistics = [v for layer in model_lib.batch_norm_layers(model) if layer.trainable
+                  for v in (layer.moving_mean, layer.moving_variance)]
+    if not placement.distributed or synchronized or not statistics:
+        return lambda: None
+
+    def replica_fn():
+        context = tf.distribute.get_replica_context()
+        means = context.all_reduce(tf.distribute.ReduceOp.MEAN,
+                                   [tf.identity(v.value) for v in statistics])
+        for variable, mean in zip(statistics, means):
+            variable.assign(mean)
+
+    @tf.function
+    def average():
+        strategy.run(replica_fn)
+
+    return average
 
 
 def with_aux_head(cfg, spec, log):

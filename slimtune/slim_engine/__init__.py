@@ -21,11 +21,11 @@ its BatchNorm statistics (:mod:`.finish`).
 import time
 
 from slimtune import compat, distribute
-from slimtune.errors import UsageError
 from slimtune.progress import format_seconds
 from slimtune.slim_engine import finish, start
 from slimtune.slim_engine.graph import build_train_graph
-from slimtune.slim_engine.loop import StepLoop, peers_guard
+from slimtune.distribute import peers_guard
+from slimtune.slim_engine.loop import StepLoop
 
 
 class Trainer:
@@ -113,15 +113,5 @@ class Trainer:
         with peers_guard(placement, self.start_step, train_dir):
             rows = sess.run(t.settings, {t.settings_rows: distribute.settings_rows(
                 mine, placement)})
-        everyone = distribute.settings_of_rows(rows)
-        step = distribute.resume_step_everyone_holds(everyone)
-        if step is not None:
-            # The input already starts at this worker's own step: roll back, start again.
-            start.roll_back(train_dir, step)
-            steps = ", ".join(f"worker {i} step {worker['resume_step']}"
-                              for i, worker in enumerate(everyone))
-            raise UsageError(
-                f"the workers would resume from different checkpoints ({steps}): a worker "
-                f"stopped during a save. {train_dir} now resumes from step {step}, the last "
-                "one every worker holds: start every worker again with the same commands")
-        distribute.check_same_settings(everyone, placement.task)
+        distribute.settle(distribute.settings_of_rows(rows), placement, train_dir,
+                          start.roll_back)

@@ -15,7 +15,7 @@ import functools
 
 from slimtune import checkpoint, compat, distribute, optim
 from slimtune.data import pipeline
-from slimtune.errors import DataError, UsageError
+from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
 
 # Images the final checkpoint's inference outputs are checked on: a checkpoint whose
@@ -121,15 +121,11 @@ def _replica_inputs(cfg, run, split, strategy, placement, start_step):
 
     v1 = tf.compat.v1
     count, first = placement.num_replicas, placement.task * placement.num_clones
-    if count > 1 and len(split.files) < count:
-        raise DataError(f"{split.dataset_dir} has {len(split.files)} {split.split} shard "
-                        f"files for {count} replicas: each replica reads its own files, so "
-                        f"write the split as {count} or more shards")
     batches = []
     for replica in range(first, first + placement.num_clones):
-        files = split.files[replica::count]
+        share = distribute.replica_split(split, replica, count)
         with tf.device("/cpu:0"):
-            data = pipeline.batches(dataclasses.replace(split, files=files), run.preprocessing,
+            data = pipeline.batches(share, run.preprocessing,
                                     run.image_size, cfg.batch_size, True, run.num_classes,
                                     run.labels_offset, seed=cfg.seed,
                                     deterministic=cfg.deterministic, skip_batches=start_step)

@@ -8,7 +8,8 @@ import os
 import time
 
 from slimtune.data import tfrecord
-from slimtune.errors import DataError, TrainingDiverged, WorkerLost
+from slimtune.distribute import peers_guard
+from slimtune.errors import DataError, TrainingDiverged
 from slimtune.progress import Meter
 
 CHECKPOINT_BASENAME = "model.ckpt"
@@ -105,27 +106,6 @@ class StepLoop:
             if error is None:
                 raise
             raise error from None
-
-
-@contextlib.contextmanager
-def peers_guard(placement, step, train_dir):
-    """Inside, a multi-worker run that loses a peer (it stopped, or its machine went
-    away) stops with a :class:`WorkerLost` error saying how to resume."""
-    import tensorflow as tf
-
-    lost = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
-            tf.errors.DeadlineExceededError)
-    try:
-        yield
-    except lost as e:
-        if placement.cluster is None:
-            raise
-        kept = tf.train.latest_checkpoint(train_dir) or "the start"
-        cause = " ".join(e.message.split())[:200]
-        raise WorkerLost(
-            f"worker {placement.task} lost the other workers after step {step} "
-            f"({type(e).__name__}: {cause}): a worker stopped or cannot be reached; start "
-            f"every worker again with the same commands to resume from {kept}") from None
 
 
 def _input_error(e, split, num_classes, labels_offset):

@@ -1,0 +1,57 @@
+"""Multi-worker training of the Keras engine, on 127.0.0.1 only: the harness of
+test_distributed.py (plain worker subprocesses on free loopback ports, 1+1 threads, no
+GPU, hard timeouts, only their own PIDs killed), with --engine=keras."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slim_checkpoints import make_checkpoint
+from test_distributed import TIMEOUT, _finish, _flags, _two_workers_and_one_process, _workers
+from test_register_architecture import _register as register_tiny_net
+
+
+def _keras_flags(train_dir, **extra):
+    return _flags(train_dir, engine="keras", **extra)
+
+
+def _tensors(directory):
+    """The model's variables (by checkpoint key) and the step of the latest Keras-engine
+    checkpoint in ``directory``."""
+    reader = tf.train.load_checkpoint(directory)
+    keys = reader.get_variable_to_shape_map()
+    step, = [k for k in keys if k.startswith("optimizer/") and "iterations" in k]
+    model = {k: reader.get_tensor(k) for k in keys  # trained weights sit under the optimizer
+             if k.startswith("model/") or "_trainable_variables/" in k}
+    return model, int(reader.get_tensor(step))
+
+
+def _moving_means(tensors):
+    return {k: v for k, v in tensors.items() if "moving_mean" in k}
+
+
+@pytest.mark.parametrize("sync", [
+    False, pytest.param(True, marks=pytest.mark.slow)])  # ~30 s more here
+def test_two_keras_workers_train_as_one_process_with_two_replicas(tmp_path, digits_dir, sync):
+    """2 workers x batch 4 (MultiWorkerMirroredStrategy) against one process with
+    --num_clones=2 x batch 4 (MirroredStrategy on 2 logical CPUs): replica r reads shard
+    files r, r+2, ... in both, so the global batches are the same.  After 3 steps the
+    workers hold identical weights and BatchNorm statistics, equal to the one process's
+    within 1e-5, at step 3.  Weight decay 1e-3 and a --clip_gradient_norm too large to
+    bind run the loss scaling and the clip's all-reduce between the workers.  Logging only
+    at the end: without --sync_batch_norm each replica's statistics drift apart over the
+    3 steps and only the final save's mean makes them one."""
+    register_tiny_net()
+    start = make_checkpoint(str(tmp_path / "start" / "model.ckpt"), "tiny_convnet", 10)
+    multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
+    data = {"dataset_dir": digits_dir, "checkpoint_path": start, "weight_decay": 1e-3,
+            "clip_gradient_norm": 100.0, "log_every_n_steps": 100, "sync_batch_norm": sync}
+    chief, _ = _two_workers_and_one_process(_keras_flags, _tensors, multi, single, data)
+    means = _moving_means(chief)
+    assert means and all(np.abs(m).max() > 1e-3 for m in means.values()), \
+        "the statistics never moved: nothing was compared"
+    assert os.path.exists(os.path.join(multi, "model.keras"))
+    assert not os.path.exists(os.path.join(multi, "worker_1", "model.keras"))
