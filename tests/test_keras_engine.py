@@ -124,11 +124,14 @@ def test_eval_export_verify_doctor_and_recalibrate_take_the_train_dir(keras_run,
 
 
 def test_keras_engine_refuses_what_it_cannot_do_yet(digits_dir, tmp_path):
-    for flags, named in ((dict(worker_hosts="127.0.0.1:1,127.0.0.1:2", task=0),
-                          "--engine=keras trains on one machine"),
-                         (dict(precise_bn_batches=2), "slimtune-recalibrate")):
+    import dataclasses
+
+    for flags, named in ((dict(precise_bn_batches=2), "slimtune-recalibrate"),
+                         (dict(engine="slim", sync_batch_norm=True),
+                          "--sync_batch_norm is for --engine=keras")):
         with pytest.raises(UsageError) as error:
-            train.train(_config(tmp_path / "x", digits_dir, **flags), log=lambda line: None)
+            cfg = dataclasses.replace(_config(tmp_path / "x", digits_dir), **flags)
+            train.train(cfg, log=lambda line: None)
         assert named in str(error.value)
 
 
