@@ -215,3 +215,26 @@ def with_moving_averages(tensors):
         if name in swapped:
             swapped[name] = tensors[shadow]
     return swapped, {name: shadow for name, shadow in shadows.items() if name in tensors}
+
+
+def checkpoint_steps(train_dir):
+    """The global steps of the checkpoints ``train_dir`` keeps (its ``checkpoint`` file)."""
+    import tensorflow as tf
+
+    state = tf.train.get_checkpoint_state(train_dir)
+    paths = list(state.all_model_checkpoint_paths) if state else []
+    return sorted(_step_of(path) for path in paths if tf.compat.v1.train.checkpoint_exists(path))
+
+
+def _step_of(path):
+    return int(path.rsplit("-", 1)[1])
+
+
+def roll_back(train_dir, step):
+    """Make ``train_dir`` resume from its checkpoint of ``step``: its ``checkpoint`` file
+    lists no later one (their files stay until a later save replaces them)."""
+    import tensorflow as tf
+
+    state = tf.train.get_checkpoint_state(train_dir)
+    kept = [path for path in state.all_model_checkpoint_paths if _step_of(path) <= step]
+    tf.compat.v1.train.update_checkpoint_state(train_dir, kept[-1], kept)

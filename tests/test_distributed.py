@@ -339,7 +339,7 @@ def test_a_worker_that_stopped_during_a_save_rolls_every_worker_back_to_a_common
     checkpoint file then lists nothing later.  With no common step the error names each
     worker's steps and dir."""
     from slimtune.errors import UsageError
-    from slimtune.slim_engine import start
+    from slimtune import checkpoint
 
     def worker_dir(name, steps):
         directory = str(tmp_path / name)
@@ -351,14 +351,14 @@ def test_a_worker_that_stopped_during_a_save_rolls_every_worker_back_to_a_common
         return directory
 
     chief, other = worker_dir("run", [2, 3, 4]), worker_dir("worker_1", [1, 2, 3])
-    assert start.checkpoint_steps(chief) == [2, 3, 4]
+    assert checkpoint.checkpoint_steps(chief) == [2, 3, 4]
     everyone = [{"resume_step": 4, distribute.CHECKPOINT_STEPS: [2, 3, 4], "dir": chief},
                 {"resume_step": 3, distribute.CHECKPOINT_STEPS: [1, 2, 3], "dir": other}]
     assert distribute.resume_step_everyone_holds(everyone) == 3
     assert distribute.resume_step_everyone_holds([everyone[0], everyone[0]]) is None
-    start.roll_back(chief, 3)
+    checkpoint.roll_back(chief, 3)
     assert tf.train.latest_checkpoint(chief).endswith("model.ckpt-3")
-    assert start.checkpoint_steps(chief) == [2, 3]
+    assert checkpoint.checkpoint_steps(chief) == [2, 3]
     with pytest.raises(UsageError, match=r"^the workers hold no checkpoint of a common step "
                                          r"\(worker 0: steps \[4\] in .*/run; worker 1: "
                                          r"steps \[3\] in .*/worker_1\): copy"):

@@ -108,12 +108,10 @@ class Trainer:
         the run, naming both values."""
         import tensorflow as tf
 
-        from slimtune.slim_engine import start  # the checkpoint-state file, both engines'
-
         placement, train_dir = self.placement, self.cfg.train_dir
         if placement.cluster is None:
             return
-        steps = start.checkpoint_steps(train_dir)
+        steps = checkpoint.checkpoint_steps(train_dir)
         mine = distribute.run_settings(
             self.cfg, self.run, placement, resume_step=steps[-1] if steps else 0,
             **{distribute.CHECKPOINT_STEPS: steps})
@@ -127,7 +125,7 @@ class Trainer:
         with distribute.peers_guard(placement, 0, train_dir):
             summed = self.strategy.experimental_local_results(exchange(rows))[0].numpy()
         distribute.settle(distribute.settings_of_rows(summed), placement, train_dir,
-                          start.roll_back)
+                          checkpoint.roll_back)
 
     def _restore_or_warm_start(self):
         cfg, log = self.cfg, self.log

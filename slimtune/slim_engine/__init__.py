@@ -20,7 +20,7 @@ its BatchNorm statistics (:mod:`.finish`).
 
 import time
 
-from slimtune import compat, distribute
+from slimtune import checkpoint, compat, distribute
 from slimtune.progress import format_seconds
 from slimtune.slim_engine import finish, start
 from slimtune.slim_engine.graph import build_train_graph
@@ -108,10 +108,10 @@ class Trainer:
         train_dir = self.cfg.train_dir
         mine = distribute.run_settings(
             self.cfg, self.run_info, placement, resume_step=self.start_step,
-            **{distribute.CHECKPOINT_STEPS: start.checkpoint_steps(train_dir)})
+            **{distribute.CHECKPOINT_STEPS: checkpoint.checkpoint_steps(train_dir)})
         self.log(f"{placement.describe()}: waiting for the other workers")
         with peers_guard(placement, self.start_step, train_dir):
             rows = sess.run(t.settings, {t.settings_rows: distribute.settings_rows(
                 mine, placement)})
         distribute.settle(distribute.settings_of_rows(rows), placement, train_dir,
-                          start.roll_back)
+                          checkpoint.roll_back)
