@@ -3,14 +3,13 @@ test_distributed.py (plain worker subprocesses on free loopback ports, 1+1 threa
 GPU, hard timeouts, only their own PIDs killed), with --engine=keras."""
 
 import os
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint
-from test_distributed import TIMEOUT, _finish, _flags, _two_workers_and_one_process, _workers
+from test_distributed import _flags, _two_workers_and_one_process
 from test_register_architecture import _register as register_tiny_net
 
 
