@@ -17,14 +17,16 @@ Measures, in one run and for each image size (--parts picks which):
             Reported: each engine's median images/s over the rounds, the ratio of the
             medians keras/slim (target >= --min_engine_ratio, default 0.9), the range of
             the per-round ratios, peak RSS and the CPU cores each used while timed.
-  pipeline  (with the step and the determinism cost, as follows)
-  step      images/s of the resnet_v1_50 train step (the op slimtune trains with:
+  pipeline  the input pipeline against the train step, each plain (TensorFlow's
+            default) and deterministic (what a seeded slimtune-train does by default:
+            graph seed, pipeline in order, TensorFlow op determinism on):
+    step    images/s of the resnet_v1_50 train step (the op slimtune trains with:
             slim.learning.create_train_op with the BatchNorm UPDATE_OPS, softmax cross
             entropy, momentum) fed from a constant in-memory batch, so no input
             pipeline is involved.  Each mode gets its own tf.Graph and Session; the
             timed steps alternate between the two in --rounds blocks, so a neighbour's
             load on a shared machine falls on both.
-  pipeline  images/s of slimtune's tf.data input pipeline alone
+    input   images/s of slimtune's tf.data input pipeline alone
             (slimtune.data.pipeline.batches with inception preprocessing, training
             mode) on the built-in digits dataset, iterated eagerly, no model.  With
             op determinism, tf.data runs a map with random ops one element at a time.
@@ -410,6 +412,7 @@ def main(argv):
         raise app.UsageError(f"--parts takes engines and/or pipeline, got {FLAGS.parts}")
     batch = FLAGS.batch_size
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     results = {}
     if "engines" in FLAGS.parts:
         results["engines"] = measure_engines(sizes, batch)
@@ -417,6 +420,7 @@ def main(argv):
         log("importing TensorFlow and opening the digits dataset")
         results["pipeline"] = measure_pipeline(sizes, batch)
     total = time.perf_counter() - started
+    load = (load_before, os.getloadavg()[0])
     if "engines" in results:
         print()
         print(f"slimtune-train --engine=keras vs --engine=slim: {FLAGS.model_name}, batch "
@@ -430,12 +434,14 @@ def main(argv):
               f"preprocessing), batch {batch}; plain and deterministic (seed, pipeline in "
               "order, op determinism)")
         print_table(results["pipeline"], FLAGS.min_ratio)
-    print(f"total time {total:.0f} s")
+    print(f"total time {total:.0f} s; load average (1 min) {load[0]:.1f} at the start, "
+          f"{load[1]:.1f} at the end, on {os.cpu_count()} cores")
     if FLAGS.report_json:
         with open(FLAGS.report_json, "w") as f:
             json.dump({"model_name": FLAGS.model_name, "min_ratio": FLAGS.min_ratio,
                        "min_engine_ratio": FLAGS.min_engine_ratio,
-                       "cpu_count": os.cpu_count(), "total_seconds": total, **results},
+                       "cpu_count": os.cpu_count(), "load_average": load,
+                       "total_seconds": total, **results},
                       f, indent=2)
         log(f"wrote {FLAGS.report_json}")
     return 0 if all(r["pass"] for rows in results.values() for r in rows) else 1
