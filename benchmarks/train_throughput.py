@@ -15,8 +15,10 @@ Measures, in one run and for each image size (--parts picks which):
             --engine_rounds rounds, so a neighbour's load falls on both.  A block's time
             is the engine's whole loop: input, step, reading the outputs, progress.
             Reported: each engine's median images/s over the rounds, the ratio of the
-            medians keras/slim (target >= --min_engine_ratio, default 0.9), the range of
-            the per-round ratios, peak RSS and the CPU cores each used while timed.
+            medians keras/slim (target >= --min_engine_ratio, default 0.9), the range and
+            the median of the per-round ratios (each round's two blocks ran seconds
+            apart, so a change of load between rounds cancels out of them), peak RSS and
+            the CPU cores each used while timed.
   pipeline  the input pipeline against the train step, each plain (TensorFlow's
             default) and deterministic (what a seeded slimtune-train does by default:
             graph seed, pipeline in order, TensorFlow op determinism on):
@@ -309,12 +311,14 @@ def engines_images_per_sec(size, batch, block, rounds):
 
 
 def print_engine_table(rows, target):
-    header = ("size", "slim img/s", "keras img/s", "keras/slim", "per round", "slim cores",
+    header = ("size", "slim img/s", "keras img/s", "keras/slim", "per round", "median",
+              "slim cores",
               "keras cores", "slim peak RSS", "keras peak RSS", f"target >={target:g}x")
     lines = [header] + [
         (f"{r['image_size']}px", f"{r['slim']['images_per_sec']:.2f}",
-         f"{r['keras']['images_per_sec']:.2f}", f"{r['ratio']:.2f}x",
+         f"{r['keras']['images_per_sec']:.2f}", f"{r['ratio']:.3f}x",
          f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}x",
+         f"{statistics.median(r['round_ratios']):.2f}x",
          f"{r['slim']['cores_used']:.1f}/{os.cpu_count()}",
          f"{r['keras']['cores_used']:.1f}/{os.cpu_count()}",
          f"{r['slim']['peak_rss_mib']:.0f} MiB", f"{r['keras']['peak_rss_mib']:.0f} MiB",

@@ -21,7 +21,8 @@ adadelta within 3e-8 relative on the weights; eagerly, without graph optimisatio
 The others are the classes below: ``momentum`` runs TF1's kernel itself
 (``ResourceApplyMomentum``, one pass over each weight, 2x faster than the same formula in
 ops); the others compute their TF1 kernel's arithmetic term by term in float32
-(measured: equal to the bit, RMSProp within 1.2e-7 because graph optimisation rewrites its ``x / sqrt(y)`` as ``x * rsqrt(y)``):
+(measured: equal to the bit, RMSProp within 1.2e-7 because graph optimisation rewrites
+its ``x / sqrt(y)`` as ``x * rsqrt(y)``):
 
 - ``momentum`` (:class:`TF1Momentum`): TF1 accumulates raw gradients and applies today's
   rate (``accum = m * accum + g; var -= lr * accum``).  Keras' SGD accumulates rate-scaled
