@@ -1,47 +1,75 @@
-"""Is the input pipeline fast enough to keep the ResNet train step busy, and what does
-deterministic training cost?
+"""How fast does each training engine train, is the input pipeline fast enough to keep
+the train step busy, and what does deterministic training cost?
 
-Measures, in one run and for each image size, each twice: plain (TensorFlow's default)
-and deterministic (what a seeded slimtune-train does by default: graph seed, pipeline
-in order, TensorFlow op determinism on):
+Measures, in one run and for each image size (--parts picks which):
 
-  step      images/s of the resnet_v1_50 train step (the op slimtune trains with:
+  engines   images/s of slimtune-train itself on each engine, --engine=slim (the TF1
+            graph) and --engine=keras (the Keras 3 mirror), with the same flags: the
+            model (resnet_v1_50), batch, --optimizer, --weight_decay, the architecture's
+            BatchNorm (--freeze_batch_norm if given), digits with the model's default
+            preprocessing, no seed (the command's default), from random weights.  Each
+            engine runs in its own child process (so its peak RSS is its own: ru_maxrss
+            at its last timed step) and stops at every --engine_block-th step's progress
+            line until told to go on; the first block is warm-up (graph building,
+            tracing), then the timed blocks alternate slim, keras, slim, keras ... for
+            --engine_rounds rounds, so a neighbour's load falls on both.  A block's time
+            is the engine's whole loop: input, step, reading the outputs, progress.
+            Reported: each engine's median images/s over the rounds, the ratio of the
+            medians keras/slim (target >= --min_engine_ratio, default 0.9), the range and
+            the median of the per-round ratios (each round's two blocks ran seconds
+            apart, so a change of load between rounds cancels out of them), peak RSS and
+            the CPU cores each used while timed.
+  pipeline  the input pipeline against the train step, each plain (TensorFlow's
+            default) and deterministic (what a seeded slimtune-train does by default:
+            graph seed, pipeline in order, TensorFlow op determinism on):
+    step    images/s of the resnet_v1_50 train step (the op slimtune trains with:
             slim.learning.create_train_op with the BatchNorm UPDATE_OPS, softmax cross
             entropy, momentum) fed from a constant in-memory batch, so no input
             pipeline is involved.  Each mode gets its own tf.Graph and Session; the
             timed steps alternate between the two in --rounds blocks, so a neighbour's
             load on a shared machine falls on both.
-  pipeline  images/s of slimtune's tf.data input pipeline alone
+    input   images/s of slimtune's tf.data input pipeline alone
             (slimtune.data.pipeline.batches with inception preprocessing, training
             mode) on the built-in digits dataset, iterated eagerly, no model.  With
             op determinism, tf.data runs a map with random ops one element at a time.
 
-and prints a table with the step time of each mode and their ratio, the ratio
-pipeline/step, and PASS if in both modes the pipeline is at least --min_ratio
-(default 3) times faster than the step.  Exit code 1 if any size FAILs.
-The two are measured one after the other, each using every core; in real training
-they share the cores, hence the safety margin.  "step cores" is the CPU time the step
+and prints a table per part: for engines, PASS if keras/slim >= --min_engine_ratio; for
+the pipeline, each mode's step time and their ratio, the ratio pipeline/step, and PASS
+if in both modes (plain, deterministic) the pipeline is at least --min_ratio (default 3)
+times faster than the step.  Exit code 1 if any size FAILs.
+The pipeline and the step are measured one after the other, each using every core; in
+real training they share the cores, hence the safety margin.  "cores" is the CPU time
 used per second of wall time: well below the core count means other processes were
 competing for the CPU and the absolute numbers are low.
 
-Defaults take about 5-8 minutes on 2 CPU cores (two graphs per size; a 224 px step
-with batch 8 takes ~1.8 s, so larger sizes get fewer steps unless --steps/--warmup are
-given).  The
-digits dataset is written to $SLIMTUNE_CACHE (default ~/.cache/slimtune) on first use.
+Defaults take about 15-25 minutes on 2 busy CPU cores (a 224 px step with batch 8
+takes ~2-8 s, so larger sizes get fewer steps unless --steps/--warmup/--engine_block
+are given).  The digits dataset is written to $SLIMTUNE_CACHE (default
+~/.cache/slimtune) on first use.
 
   python benchmarks/train_throughput.py
+  python benchmarks/train_throughput.py --parts=engines --image_sizes=32 --engine_rounds=3
   python benchmarks/train_throughput.py --image_sizes=96 --batch_size=16 --steps=10
   python benchmarks/train_throughput.py --report_json=/tmp/throughput.json
 """
 
 import json
 import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
 from absl import app, flags  # noqa: E402
 
+flags.DEFINE_list("parts", ["engines", "pipeline"], "What to measure: engines (slimtune-train "
+                  "--engine=slim vs --engine=keras), pipeline (input pipeline vs train step, "
+                  "plain and deterministic).")
 flags.DEFINE_list("image_sizes", ["64", "224"], "Square input sizes in pixels.")
 flags.DEFINE_integer("batch_size", 8, "Images per train step and per pipeline batch.",
                      lower_bound=1)
@@ -57,6 +85,16 @@ flags.DEFINE_integer("pipeline_warmup", 10, "Untimed pipeline batches first.",
                      lower_bound=0)
 flags.DEFINE_string("model_name", "resnet_v1_50", "Architecture of the train step.")
 flags.DEFINE_float("min_ratio", 3.0, "Target: pipeline images/s >= this x step images/s.")
+flags.DEFINE_integer("engine_rounds", 10, "Engines: timed blocks per engine, alternating "
+                     "slim, keras.", lower_bound=1)
+flags.DEFINE_integer("engine_block", None, "Engines: steps per block (default: 5 up to 128 "
+                     "px, 2 above); one untimed block first.", lower_bound=1)
+flags.DEFINE_string("optimizer", "momentum", "Engines: --optimizer of both runs.")
+flags.DEFINE_float("weight_decay", 0.00004, "Engines: --weight_decay of both runs.")
+flags.DEFINE_bool("freeze_batch_norm", False, "Engines: --freeze_batch_norm for both runs.")
+flags.DEFINE_float("min_engine_ratio", 0.9, "Target: keras engine images/s >= this x slim's.")
+flags.DEFINE_string("engine_child", None, "Internal: run one engine as a child process, "
+                    "with the settings in this JSON.")
 flags.DEFINE_string("report_json", None, "Also write the results to this JSON file.")
 FLAGS = flags.FLAGS
 
@@ -156,6 +194,157 @@ def pipeline_images_per_sec(split, size, batch, warmup, count, deterministic):
         return batch * count / (time.perf_counter() - start)
 
 
+ENGINES = ("slim", "keras")
+CHILD_PREFIX = "train_throughput: "  # the lines of a child's stdout meant for the parent
+
+
+def _peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_engine_child(settings):
+    """Body of an engine's child process: slimtune-train with ``settings``, stopping at
+    each progress line to report the block's wall and CPU seconds and waiting for a line
+    on stdin before the next block."""
+    import slimtune  # noqa: F401  (first, as in the tools: TensorFlow's oneDNN kernels)
+    from slimtune import train
+
+    started = {}
+
+    def report(**values):
+        print(CHILD_PREFIX + json.dumps(values), flush=True)
+
+    def log(line):
+        if not line.startswith("step "):  # Meter.line: the progress line of a block
+            return
+        now, cpu = time.perf_counter(), time.process_time()
+        report(step=int(line.split()[1].split("/")[0]),
+               seconds=now - started["wall"] if started else None,
+               cpu_seconds=cpu - started["cpu"] if started else None,
+               peak_rss_mib=_peak_rss_mib())
+        if not sys.stdin.readline():
+            raise SystemExit(1)  # the parent went away
+        started.update(wall=time.perf_counter(), cpu=time.process_time())
+
+    cfg = train.TrainConfig(**settings)
+    train.train(cfg, log=log)
+    report(done=True, peak_rss_mib=_peak_rss_mib())
+
+
+class _EngineChild:
+    """One engine's child process, stepped a block at a time."""
+
+    def __init__(self, engine, settings, tmp):
+        self.engine = engine
+        settings = dict(settings, engine=engine, train_dir=os.path.join(tmp, engine))
+        self.stderr = open(os.path.join(tmp, f"{engine}.log"), "w+")
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__),
+             f"--engine_child={json.dumps(settings)}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+
+    def read(self):
+        for line in self.process.stdout:
+            if line.startswith(CHILD_PREFIX):
+                return json.loads(line[len(CHILD_PREFIX):])
+        self.process.wait()
+        self.stderr.seek(0)
+        raise RuntimeError(f"the {self.engine} engine's run failed (exit code "
+                           f"{self.process.returncode}):\n{self.stderr.read()[-3000:]}")
+
+    def block(self):
+        """Run the next block; returns its report."""
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        return self.read()
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.stderr.close()
+
+
+def engines_images_per_sec(size, batch, block, rounds):
+    """Per engine: median images/s over the rounds, per-round images/s, cores used and
+    peak RSS; each engine in its own process, blocks alternating."""
+    settings = dict(dataset_name="digits", model_name=FLAGS.model_name,
+                    train_image_size=size, batch_size=batch,
+                    max_number_of_steps=block * (rounds + 1), optimizer=FLAGS.optimizer,
+                    learning_rate=0.01, learning_rate_decay_type="fixed",
+                    weight_decay=FLAGS.weight_decay, freeze_batch_norm=FLAGS.freeze_batch_norm,
+                    log_every_n_steps=block, save_interval_secs=10**9,
+                    save_summaries_secs=10**9)
+    tmp = tempfile.mkdtemp(prefix="train_throughput_")
+    children = {}
+    try:
+        start = time.perf_counter()
+        for engine in ENGINES:  # both build and warm up at once; nothing is timed yet
+            children[engine] = _EngineChild(engine, settings, tmp)
+        for child in children.values():
+            child.read()
+        log(f"  {size}px: both engines built and warmed up ({block} steps) in "
+            f"{time.perf_counter() - start:.0f} s; {rounds} rounds of {block} steps each")
+        speed = {engine: [] for engine in ENGINES}
+        cores = dict.fromkeys(ENGINES, 0.0)
+        wall = dict.fromkeys(ENGINES, 0.0)
+        peak = {}
+        for r in range(rounds):
+            for engine, child in children.items():
+                out = child.block()
+                speed[engine].append(batch * block / out["seconds"])
+                wall[engine] += out["seconds"]
+                cores[engine] += out["cpu_seconds"]
+                peak[engine] = out["peak_rss_mib"]
+            log(f"  round {r + 1}: " + ", ".join(
+                f"{engine} {speed[engine][-1]:.2f} images/s" for engine in ENGINES))
+        for child in children.values():
+            child.block()  # past the last progress line: the run saves and ends
+            child.process.wait()
+    finally:
+        for child in children.values():
+            child.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {engine: {"images_per_sec": statistics.median(speed[engine]),
+                     "rounds": speed[engine], "cores_used": cores[engine] / wall[engine],
+                     "peak_rss_mib": peak[engine]} for engine in ENGINES}
+
+
+def print_engine_table(rows, target):
+    header = ("size", "slim img/s", "keras img/s", "keras/slim", "per round", "median",
+              "slim cores",
+              "keras cores", "slim peak RSS", "keras peak RSS", f"target >={target:g}x")
+    lines = [header] + [
+        (f"{r['image_size']}px", f"{r['slim']['images_per_sec']:.2f}",
+         f"{r['keras']['images_per_sec']:.2f}", f"{r['ratio']:.3f}x",
+         f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}x",
+         f"{statistics.median(r['round_ratios']):.2f}x",
+         f"{r['slim']['cores_used']:.1f}/{os.cpu_count()}",
+         f"{r['keras']['cores_used']:.1f}/{os.cpu_count()}",
+         f"{r['slim']['peak_rss_mib']:.0f} MiB", f"{r['keras']['peak_rss_mib']:.0f} MiB",
+         "PASS" if r["pass"] else "FAIL")
+        for r in rows]
+    _print_lines(lines)
+
+
+def measure_engines(sizes, batch):
+    rows = []
+    for size in sizes:
+        block = FLAGS.engine_block or (5 if size <= SMALL_MAX else 2)
+        log(f"{size}px {FLAGS.model_name}, batch {batch}: slimtune-train --engine=slim and "
+            "--engine=keras, each in its own process")
+        figures = engines_images_per_sec(size, batch, block, FLAGS.engine_rounds)
+        ratio = figures["keras"]["images_per_sec"] / figures["slim"]["images_per_sec"]
+        rows.append({"image_size": size, "batch_size": batch, "block_steps": block,
+                     "rounds": FLAGS.engine_rounds, **figures, "ratio": ratio,
+                     "round_ratios": [k / s for k, s in zip(figures["keras"]["rounds"],
+                                                            figures["slim"]["rounds"])],
+                     "pass": ratio >= FLAGS.min_engine_ratio})
+        log(f"  keras/slim {ratio:.2f}x (medians: slim {figures['slim']['images_per_sec']:.2f},"
+            f" keras {figures['keras']['images_per_sec']:.2f} images/s)")
+    return rows
+
+
 def print_table(rows, min_ratio):
     header = ("size", "step img/s", "s/step", "s/step determ.", "determ./plain", "step cores",
               "pipeline img/s", "determ.", "pipeline/step", "determ.", f"target >={min_ratio:g}x")
@@ -167,23 +356,18 @@ def print_table(rows, min_ratio):
          f"{r['deterministic']['pipeline_images_per_sec']:.0f}", f"{r['ratio']:.1f}x",
          f"{r['deterministic']['ratio']:.1f}x", "PASS" if r["pass"] else "FAIL")
         for r in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    _print_lines(lines)
+
+
+def _print_lines(lines):
+    widths = [max(len(cell) for cell in column) for column in zip(*lines)]
     for n, line in enumerate(lines):
         print("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
         if n == 0:
             print("  ".join("-" * w for w in widths))
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        sizes = [int(s) for s in FLAGS.image_sizes]
-    except ValueError:
-        raise app.UsageError(f"--image_sizes must be integers, got {FLAGS.image_sizes}")
-    batch = FLAGS.batch_size
-    started = time.perf_counter()
-    log("importing TensorFlow and opening the digits dataset")
+def measure_pipeline(sizes, batch):
     from slimtune.data import pipeline
 
     split = pipeline.open_split("digits", None, "train")
@@ -214,20 +398,57 @@ def main(argv):
                "step_cost": step["deterministic"][1] / step["plain"][1]}
         row["pass"] = all(f["ratio"] >= FLAGS.min_ratio for f in figures.values())
         rows.append(row)
+    return rows
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.engine_child:
+        run_engine_child(json.loads(FLAGS.engine_child))
+        return 0
+    try:
+        sizes = [int(s) for s in FLAGS.image_sizes]
+    except ValueError:
+        raise app.UsageError(f"--image_sizes must be integers, got {FLAGS.image_sizes}")
+    unknown = set(FLAGS.parts) - {"engines", "pipeline"}
+    if unknown or not FLAGS.parts:
+        raise app.UsageError(f"--parts takes engines and/or pipeline, got {FLAGS.parts}")
+    batch = FLAGS.batch_size
+    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    results = {}
+    if "engines" in FLAGS.parts:
+        results["engines"] = measure_engines(sizes, batch)
+    if "pipeline" in FLAGS.parts:
+        log("importing TensorFlow and opening the digits dataset")
+        results["pipeline"] = measure_pipeline(sizes, batch)
     total = time.perf_counter() - started
-    print()
-    print(f"{FLAGS.model_name} train step vs input pipeline (digits, inception "
-          f"preprocessing), batch {batch}; plain and deterministic (seed, pipeline in "
-          "order, op determinism)")
-    print_table(rows, FLAGS.min_ratio)
-    print(f"total time {total:.0f} s")
+    load = (load_before, os.getloadavg()[0])
+    if "engines" in results:
+        print()
+        print(f"slimtune-train --engine=keras vs --engine=slim: {FLAGS.model_name}, batch "
+              f"{batch}, --optimizer={FLAGS.optimizer} --weight_decay={FLAGS.weight_decay:g}"
+              + (" --freeze_batch_norm" if FLAGS.freeze_batch_norm else "")
+              + "; medians over the rounds, engines alternating")
+        print_engine_table(results["engines"], FLAGS.min_engine_ratio)
+    if "pipeline" in results:
+        print()
+        print(f"{FLAGS.model_name} train step vs input pipeline (digits, inception "
+              f"preprocessing), batch {batch}; plain and deterministic (seed, pipeline in "
+              "order, op determinism)")
+        print_table(results["pipeline"], FLAGS.min_ratio)
+    print(f"total time {total:.0f} s; load average (1 min) {load[0]:.1f} at the start, "
+          f"{load[1]:.1f} at the end, on {os.cpu_count()} cores")
     if FLAGS.report_json:
         with open(FLAGS.report_json, "w") as f:
             json.dump({"model_name": FLAGS.model_name, "min_ratio": FLAGS.min_ratio,
-                       "cpu_count": os.cpu_count(), "total_seconds": total, "rows": rows},
+                       "min_engine_ratio": FLAGS.min_engine_ratio,
+                       "cpu_count": os.cpu_count(), "load_average": load,
+                       "total_seconds": total, **results},
                       f, indent=2)
         log(f"wrote {FLAGS.report_json}")
-    return 0 if all(r["pass"] for r in rows) else 1
+    return 0 if all(r["pass"] for rows in results.values() for r in rows) else 1
 
 
 if __name__ == "__main__":

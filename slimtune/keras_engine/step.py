@@ -53,11 +53,23 @@ def cross_entropy(one_hot, logits, label_smoothing, global_batch_size=None):
 
 def regularization_loss(model):
     """Sum of the penalties of every regularised weight of ``model`` (slim's
-    REGULARIZATION_LOSSES, frozen weights included)."""
+    REGULARIZATION_LOSSES, frozen weights included).
+
+    A Keras ``L2(wd / 2)`` is computed as slim's ``l2_regularizer(wd)`` computes it,
+    ``wd * tf.nn.l2_loss(w)``: the same value (``l2_loss`` is ``sum(w**2) / 2``, and the
+    factors of 2 are exact in float), with slim's kernel, whose gradient ``wd * w`` is one
+    op where ``sum(square(w))`` takes several passes over the weights.
+    """
+    import keras
     import tensorflow as tf
 
-    penalties = [w.regularizer(w) for w in model.weights
-                 if getattr(w, "regularizer", None) is not None]
+    penalties = []
+    for w in model.weights:
+        regularizer = getattr(w, "regularizer", None)
+        if type(regularizer) is keras.regularizers.L2:
+            penalties.append(tf.cast(2.0 * regularizer.l2, w.dtype) * tf.nn.l2_loss(w))
+        elif regularizer is not None:
+            penalties.append(regularizer(w))
     return tf.add_n(penalties) if penalties else tf.constant(0.0)
 
 
