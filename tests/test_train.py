@@ -215,6 +215,46 @@ def test_seeded_runs_are_bit_identical_and_another_seed_is_not(short_run, tmp_pa
     tf.random.uniform([2])
 
 
+def test_moving_averages_follow_each_step_and_repeat_bit_for_bit(digits_dir, tmp_path):
+    """--moving_average_decay=0.99 on the slim engine (the tiny network, inception's random
+    augmentations, seed 0): after step k every shadow is TF1's update of the shadow
+    before it with the variable's value after step k (its optimizer and BatchNorm
+    updates done) and decay min(0.99, (1 + k) / (10 + k)); the shadows start at the
+    warm-started weights.  Two seeded runs give bit-identical checkpoints (the update
+    was unordered against the BatchNorm updates and made them differ)."""
+    from slimtune.testing import make_checkpoint as make_any_checkpoint
+    from test_register_architecture import NAME, _register
+
+    _register()
+    start = make_any_checkpoint(str(tmp_path / "start" / "model.ckpt"), NAME, 10, seed=1)
+
+    def run(name):
+        cfg = digits_config(tmp_path / name, model_name=NAME, checkpoint_path=start,
+                            moving_average_decay=0.99, max_number_of_steps=2,
+                            save_interval_steps=1, batch_size=8,
+                            preprocessing_name="inception")
+        train.train(cfg, log=lambda _: None)
+        return [read(str(tmp_path / name / f"model.ckpt-{k}")) for k in (1, 2)]
+
+    first, again = run("first"), run("again")
+    assert all(np.array_equal(first[1][n], again[1][n]) for n in first[1])
+    suffix = "/ExponentialMovingAverage"
+    shadows = [n for n in first[1] if n.endswith(suffix)]
+    assert len(shadows) == 12  # every model variable: 2 x (weights, 4 BN) + logits' 2
+    before = read(start)
+    previous = {n: before[n[: -len(suffix)]] for n in shadows}
+    for k, tensors in enumerate(first, start=1):
+        k = np.float32(k)
+        keep = np.minimum(np.float32(0.99), (np.float32(1) + k) / (np.float32(10) + k))
+        rate = np.float32(1) - keep
+        for n in shadows:
+            value = tensors[n[: -len(suffix)]]
+            assert not np.array_equal(value, previous[n]), f"{n} did not move"
+            np.testing.assert_allclose(tensors[n], previous[n] - (previous[n] - value) * rate,
+                                       rtol=1e-6, atol=1e-7, err_msg=f"{n} at step {k}")
+        previous = {n: tensors[n] for n in shadows}
+
+
 def test_deterministic_without_a_seed_is_refused(tmp_path):
     with pytest.raises(UsageError, match="^--deterministic needs a --seed"):
         train.train(digits_config(tmp_path, seed=None, deterministic=True))

@@ -71,7 +71,7 @@ class Trainer:
             writer = tf.compat.v1.summary.FileWriter(cfg.train_dir, graph=self.graph)
             with peers_guard(self.placement, self.start_step, cfg.train_dir):
                 start.restore_or_initialize(sess, cfg.train_dir, self.saver, self.init_op,
-                                            self.warm_start, log)
+                                            self.warm_start, log, t.averages_start)
             loop = StepLoop(cfg, self.run_info, self.split, t, sess, self.saver, writer, log,
                             self.placement)
             loop.run_to_end()

@@ -40,6 +40,7 @@ class TrainGraph:
     settings_rows: object = None  # multi-worker runs: fed, see distribute.settings_rows
     settings: object = None  # the rows summed over the workers
     regularization: object = None  # the step's weight decay (regularization losses), once
+    averages_start: object = None  # --moving_average_decay: shadows := their variables
 
 
 def build_train_graph(cfg, run, split, create_aux_logits=True, strategy=None,
@@ -88,9 +89,10 @@ def build_train_graph(cfg, run, split, create_aux_logits=True, strategy=None,
         images_per_sec = v1.placeholder_with_default(0.0, [], name="images_per_sec")
         summary = _summaries(train_op, cross_entropy, regularization, lr, accuracy,
                              images_per_sec)
+        start_averages = averages_start()
     return TrainGraph(global_step, train_op, lr, accuracy, summary, images_per_sec,
                       check_images, check_logits, wish, agreed, rows, settings,
-                      regularization)
+                      regularization, start_averages)
 
 
 def _settings_exchange(strategy, placement):
@@ -223,9 +225,6 @@ def _train_op(cfg, run, split, total_loss, global_step, update_ops, num_replicas
     if run.batch_norm is not None and run.batch_norm.mode == bn_lib.FROZEN and update_ops:
         raise RuntimeError("internal: frozen BatchNorm still created update ops: "
                            + ", ".join(op.name for op in update_ops[:3]))
-    if cfg.moving_average_decay:
-        ema = tf.train.ExponentialMovingAverage(cfg.moving_average_decay, global_step)
-        update_ops.append(ema.apply(slim.get_model_variables()))
     clip = None
     if cfg.clip_gradient_norm:
         clip = functools.partial(_clip_summed_gradients if num_replicas > 1
@@ -235,7 +234,48 @@ def _train_op(cfg, run, split, total_loss, global_step, update_ops, num_replicas
     train_op = slim.training.create_train_op(
         total_loss, opt, global_step=global_step, update_ops=update_ops,
         variables_to_train=_variables_to_train(cfg), transform_grads_fn=clip)
+    if cfg.moving_average_decay:
+        train_op = _with_moving_averages(cfg.moving_average_decay, train_op, global_step)
     return train_op, lr
+
+
+def _with_moving_averages(decay, train_op, global_step):
+    """``train_op`` followed by research/slim's --moving_average_decay update of every
+    model variable (``tf.train.ExponentialMovingAverage(decay, global_step)``).
+
+    research/slim groups the update with the optimizer's and the BatchNorm updates,
+    unordered: it reads some variables before their update and some after, by chance,
+    so two seeded runs differed in a shadow of a BatchNorm statistic.  Here it reads
+    every variable after the step, BatchNorm updates included, with the global step
+    already advanced (as the Keras engine does, :mod:`slimtune.keras_engine.averages`).
+    The shadows are created outside the dependency (``apply`` creates them in an init
+    scope)."""
+    import tensorflow as tf
+
+    slim = compat.apply()
+    ema = tf.train.ExponentialMovingAverage(decay, global_step)
+    with tf.control_dependencies([train_op]):
+        update = ema.apply(slim.get_model_variables())
+    with tf.control_dependencies([update]):
+        return tf.identity(train_op)
+
+
+def averages_start():
+    """An op setting every ExponentialMovingAverage shadow to its variable's value (run
+    after the warm start: the averages start at the weights the run starts from, not at
+    the variables' initializers as in research/slim, whose ramp of the decay washes
+    those out only after some ten steps), or None without averages."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    averaged = v1.get_collection(v1.GraphKeys.MOVING_AVERAGE_VARIABLES)
+    if not averaged:
+        return None
+    by_name = {checkpoint.variable_name(v): v for v in v1.global_variables()}
+    # Each replica's apply adds its variables to the collection: once per name.
+    averaged = {checkpoint.variable_name(v): v for v in averaged}
+    return tf.group(*[by_name[name + "/ExponentialMovingAverage"].assign(v.read_value())
+                      for name, v in averaged.items()], name="averages_start")
 
 
 def _clip_summed_gradients(grads_and_vars, max_norm):

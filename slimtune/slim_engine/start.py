@@ -75,9 +75,11 @@ def resume_step(train_dir):
     return int(tf.train.load_variable(latest, "global_step")) if latest else 0
 
 
-def restore_or_initialize(sess, train_dir, saver, init_op, warm_start, log):
-    """Resume the latest checkpoint of ``train_dir``, else initialise every variable and
-    apply the warm start (if any)."""
+def restore_or_initialize(sess, train_dir, saver, init_op, warm_start, log,
+                          averages_start=None):
+    """Resume the latest checkpoint of ``train_dir``, else initialise every variable,
+    apply the warm start (if any) and start the moving averages (``averages_start``, an
+    op or None) at the weights."""
     import tensorflow as tf
 
     latest = tf.train.latest_checkpoint(train_dir)
@@ -88,3 +90,5 @@ def restore_or_initialize(sess, train_dir, saver, init_op, warm_start, log):
         sess.run(init_op)
         if warm_start:
             warm_start[1].restore(sess, warm_start[0])
+        if averages_start is not None:
+            sess.run(averages_start)
