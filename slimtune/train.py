@@ -137,6 +137,9 @@ def _validate(cfg):
     if cfg.precise_bn_batches < 0:
         raise UsageError(f"--precise_bn_batches={cfg.precise_bn_batches} must be 0 (off) or "
                          "a number of batches")
+    if cfg.moving_average_decay and not 0 < cfg.moving_average_decay < 1:
+        raise UsageError(f"--moving_average_decay={cfg.moving_average_decay} must be between "
+                         "0 and 1 (research/slim's recipes use 0.9999; unset: no averages)")
     if cfg.engine not in metadata.ENGINES:
         raise UsageError(f"unknown --engine {cfg.engine!r}: choose one of "
                          f"{', '.join(metadata.ENGINES)}")

@@ -46,6 +46,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from test_register_architecture import NAME as TINY, _register as register_tiny_net
+
 from slimtune import checkpoint, compat, registry, train
 from slimtune.testing import make_checkpoint
 
@@ -53,7 +55,7 @@ STEPS = 5
 WEIGHT_RTOL = 1e-4
 LOSS_RTOL = 1e-5
 HEAD_LEARNING_RATE = 1e-3
-SIZES = {"resnet_v1_50": 32, "mobilenet_v2": 32, "inception_v3": 107}
+SIZES = {"resnet_v1_50": 32, "mobilenet_v2": 32, "inception_v3": 107, TINY: 32}
 
 OPTIMIZERS = {
     "sgd": dict(optimizer="sgd", learning_rate=1e-4, learning_rate_decay_type="fixed"),
@@ -123,7 +125,7 @@ def compare(model_name, optimizer, start, tmp_path, dataset_dir, steps=STEPS, **
                        max_number_of_steps=steps, **{**OPTIMIZERS[optimizer], **overrides})
     keras_cfg = dataclasses.replace(slim_cfg, train_dir=str(tmp_path / "keras"), engine="keras")
     slim_result = train.train(slim_cfg, log=lambda line: None)
-    train.train(keras_cfg, log=lambda line: None)
+    keras_result = train.train(keras_cfg, log=lambda line: None)
     with compat.op_determinism(True):
         trainer = train.open_trainer(keras_cfg, log=lambda line: None)  # resumes
     slim_after = checkpoint.read_tensors(slim_result.checkpoint)
@@ -141,6 +143,8 @@ def compare(model_name, optimizer, start, tmp_path, dataset_dir, steps=STEPS, **
         elif w.slim_name.endswith(("moving_mean", "moving_variance")):
             figures["statistics"] = max(figures["statistics"], diff)
             assert np.any(before != after), f"{w.slim_name} did not move in the slim run"
+    if keras_cfg.moving_average_decay:
+        figures.update(_compare_averages(trainer, slim_after, slim_before, keras_result))
     slim_losses, keras_losses = _losses(slim_cfg.train_dir), _losses(keras_cfg.train_dir)
     assert len(slim_losses) == len(keras_losses) == steps, (slim_losses, keras_losses)
     figures["losses"] = max(abs(k - s) / abs(s) for k, s in zip(keras_losses, slim_losses))
@@ -150,6 +154,35 @@ def compare(model_name, optimizer, start, tmp_path, dataset_dir, steps=STEPS, **
           f"slim losses {['%.6f' % x for x in slim_losses]}, keras "
           f"{['%.6f' % x for x in keras_losses]}")
     return figures
+
+
+def _compare_averages(trainer, slim_after, slim_before, keras_result):
+    """--moving_average_decay: the Keras engine's averages (from its checkpoint) against
+    the slim engine's ExponentialMovingAverage shadows, for every model variable; and
+    the run's model.keras holds exactly the Keras averages."""
+    import keras
+
+    averaged, _ = checkpoint.with_moving_averages(slim_after)
+    shadows = trainer.averages.trackable()
+    served = {v.path: v.numpy() for v in keras.models.load_model(keras_result.checkpoint).weights}
+    out = {"averages": 0.0, "averages_moved": 0.0, "average_statistics": 0.0,
+           "served_apart": 0.0}
+    for w in trainer.weights:
+        mine = shadows[w.slim_name].numpy()
+        theirs = w.from_slim(averaged[w.slim_name])
+        key = ("average_statistics" if w.slim_name.endswith(("moving_mean", "moving_variance"))
+               else "averages")
+        out[key] = max(out[key], _rel(mine, theirs))
+        if any(w is t for t in trainer.trained):
+            out["averages_moved"] = max(out["averages_moved"],
+                                        _rel(w.from_slim(slim_before[w.slim_name]), theirs))
+        out["served_apart"] = max(out["served_apart"],
+                                  float(np.max(np.abs(served[w.variable.path] - mine))))
+    print(f"\naverages of {len(shadows)} variables: max rel diff {out['averages']:.2e}, "
+          f"of the BN statistics {out['average_statistics']:.2e}, largest move of a "
+          f"trained one {out['averages_moved']:.2e}; model.keras vs the averages "
+          f"{out['served_apart']:.1e}")
+    return out
 
 
 def compare_head(model_name, optimizer, starts, tmp_path, dataset_dir):
@@ -220,3 +253,18 @@ def test_mobilenet_v2_head_engines_agree(optimizer, starts, digits, tmp_path):
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 def test_inception_v3_aux_and_main_head_engines_agree(optimizer, starts, digits, tmp_path):
     check(compare_head("inception_v3", optimizer, starts, tmp_path, digits))
+
+
+def test_moving_averages_agree(starts, digits, tmp_path):
+    """--moving_average_decay=0.99, three steps of the tiny network's logits (BatchNorm in
+    training mode): each engine's averages of every model variable (BatchNorm moving
+    statistics included) equal the other's within the weight tolerance, and the Keras
+    run's model.keras serves exactly its averages."""
+    register_tiny_net()
+    figures = compare(TINY, "momentum_decaying", starts(TINY), tmp_path, digits, steps=3,
+                      trainable_scopes="TinyConvNet/logits", learning_rate=HEAD_LEARNING_RATE,
+                      moving_average_decay=0.99)
+    check(figures)
+    assert figures["averages_moved"] >= 10 * WEIGHT_RTOL
+    assert figures["averages"] <= WEIGHT_RTOL and figures["average_statistics"] <= WEIGHT_RTOL
+    assert figures["served_apart"] == 0.0

@@ -87,13 +87,16 @@ def clip_share(share, total, clip_norm):
 
 
 def make_train_step(model, optimizer, variables, num_classes, label_smoothing,
-                    clip_gradient_norm, strategy=None, global_batch_size=None):
+                    clip_gradient_norm, strategy=None, global_batch_size=None,
+                    after_update=None):
     """A ``tf.function(images, labels, wish) -> dict`` running one update of
     ``variables`` in every replica of ``strategy`` (None: this process's one device),
     ``images`` and ``labels`` each replica's own (distributed values, see
     :func:`.trainer.Trainer.distribute_batch`) of the ``global_batch_size``; the dict
     holds the total loss, cross-entropy, learning rate used and batch accuracy of the
-    global batch, and ``wish`` (a float) summed over the replicas."""
+    global batch, and ``wish`` (a float) summed over the replicas.  ``after_update``
+    (None, or a function of no arguments) runs in each replica after the optimizer's
+    update, e.g. the moving averages' (:mod:`.averages`)."""
     import tensorflow as tf
 
     strategy = strategy or tf.distribute.get_strategy()
@@ -119,6 +122,8 @@ def make_train_step(model, optimizer, variables, num_classes, label_smoothing,
             for i, full in zip(present, summed):
                 grads[i] = clip_share(grads[i], full, clip_gradient_norm)
         optimizer.apply(grads, variables)  # all-reduces (sums) the replicas' shares
+        if after_update is not None:
+            after_update()
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1), labels), tf.float32))
         return context.all_reduce(sum_, tf.stack(
             [total, main, correct / tf.cast(global_batch_size or tf.shape(labels)[0], tf.float32),

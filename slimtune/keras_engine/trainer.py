@@ -17,6 +17,13 @@ checkpoints on the same schedule; a non-finite loss stops the run with the last 
 checkpoint kept.  At the end: the final checkpoint, and ``model.keras`` (inference
 outputs only, plain Keras layers: it loads in safe mode without slimtune).
 
+--moving_average_decay keeps research/slim's moving averages of every model variable
+(:mod:`.averages`), in the checkpoint beside the weights they average.  ``model.keras``
+is the model that serves, so it holds the averages (a slim-engine run serves them when
+evaluated with --moving_average_decay or converted with --use_moving_averages): every
+command given the train dir (eval, export, verify, convert) uses the averages, and the
+raw weights stay in ``keras_ckpt-<step>`` for resuming.
+
 Several replicas (--worker_hosts/--task or TF_CONFIG: ``tf.distribute.
 MultiWorkerMirroredStrategy``; --num_clones: ``MirroredStrategy``, see
 :mod:`slimtune.distribute`): the model and optimizer are created under the strategy, every
@@ -33,14 +40,15 @@ writes ``model.keras``.  The workers first exchange their settings and refuse to
 unless all were given the same (:func:`slimtune.distribute.settle`).
 """
 
+import contextlib
 import math
 import os
 import time
 
 from slimtune import checkpoint, distribute, files, metadata
-from slimtune.errors import TrainingDiverged, UsageError
+from slimtune.errors import TrainingDiverged
 from slimtune.keras_engine import model as model_lib
-from slimtune.keras_engine import optimizers, schedules
+from slimtune.keras_engine import averages, optimizers, schedules
 from slimtune.keras_engine.step import make_train_step
 from slimtune.progress import Meter, format_seconds
 
@@ -65,9 +73,6 @@ class Trainer:
         import keras
         import tensorflow as tf
 
-        if cfg.moving_average_decay:
-            raise UsageError("--moving_average_decay is not available with --engine=keras "
-                             "yet: drop it, or train with --engine=slim")
         spec, bn = run.spec, run.batch_norm
         self.cfg, self.run, self.spec, self.split, self.log = cfg, run, spec, split, log
         self.num_classes, self.image_size, self.preprocessing = (
@@ -90,17 +95,23 @@ class Trainer:
             self.optimizer = optimizers.optimizer(
                 cfg, schedules.schedule(cfg, split.num_samples))
             self.optimizer.build(variables)
-            self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+            self.averages = (averages.MovingAverages(self.weights, cfg.moving_average_decay,
+                                                     self.optimizer.iterations)
+                             if cfg.moving_average_decay else None)
+            self.checkpoint = tf.train.Checkpoint(
+                model=self.model, optimizer=self.optimizer,
+                **({"averages": self.averages.trackable()} if self.averages else {}))
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, cfg.train_dir, max_to_keep=cfg.keep_checkpoint_max,
             checkpoint_name=CHECKPOINT_BASENAME)
         with distribute.peers_guard(self.placement, 0, cfg.train_dir):
             self._restore_or_warm_start()
+        self.average_statistics, in_replica = _statistics_averager(
+            self.model, self.strategy, self.placement, cfg.sync_batch_norm)
         self.step_fn = make_train_step(
             self.model, self.optimizer, variables, run.num_classes, cfg.label_smoothing,
-            cfg.clip_gradient_norm, self.strategy, cfg.batch_size * self.placement.num_replicas)
-        self.average_statistics = _statistics_averager(self.model, self.strategy,
-                                                       self.placement, cfg.sync_batch_norm)
+            cfg.clip_gradient_norm, self.strategy, cfg.batch_size * self.placement.num_replicas,
+            _averages_update(self.averages, in_replica))
 
     def _agree(self):
         """Multi-worker runs: every worker's settings to every worker, as the first
@@ -134,13 +145,31 @@ class Trainer:
             if cfg.checkpoint_path:
                 log(f"--checkpoint_path ignored: {cfg.train_dir} already holds a checkpoint "
                     "to resume")
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            log(f"Resuming from {latest}")
-        elif cfg.checkpoint_path:
-            model_lib.warm_start(cfg, self.spec, self.weights, log)
+            self._resume(latest)
+        else:
+            if cfg.checkpoint_path:
+                model_lib.warm_start(cfg, self.spec, self.weights, log)
+            if self.averages:
+                self.averages.restart()  # the averages start at the starting weights
         log(f"Training {len(self.trained)} variables (of {len(self.weights)} weights): "
             + ", ".join(w.slim_name for w in self.trained[:8])
             + (f" ... {self.trained[-1].slim_name}" if len(self.trained) > 8 else ""))
+
+    def _resume(self, latest):
+        """Restore ``latest``; its averages too, or (saved without them) start them at
+        its weights."""
+        import tensorflow as tf
+
+        held = self.averages is None or any(
+            name.startswith("averages/")
+            for name in tf.train.load_checkpoint(latest).get_variable_to_shape_map())
+        restorer = self.checkpoint if held else tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer)
+        restorer.restore(latest).assert_existing_objects_matched()
+        self.log(f"Resuming from {latest}")
+        if not held:
+            self.averages.restart()
+            self.log(f"{latest} holds no moving averages: they start at its weights")
 
     @property
     def step(self):
@@ -205,10 +234,12 @@ class Trainer:
         return keras.Model(self.model.inputs, outputs[0], name=self.model.name)
 
     def save_keras(self):
-        """Write ``train_dir/model.keras`` atomically; returns its path."""
+        """Write ``train_dir/model.keras`` atomically (with --moving_average_decay, the
+        averaged weights: the model that serves); returns its path."""
         path = os.path.join(self.cfg.train_dir, KERAS_FILE)
         with files.staged(path, keep_extension=True) as tmp:
-            self.inference_model().save(tmp)
+            with self.averages.swapped() if self.averages else contextlib.nullcontext():
+                self.inference_model().save(tmp)
         return path
 
 
@@ -303,15 +334,16 @@ def _sum_over_replicas(value):
 
 
 def _statistics_averager(model, strategy, placement, synchronized):
-    """A function that sets every replica's copy of the trained BatchNorm layers' moving
-    statistics to their mean over the replicas (a no-op with one replica, with
-    --sync_batch_norm, or without such statistics)."""
+    """``(average, replica_fn)``: functions that set every replica's copy of the trained
+    BatchNorm layers' moving statistics to their mean over the replicas, ``average``
+    from outside the step and ``replica_fn`` inside a replica (no-ops with one replica,
+    with --sync_batch_norm, or without such statistics)."""
     import tensorflow as tf
 
     statistics = [v for layer in model_lib.batch_norm_layers(model) if layer.trainable
                   for v in (layer.moving_mean, layer.moving_variance)]
     if not placement.distributed or synchronized or not statistics:
-        return lambda: None
+        return (lambda: None), (lambda: None)
 
     def replica_fn():
         context = tf.distribute.get_replica_context()
@@ -324,7 +356,23 @@ def _statistics_averager(model, strategy, placement, synchronized):
     def average():
         strategy.run(replica_fn)
 
-    return average
+    return average, replica_fn
+
+
+def _averages_update(averages, average_statistics):
+    """What each replica runs after the optimizer's update with --moving_average_decay
+    (None without): the replicas' BatchNorm statistics set to their mean first, since the
+    averages' update (TF1's, for mirrored variables) takes each replica's copy as the
+    value of all; one all-reduce of the statistics per step, as the slim engine's
+    BatchNorm updates have (without --sync_batch_norm, several replicas only)."""
+    if averages is None:
+        return None
+
+    def update():
+        average_statistics()
+        averages.update()
+
+    return update
 
 
 def with_aux_head(cfg, spec, log):
