@@ -203,6 +203,19 @@ def keras_statistics(model, batches, num_batches, include_frozen=False, log=prin
     return {layer.name: moments[layer.name] for layer in chosen}, left_alone
 
 
+def recalibrate_keras_model(model, batches, num_batches, include_frozen=False, log=print):
+    """Re-estimate the moving statistics of ``model``'s BatchNormalization layers on
+    ``num_batches`` of ``batches`` and write them into it (see :func:`keras_statistics`);
+    returns ``(layers re-estimated, [names of frozen layers left alone])``."""
+    moments, left_alone = keras_statistics(model, batches, num_batches, include_frozen, log)
+    if left_alone and log:
+        log(f"left alone: {len(left_alone)} frozen BatchNormalization layers "
+            f"(trainable=False; --include_frozen re-estimates them): "
+            f"{', '.join(left_alone[:3])}{' ...' if len(left_alone) > 3 else ''}")
+    assign_keras(model, moments)
+    return len(moments), left_alone
+
+
 def assign_keras(model, moments):
     """Write ``{layer name: Moments}`` into the model's moving statistics."""
     for layer in bn_layers.keras_layers(model):
@@ -296,6 +309,21 @@ def recalibrated_checkpoint(spec, prefix, tensors, num_classes, bn, batches, num
     if note and log:
         log(note)
     return tensors, len(moments), note
+
+
+def record_precise(cfg, run, split, name, source, layers, left_alone=(), note=None):
+    """Add to the train dir's slimtune.json the record of ``slimtune-train
+    --precise_bn_batches`` (``cfg``, a ``train.TrainConfig``) having re-estimated the
+    statistics of ``source`` into ``name``: what slimtune-recalibrate records."""
+    from slimtune import metadata
+
+    entry = metadata.recalibration_record(
+        name, os.path.abspath(source), split, cfg.precise_bn_batches, cfg.batch_size,
+        cfg.precise_bn_batches * cfg.batch_size, run.preprocessing, False, run.image_size,
+        layers, left_alone, note)
+    metadata.write(cfg.train_dir, metadata.with_recalibration(
+        metadata.recorded(cfg.train_dir).document, entry))
+    return entry
 
 
 def write_checkpoint(prefix, tensors, source):

@@ -210,15 +210,10 @@ def recalibrate_keras(cfg, log=_log):
     split = _split(cfg, run)
     _announce(cfg, split, preprocessing, size, f"Keras model {path}", log)
     started = time.monotonic()
-    moments, left_alone = batch_statistics.keras_statistics(
+    layers, left_alone = batch_statistics.recalibrate_keras_model(
         model, _batches(cfg, split, preprocessing, size), cfg.num_batches,
         cfg.include_frozen, log)
-    if left_alone:
-        log(f"left alone: {len(left_alone)} frozen BatchNormalization layers "
-            f"(trainable=False; --include_frozen re-estimates them): "
-            f"{', '.join(left_alone[:3])}{' ...' if len(left_alone) > 3 else ''}")
-    batch_statistics.assign_keras(model, moments)
-    entry = _record(cfg, KERAS_FILE, path, split, preprocessing, size, len(moments), left_alone)
+    entry = _record(cfg, KERAS_FILE, path, split, preprocessing, size, layers, left_alone)
     # Only the .keras is written; a SavedModel beside the source would be stale.
     meta_out = metadata.with_recalibration(
         metadata.completed(on_file, run, files={"keras": KERAS_FILE}), entry)
@@ -227,7 +222,7 @@ def recalibrate_keras(cfg, log=_log):
         model.save(os.path.join(tmp, KERAS_FILE))
         metadata.write(tmp, meta_out)
 
-    _write(cfg, fill, KERAS_FILE, f"new moving statistics for {len(moments)} "
+    _write(cfg, fill, KERAS_FILE, f"new moving statistics for {layers} "
            "BatchNormalization layers, every other weight unchanged", started, log)
     return entry
 

@@ -147,9 +147,6 @@ def _validate(cfg):
         raise UsageError("--sync_batch_norm is for --engine=keras: the slim engine normalises "
                          "each replica's batch on its own (drop the flag or add "
                          "--engine=keras)")
-    if cfg.engine == metadata.KERAS_ENGINE and cfg.precise_bn_batches:
-        raise UsageError("--precise_bn_batches is not available with --engine=keras yet: run "
-                         "slimtune-recalibrate on the run's model.keras instead")
 
 
 def _resolve(cfg):

@@ -15,7 +15,7 @@ import pytest
 
 from test_register_architecture import NAME, _register as register_tiny_net
 
-from slimtune import doctor, evaluate, export, recalibrate, train, verify
+from slimtune import doctor, evaluate, export, metadata, recalibrate, train, verify
 from slimtune.errors import UsageError
 from slimtune.testing import make_checkpoint
 
@@ -123,16 +123,67 @@ def test_eval_export_verify_doctor_and_recalibrate_take_the_train_dir(keras_run,
     assert os.path.isfile(os.path.join(out, "model.keras"))
 
 
-def test_keras_engine_refuses_what_it_cannot_do_yet(digits_dir, tmp_path):
-    import dataclasses
+def test_sync_batch_norm_is_refused_on_the_slim_engine(digits_dir, tmp_path):
+    with pytest.raises(UsageError) as error:
+        train.train(_config(tmp_path / "x", digits_dir, engine="slim", sync_batch_norm=True),
+                    log=lambda line: None)
+    assert "--sync_batch_norm is for --engine=keras" in str(error.value)
 
-    for flags, named in ((dict(precise_bn_batches=2), "slimtune-recalibrate"),
-                         (dict(engine="slim", sync_batch_norm=True),
-                          "--sync_batch_norm is for --engine=keras")):
-        with pytest.raises(UsageError) as error:
-            cfg = dataclasses.replace(_config(tmp_path / "x", digits_dir), **flags)
-            train.train(cfg, log=lambda line: None)
-        assert named in str(error.value)
+
+def _keras_weights(path):
+    import keras
+
+    return {v.path: v.numpy() for v in keras.models.load_model(path, safe_mode=True).weights}
+
+
+def test_precise_bn_batches_gives_what_recalibrate_gives(digits_dir, tmp_path):
+    """--precise_bn_batches=2 (with --moving_average_decay): the run's model.keras has
+    exactly the statistics slimtune-recalibrate (2 batches of 8, seed 0) measures on the
+    same run's model.keras without the flag, which are not its own, every other weight
+    unchanged; slimtune.json records it as the slim engine does."""
+    register_tiny_net()
+    start = make_checkpoint(str(tmp_path / "start" / "model.ckpt"), NAME, 10, seed=1)
+    runs = {}
+    for name, flags in (("precise", dict(precise_bn_batches=2)), ("plain", {})):
+        train.train(_config(tmp_path / name, digits_dir, checkpoint_path=start,
+                            moving_average_decay=0.99, **flags), log=lambda line: None)
+        runs[name] = _keras_weights(str(tmp_path / name / "model.keras"))
+    recalibrate.recalibrate(recalibrate.RecalibrateConfig(
+        checkpoint_path=str(tmp_path / "plain"), output_dir=str(tmp_path / "recalibrated"),
+        num_batches=2, batch_size=8, seed=0), log=lambda line: None)
+    expected = _keras_weights(str(tmp_path / "recalibrated" / "model.keras"))
+    statistics = [k for k in expected if k.endswith(("moving_mean", "moving_variance"))]
+    assert len(statistics) == 4 and sorted(expected) == sorted(runs["precise"])
+    for key, value in expected.items():
+        assert np.array_equal(runs["precise"][key], value), key
+        assert np.array_equal(runs["plain"][key], value) == (key not in statistics), key
+    meta = json.loads(open(tmp_path / "precise" / "slimtune.json").read())
+    record, = meta[metadata.RECALIBRATIONS]
+    assert record["checkpoint"] == "model.keras" and record["layers"] == 2
+    assert record["source"].endswith(f"keras_ckpt-{STEPS}") and record["images"] == 16
+    assert "averaged weights" in record["note"]
+
+
+def test_a_resumed_run_continues_the_moving_averages(digits_dir, tmp_path):
+    """--moving_average_decay: 2 steps then the same command to 4 (a run killed after its
+    step-2 checkpoint) end with the averages of a 4-step run, bit for bit."""
+    import tensorflow as tf
+
+    register_tiny_net()
+    start = make_checkpoint(str(tmp_path / "start" / "model.ckpt"), NAME, 10, seed=1)
+    for name, stops in (("resumed", (2, 4)), ("straight", (4,))):
+        for steps in stops:
+            train.train(_config(tmp_path / name, digits_dir, checkpoint_path=start,
+                                moving_average_decay=0.99, max_number_of_steps=steps),
+                        log=lambda line: None)
+    readers = {name: tf.train.load_checkpoint(str(tmp_path / name))
+               for name in ("resumed", "straight")}
+    keys = [k for k in readers["straight"].get_variable_to_shape_map()
+            if k.startswith("averages/")]
+    assert len(keys) == 12
+    for key in keys:
+        value = readers["straight"].get_tensor(key)
+        assert np.array_equal(readers["resumed"].get_tensor(key), value), key
 
 
 # The seeds' Keras traps (issue 14 section 3): the engine's own step and run, judged by

@@ -27,7 +27,8 @@ existing command lines and --flagfile files work.  Differences that matter:
     keras_nets) with the same flags and the same meaning: slim scope names for the scope
     flags, slim's L2 weight decay, TF1's optimizer formulas, the research/slim schedules,
     slim's BatchNorm arithmetic.  It starts from a slim checkpoint or a converted .keras
-    and ends with --train_dir/model.keras, a plain Keras model.
+    and ends with --train_dir/model.keras, a plain Keras model (the averaged weights
+    with --moving_average_decay; --precise_bn_batches re-estimates its statistics).
 
   * Data parallel on several machines: --worker_hosts=h0:p0,h1:p1 --task=i on each
     (or TF_CONFIG); on one machine, slimtune-launch --num_workers=N -- <these flags>.
@@ -135,7 +136,8 @@ F.DEFINE_float("ftrl_l1", 0.0, "FTRL L1 strength.")
 F.DEFINE_float("ftrl_l2", 0.0, "FTRL L2 strength.")
 F.DEFINE_float("label_smoothing", 0.0, "Label smoothing.")
 F.DEFINE_float("moving_average_decay", None, "Also keep an exponential moving average of "
-               "the weights with this decay (evaluate them with the same flag).")
+               "the weights with this decay (evaluate them with the same flag; "
+               "--engine=keras: model.keras holds them).")
 F.DEFINE_float("clip_gradient_norm", 0.0, "Clip each gradient to this norm (0 = off).")
 # Logging and saving
 F.DEFINE_integer("log_every_n_steps", 10, "Print step, loss, learning rate, images/s, ETA.")

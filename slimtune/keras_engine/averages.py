@@ -11,10 +11,11 @@ weights only) on the Keras variables, with ``num_updates`` the optimizer's step 
 - the update runs in every replica's step after the optimizer's update and the
   BatchNorm updates (the step reads the variables after they are written), as the slim
   engine orders it after its train op, with the step counter already advanced;
-- under a strategy the shadows are mirrored like the weights; the class's update takes
-  the mean over the replicas of each value first (``assign_moving_average`` in replica
-  context), so the BatchNorm statistics, which Keras keeps per replica, are averaged
-  before they enter the shadow, as in the slim engine's replicas;
+- under a strategy the shadows are mirrored like the weights.  The class's update takes
+  a mirrored variable's own copy in each replica as every replica's value, and Keras
+  keeps a copy of the BatchNorm statistics per replica that drifts from the others: the
+  trainer sets them to their mean over the replicas before each update (the slim
+  engine's replicas share one mean-updated copy), so every shadow copy stays equal;
 - the shadows start at the weights the run starts from (after a warm start), and the
   run's checkpoint holds them (``averages/...``), so a resumed run continues them.
 """

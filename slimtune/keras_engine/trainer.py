@@ -219,6 +219,8 @@ class Trainer:
         writer.close()
         final = self.manager.latest_checkpoint
         keras_path = self.save_keras() if self.placement.is_chief else final
+        if cfg.precise_bn_batches and self.placement.is_chief:
+            self.precise_batch_norm(keras_path, final)
         seconds = time.monotonic() - started
         log(f"Finished at step {loop.step} in {format_seconds(seconds)}: {final}"
             + (f", {keras_path}" if keras_path != final else ""))
@@ -241,6 +243,36 @@ class Trainer:
             with self.averages.swapped() if self.averages else contextlib.nullcontext():
                 self.inference_model().save(tmp)
         return path
+
+
+    def precise_batch_norm(self, keras_path, source):
+        """--precise_bn_batches: re-estimate the BatchNorm statistics of ``keras_path`` (the
+        run's model.keras, with its averaged weights under --moving_average_decay) as
+        ``slimtune-recalibrate`` does, and replace it; slimtune.json records it, naming
+        ``source`` (the final checkpoint).
+
+        Measured on --precise_bn_batches batches of the training split with evaluation
+        preprocessing, seeded by --seed, as the slim engine does.  The checkpoints keep
+        the statistics training left: a resumed run continues from them and re-estimates
+        again at its end."""
+        from slimtune import batch_statistics, forms
+
+        cfg, run, split = self.cfg, self.run, self.split
+        self.log(f"Re-estimating the BatchNorm statistics of {keras_path} over "
+                 f"{cfg.precise_bn_batches} batches of {split.dataset_name}/{split.split} "
+                 f"(--precise_bn_batches), {run.preprocessing} evaluation preprocessing")
+        model = forms.load_keras(keras_path)
+        batches = batch_statistics.image_batches(split, run.preprocessing, run.image_size,
+                                                 cfg.batch_size, cfg.seed or 0)
+        layers, left_alone = batch_statistics.recalibrate_keras_model(
+            model, batches, cfg.precise_bn_batches, log=self.log)
+        with files.staged(keras_path, keep_extension=True) as tmp:
+            model.save(tmp)
+        note = ("measured with the averaged weights (--moving_average_decay) that "
+                f"{KERAS_FILE} holds" if self.averages else None)
+        batch_statistics.record_precise(cfg, run, split, KERAS_FILE, source, layers,
+                                        left_alone, note)
+        self.log(f"Final model {keras_path}: {layers} BatchNorm layers re-estimated")
 
 
 class _Loop:

@@ -3,7 +3,7 @@ re-estimate the final checkpoint's BatchNorm statistics."""
 
 import os
 
-from slimtune import batch_statistics, checkpoint, metadata
+from slimtune import batch_statistics, checkpoint
 from slimtune.errors import BrokenCheckpoint
 
 # --precise_bn_batches: the final checkpoint with re-estimated BatchNorm statistics.
@@ -58,12 +58,7 @@ def precise_batch_norm(cfg, run, split, raw, log):
     state = tf.train.get_checkpoint_state(cfg.train_dir)
     kept = [p for p in state.all_model_checkpoint_paths if p != prefix] if state else [raw]
     tf.compat.v1.train.update_checkpoint_state(cfg.train_dir, prefix, kept + [prefix])
-    entry = metadata.recalibration_record(
-        name, os.path.abspath(raw), split, cfg.precise_bn_batches, cfg.batch_size,
-        cfg.precise_bn_batches * cfg.batch_size, run.preprocessing, False, run.image_size,
-        layers, note=note)
-    metadata.write(cfg.train_dir, metadata.with_recalibration(
-        metadata.recorded(cfg.train_dir).document, entry))
+    batch_statistics.record_precise(cfg, run, split, name, raw, layers, note=note)
     log(f"Final checkpoint {prefix}: {layers} BatchNorm layers re-estimated, every other "
         f"tensor as in {os.path.basename(raw)} (kept)")
     return prefix
