@@ -26,6 +26,14 @@ class CheckpointError(SlimtuneError):
 class TrainingDiverged(SlimtuneError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
+    @classmethod
+    def at_step(cls, loss, step, kept):
+        """Either engine's error for ``loss`` (a value, or words) at ``step``, with ``kept``
+        the run's last good checkpoint (``None``: none saved yet)."""
+        return cls(f"loss became {loss} at step {step}; stopped without saving, the last good "
+                   f"checkpoint is {kept or 'none saved yet'}: lower --learning_rate or set "
+                   "--clip_gradient_norm")
+
 
 class WorkerLost(SlimtuneError):
     """A multi-worker run lost one of its workers; restarting all of them resumes."""

@@ -6,8 +6,9 @@ BatchNorm uses its moving statistics and dropout is off, as at serving time.  Th
 tells whether the moving statistics describe the data (see seed 001: a large gap
 means the update ops never ran or the BN decay is too slow for the run's length).
 
-The graph has an auxiliary head only if the checkpoint holds one, and a checkpoint that
-computes NaN or inf is reported as broken (``slimtune.probe``), not as NaN metrics.
+The graph has an auxiliary head only if the checkpoint holds one, and a checkpoint (or a
+Keras model) that computes NaN or inf is reported as broken (``slimtune.probe``), not as
+NaN metrics.
 
 A Keras model (a ``.keras``, a Keras-engine train dir, a conversion's output directory)
 is evaluated the same way, ``model(images, training=False)`` on the same input pipeline.
@@ -205,6 +206,7 @@ def _run_keras(cfg, run, split, num_classes, path, started, log):
     import tensorflow as tf
 
     model = forms.load_keras(path)
+    spec = run.spec if run.model_name else None  # names its layers' slim scopes
     data = pipeline.batches(split, run.preprocessing, run.image_size, cfg.batch_size, False,
                             num_classes, run.labels_offset)
     totals, count, correct = np.zeros(3), 0, []
@@ -213,10 +215,7 @@ def _run_keras(cfg, run, split, num_classes, path, started, log):
             break
         logits = model(images, training=False)
         logits = logits[0] if isinstance(logits, (list, tuple)) else logits
-        if not np.all(np.isfinite(logits)):
-            raise UsageError(f"{path} computes non-finite logits on batch {batch} of "
-                             f"{split.split}: its weights overflowed in training; evaluate "
-                             "an earlier checkpoint of the run")
+        probe.check_keras(path, model, logits, images, spec)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
         top1 = tf.math.in_top_k(labels, logits, 1).numpy()
         top5 = tf.math.in_top_k(labels, logits, min(5, num_classes)).numpy()

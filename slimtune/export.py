@@ -6,8 +6,9 @@ dropout off), variables folded into constants, named input and output nodes.  Th
 SavedModel carries the same graph with a ``serving_default`` signature (float32 NHWC
 images in; logits and probabilities out) that TF2's ``tf.saved_model.load`` opens.
 Everything is written under temporary names and renamed when complete.  The graph has
-an auxiliary head only if the checkpoint holds one; a checkpoint that computes NaN or
-inf on seeded random images is refused before anything is written (``slimtune.probe``).
+an auxiliary head only if the checkpoint holds one; a checkpoint (or a Keras model) that
+computes NaN or inf on seeded random images is refused before anything is written
+(``slimtune.probe``).
 """
 
 import dataclasses
@@ -50,10 +51,10 @@ def _run_info(cfg, prefix):
     return dataclasses.replace(run, num_classes=int(num_classes))
 
 
-def _frozen_keras(path, size, batch_size):
-    """The frozen inference graph of the Keras model at ``path``, under the same node
-    names as a checkpoint's (``training=False``: moving statistics, no dropout)."""
-    import numpy as np
+def _frozen_keras(path, size, batch_size, spec):
+    """The frozen inference graph of the Keras model at ``path`` (a mirror of ``spec``),
+    under the same node names as a checkpoint's (``training=False``: moving statistics, no
+    dropout)."""
     import tensorflow as tf
 
     from slimtune import compat
@@ -70,10 +71,9 @@ def _frozen_keras(path, size, batch_size):
                                                                  name=PROBABILITIES_NODE)}
 
     # A model computing NaN would export a graph that serves NaN: refuse it.
-    probe_logits = serve(tf.constant(probe.random_images(batch_size or 2, size)))["logits"]
-    if not np.all(np.isfinite(probe_logits)):
-        raise UsageError(f"{path} computes non-finite logits on random images: its weights "
-                         "overflowed in training; export an earlier checkpoint of the run")
+    probe_images = probe.random_images(batch_size or 2, size)
+    probe.check_keras(path, model, serve(tf.constant(probe_images))["logits"], probe_images,
+                      spec)
     return compat.frozen_graph_def(serve.get_concrete_function())
 
 
@@ -153,7 +153,7 @@ def export(cfg: ExportConfig, log=_log):
     log(f"exporting {prefix}: {spec.name}, {run.num_classes} classes, {size}px, batch "
         f"{cfg.batch_size or 'dynamic'}, is_training=False")
     if keras_path:
-        frozen = _frozen_keras(keras_path, size, cfg.batch_size)
+        frozen = _frozen_keras(keras_path, size, cfg.batch_size, spec)
     else:
         frozen = _frozen_graph(spec, prefix, size, run.num_classes, run.batch_norm,
                                cfg.batch_size)

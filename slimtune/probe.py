@@ -7,6 +7,9 @@ evaluated, a loss of nan; the true answer is that the checkpoint is broken.
 :func:`check` gives it as a :class:`~slimtune.errors.BrokenCheckpoint`: the first end
 point, in network order, whose value is not finite, and the largest-magnitude
 variables.  Every tool that runs a checkpoint's graph calls it on what it computed.
+:func:`check_keras` does the same for a Keras model: the first layer whose output is not
+finite, by its slim end point (the architecture's end-point table) or the slim scope of
+the variables it holds (the Keras naming rule), and the largest Keras weights.
 """
 
 import numpy as np
@@ -39,7 +42,11 @@ def largest_weights(sess, count=3):
 
     variables = [v for v in sess.graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)
                  if v.dtype.base_dtype.is_floating]
-    values = sess.run({v.op.name: v for v in variables})
+    return _largest(sess.run({v.op.name: v for v in variables}), count)
+
+
+def _largest(values, count):
+    """``[(name, max |value|)]`` of the ``count`` largest of ``{name: array}``."""
     sizes = []
     for name, value in values.items():
         value = np.abs(np.asarray(value, np.float64))
@@ -61,20 +68,83 @@ def check(prefix, sess, logits_value, end_points, images, images_value, logits=N
     The end points are run again on the first image whose logits are not finite (the
     whole batch when the graph's batch size is fixed) to find where it starts.
     """
-    logits_value = np.asarray(logits_value)
-    if np.all(np.isfinite(logits_value)):
+    feed = _first_bad_image(logits_value, images_value)
+    if feed is None:
         return
-    bad_rows = np.flatnonzero(~np.isfinite(logits_value.reshape(len(logits_value), -1)).all(1))
-    feed = images_value
-    if images.shape.rank and images.shape[0] is None and len(bad_rows):
-        feed = images_value[bad_rows[0]:bad_rows[0] + 1]
+    if not (images.shape.rank and images.shape[0] is None):
+        feed = images_value  # the graph's batch size is fixed
     tensors = dict(end_points)
     if logits is not None and not any(t is logits for t in tensors.values()):
         tensors["logits"] = logits
     first = first_non_finite(sess, tensors, {images: feed}) or "logits"
-    weights = ", ".join(f"{name} ({_short(size)})" for name, size in largest_weights(sess))
+    raise _broken(f"checkpoint {prefix}", f"end point {first}", first, largest_weights(sess))
+
+
+def _first_bad_image(logits_value, images_value):
+    """The first image of ``images_value`` whose row of ``logits_value`` is not finite
+    (a batch of one), or ``None`` when every row is finite."""
+    logits_value = np.asarray(logits_value)
+    if np.all(np.isfinite(logits_value)):
+        return None
+    bad = np.flatnonzero(~np.isfinite(logits_value.reshape(len(logits_value), -1)).all(1))
+    return np.asarray(images_value)[bad[0]:bad[0] + 1]
+
+
+def _broken(what, where, end_point, largest):
+    """The :class:`BrokenCheckpoint` for ``what`` going non-finite first at ``where``."""
+    weights = ", ".join(f"{name} ({_short(size)})" for name, size in largest)
     error = BrokenCheckpoint(
-        f"checkpoint {prefix} computes non-finite outputs (NaN/inf): first at end point "
-        f"{first}; largest weights: {weights}. Its weights overflowed in training: {FIX}")
-    error.end_point, error.weights = first, weights
-    raise error
+        f"{what} computes non-finite outputs (NaN/inf): first at {where}; largest "
+        f"weights: {weights}. Its weights overflowed in training: {FIX}")
+    error.end_point, error.weights = end_point, weights
+    return error
+
+
+def first_non_finite_layer(model, images):
+    """The first layer of Keras ``model`` (in the order the model runs them) whose output
+    for ``images`` holds NaN or inf; ``None`` when every one is finite, or when the
+    layers' outputs cannot be fetched (a layer called more than once)."""
+    import keras
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    try:
+        outputs = keras.Model(model.inputs, [layer.output for layer in layers])
+    except (AttributeError, ValueError):
+        return None
+    values = outputs(images, training=False)
+    for layer, value in zip(layers, values):
+        parts = value if isinstance(value, (list, tuple)) else [value]
+        if not all(np.all(np.isfinite(np.asarray(part))) for part in parts):
+            return layer
+    return None
+
+
+def keras_location(layer, spec=None):
+    """``(where, end point)`` of Keras ``layer`` in a model of ``spec`` (a registry entry,
+    or ``None``): its slim end point when the architecture's table lists it, else the
+    slim scope of the variables it holds, else the layer alone."""
+    from slimtune.keras_nets.layers import SEP
+
+    end_points = {name: key for key, name in spec.end_points()} if spec else {}
+    if layer.name in end_points:
+        key = end_points[layer.name]
+        return f"end point {key} (Keras layer {layer.name})", key
+    if spec is not None and layer.weights:
+        scope = f"{spec.scope}/{layer.name.replace(SEP, '/')}"
+        return f"Keras layer {layer.name} (slim scope {scope})", scope
+    return f"Keras layer {layer.name}", layer.name
+
+
+def check_keras(path, model, logits_value, images_value, spec=None):
+    """:func:`check` for Keras ``model`` (loaded from ``path``, a mirror of ``spec`` when
+    known): raise :class:`BrokenCheckpoint` when ``logits_value``, what it computed from
+    ``images_value``, holds NaN or inf, naming the first layer whose output is not finite
+    on the first such image (:func:`keras_location`) and the largest weights."""
+    feed = _first_bad_image(logits_value, images_value)
+    if feed is None:
+        return
+    layer = first_non_finite_layer(model, feed)
+    where, end_point = keras_location(layer, spec) if layer is not None else ("logits",) * 2
+    largest = _largest({w.path: np.asarray(w.numpy()) for w in model.weights
+                        if np.issubdtype(np.dtype(w.dtype), np.floating)}, 3)
+    raise _broken(f"Keras model {path}", where, end_point, largest)

@@ -318,6 +318,62 @@ def test_densenet121_batch_of_2_at_32px_is_warned_about_and_blows_up(digits_dir,
         assert not (tmp_path / "keras").exists()
 
 
+@pytest.fixture(scope="module")
+def tiny_converted(tmp_path_factory):
+    """The output dir of a converted 10-class tiny registered network (two conv+BN
+    layers, 32 px)."""
+    from test_register_architecture import NAME, _register
+
+    _register()
+    root = tmp_path_factory.mktemp("tiny_converted")
+    prefix = make_checkpoint(str(root / "model.ckpt"), NAME, 10)
+    convert.convert(convert.ConvertConfig(checkpoint_path=prefix, output_dir=str(root / "keras"),
+                                          model_name=NAME, image_size=32, random_images=2),
+                    log=_quiet)
+    return root / "keras"
+
+
+def test_a_keras_model_computing_nan_is_named_as_a_checkpoint_is(tiny_converted, digits_dir,
+                                                                  tmp_path):
+    """evaluate on a Keras model whose conv2 BatchNorm has a moving variance of -epsilon
+    (variance + epsilon = 0: inf from that layer on, kept by the relu and the pool): the
+    probe's error, naming the first non-finite Keras layer by its slim scope.  A layer in
+    the architecture's end-point table is named by its slim end point, as the slim probe
+    names it (resnet_v1_50's last conv ends in its BatchNorm)."""
+    import keras
+
+    broken = tmp_path / "keras"
+    shutil.copytree(tiny_converted, broken)
+    path = str(broken / "model.keras")
+    model = keras.models.load_model(path, safe_mode=True)
+    norm = model.get_layer("conv2.BatchNorm")
+    norm.moving_variance.assign(np.full(norm.moving_variance.shape, -norm.epsilon, np.float32))
+    model.save(path)
+    with pytest.raises(BrokenCheckpoint) as error:
+        evaluate.evaluate(evaluate.EvalConfig(checkpoint_path=str(broken), dataset_name="digits",
+                                              batch_size=8, max_num_batches=1), log=_quiet)
+    first = str(error.value).splitlines()[0]
+    print(first)
+    assert first.startswith(f"Keras model {path} computes non-finite outputs (NaN/inf): first "
+                            "at Keras layer conv2.BatchNorm (slim scope TinyConvNet/conv2/"
+                            "BatchNorm); largest weights: ")
+    assert first.endswith(probe.FIX)
+    assert error.value.end_point == "TinyConvNet/conv2/BatchNorm"
+    # export refuses it in the same words, on random images, before writing anything.
+    output = tmp_path / "exported"
+    with pytest.raises(BrokenCheckpoint) as error:
+        export.export(export.ExportConfig(checkpoint_path=path, output_dir=str(output)),
+                      log=_quiet)
+    assert str(error.value).splitlines()[0].startswith(
+        f"Keras model {path} computes non-finite outputs (NaN/inf): first at Keras layer "
+        "conv2.BatchNorm (slim scope TinyConvNet/conv2/BatchNorm); ")
+    assert not output.exists() and sorted(os.listdir(tmp_path)) == ["keras"]
+
+    layer = keras.layers.BatchNormalization(name="block4.unit_3.bottleneck_v1.conv3.BatchNorm")
+    assert probe.keras_location(layer, registry.get("resnet_v1_50")) == (
+        f"end point {LAST_CONV} (Keras layer {layer.name})", LAST_CONV)
+
+
 def test_a_keras_file_that_is_not_a_zip_is_unusable_input(tmp_path):
     """Keras itself says "File not found" for a file that exists but is not an archive."""
     path = tmp_path / "model.keras"

@@ -110,18 +110,20 @@ def test_one_step_follows_the_decay_rule(digits_dir, tmp_path, decay):
     np.testing.assert_allclose(var1, var0 * decay + batch_var * (1 - decay), rtol=1e-4, atol=1e-5)
 
 
-def test_mismatched_logits_fail_before_training_and_name_the_flag(pretrained, digits_dir,
-                                                                   tmp_path):
+@pytest.mark.parametrize("engine", metadata.ENGINES)
+def test_mismatched_logits_fail_before_training_and_name_the_flag(engine, pretrained,
+                                                                   digits_dir, tmp_path):
+    """Both engines: the same first line, shapes in the checkpoint's layout (the Keras
+    engine's Dense kernel is a 1x1 conv there), and nothing written."""
     with pytest.raises(CheckpointError) as error:
-        train.train(digits_config(tmp_path, checkpoint_path=pretrained))
-    message = str(error.value)
-    assert f"{MODEL}/logits/weights" in message
-    assert f"--checkpoint_exclude_scopes={MODEL}/logits" in message
-    assert train_checkpoints(tmp_path) == []
-
-
-def train_checkpoints(train_dir):
-    return [f for f in os.listdir(train_dir) if f.endswith(".index")]
+        train.train(digits_config(tmp_path, checkpoint_path=pretrained, engine=engine),
+                    log=lambda line: None)
+    first = str(error.value).splitlines()[0]
+    assert first.startswith(f"2 variable(s) of the graph do not fit checkpoint {pretrained}: "
+                            f"{MODEL}/logits/weights [1, 1, 2048, 10] vs checkpoint "
+                            "[1, 1, 2048, 1001]; ")
+    assert first.endswith(f"pass --checkpoint_exclude_scopes={MODEL}/logits")
+    assert os.listdir(tmp_path) == []
 
 
 def test_finetune_new_head_with_trainable_scopes(pretrained, digits_dir, tmp_path):
@@ -166,22 +168,60 @@ def test_resume_continues_the_global_step(short_run, tmp_path, pretrained):
     assert any("--checkpoint_path ignored" in line for line in lines)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(short_run, tmp_path):
-    train_dir, first = short_run
+@pytest.fixture(scope="module")
+def keras_short_run(digits_dir, tmp_path_factory):
+    """Three steps of the Keras engine from scratch, on the tiny registered network
+    (resnet_v1_50 costs the Keras engine half a minute here)."""
+    from test_register_architecture import NAME, _register
+
+    _register()
+    train_dir = tmp_path_factory.mktemp("keras_short_run")
+    train.train(digits_config(train_dir, model_name=NAME, engine=metadata.KERAS_ENGINE),
+                log=lambda line: None)
+    return train_dir, NAME
+
+
+@pytest.mark.parametrize("engine", metadata.ENGINES)
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(engine, request, tmp_path):
+    """Either engine resumes a 3-step run at a learning rate of 1e30: it stops at the
+    first non-finite loss, names its last good checkpoint and the flags to change, and
+    leaves the train dir as it was but for the new event file and slimtune.json (the
+    run's record, rewritten whole at every start)."""
+    if engine == metadata.KERAS_ENGINE:
+        train_dir, model_name = request.getfixturevalue("keras_short_run")
+    else:
+        train_dir, model_name = request.getfixturevalue("short_run")[0], MODEL
     run_dir = tmp_path / "diverging"
     shutil.copytree(train_dir, run_dir)
+    good = tf.train.latest_checkpoint(str(run_dir))
+    assert good.endswith("-3")
+    before = {name: os.path.getmtime(run_dir / name) for name in os.listdir(run_dir)
+              if name != metadata.FILENAME}
     with pytest.raises(TrainingDiverged) as error:
-        train.train(digits_config(run_dir, max_number_of_steps=50, optimizer="sgd",
-                                  learning_rate=1e30, save_interval_steps=100))
-    assert "model.ckpt-3" in str(error.value) and "--learning_rate" in str(error.value)
-    assert tf.train.latest_checkpoint(str(run_dir)).endswith("model.ckpt-3")
-    assert all(np.isfinite(v).all() for v in read(tf.train.latest_checkpoint(str(run_dir))).values()
-               if v.dtype.kind == "f")
+        train.train(digits_config(run_dir, model_name=model_name, engine=engine,
+                                  max_number_of_steps=50, optimizer="sgd", learning_rate=1e30,
+                                  save_interval_steps=100), log=lambda line: None)
+    first = str(error.value).splitlines()[0]
+    print(first)
+    assert first.startswith("loss became ")
+    assert first.endswith(f"stopped without saving, the last good checkpoint is {good}: "
+                          "lower --learning_rate or set --clip_gradient_norm")
+    assert tf.train.latest_checkpoint(str(run_dir)) == good
+    after = {name: os.path.getmtime(run_dir / name) for name in os.listdir(run_dir)}
+    assert {name: after[name] for name in before} == before
+    assert all(name.startswith("events.out.tfevents.")
+               for name in set(after) - set(before) - {metadata.FILENAME})
+    assert metadata.read(str(run_dir))["model_name"] == model_name
+    floats = [v for v in map(np.asarray, read(good).values()) if v.dtype.kind == "f"]
+    assert len(floats) > 10 and all(np.isfinite(v).all() for v in floats)
 
 
-def test_unknown_model_lists_the_choices(tmp_path):
-    with pytest.raises(UsageError, match="resnet_v2_50.*--model_name"):
-        train.train(digits_config(tmp_path, model_name="resnet_v3_50"))
+@pytest.mark.parametrize("engine", metadata.ENGINES)
+def test_unknown_model_lists_the_choices(engine, tmp_path):
+    with pytest.raises(UsageError, match="^unknown model name 'resnet_v3_50'.*resnet_v2_50"
+                                         ".*--model_name"):
+        train.train(digits_config(tmp_path / "run", model_name="resnet_v3_50", engine=engine))
+    assert os.listdir(tmp_path) == []
 
 
 def test_resume_with_another_architecture_is_refused(short_run, tmp_path):

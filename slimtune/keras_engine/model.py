@@ -135,17 +135,34 @@ def mark_trained(weights, trained):
 
 class _AsInCheckpoint:
     """A Keras weight seen by :func:`checkpoint.plan_restore`: its shape in the
-    checkpoint's layout (a logits Dense kernel is a 1x1 conv there)."""
+    checkpoint's layout (a logits Dense kernel is a 1x1 conv there), so a weight that
+    does not fit is reported as the slim engine reports its variable."""
 
     def __init__(self, weight, checkpoint_shape):
         import tensorflow as tf
 
-        shape = tuple(weight.variable.shape)
-        if checkpoint_shape is not None and weight.transform is not None:
-            ported = weight.from_slim(np.zeros(checkpoint_shape, np.float32)).shape
-            if tuple(ported) == shape:
-                shape = checkpoint_shape
-        self.shape = tf.TensorShape(shape)
+        self.shape = tf.TensorShape(_slim_layout(weight, checkpoint_shape))
+
+
+def _slim_layout(weight, checkpoint_shape):
+    """The shape of ``weight`` in the layout of its checkpoint tensor (of
+    ``checkpoint_shape``): that shape, with the dimensions where the ported tensor differs
+    from the Keras weight set to the weight's (a 10-class Dense kernel [2048, 10] against a
+    1x1-conv tensor [1, 1, 2048, 1001]: [1, 1, 2048, 10]); the Keras shape when that
+    does not port to it."""
+    shape = tuple(weight.variable.shape)
+    if checkpoint_shape is None or weight.transform is None:
+        return shape
+
+    def ported(slim_shape):
+        return tuple(weight.from_slim(np.zeros(slim_shape, np.float32)).shape)
+
+    given = ported(checkpoint_shape)
+    if len(given) != len(shape):
+        return shape
+    wanted = {have: want for have, want in zip(given, shape) if have != want}
+    candidate = tuple(wanted.get(d, d) for d in checkpoint_shape)
+    return candidate if ported(candidate) == shape else shape
 
 
 def is_keras_file(path):

@@ -338,11 +338,8 @@ class _Loop:
         self.loss, self.step = out["total_loss"], self.step + 1
         if not math.isfinite(self.loss):
             self.writer.close()
-            kept = self.t.manager.latest_checkpoint or "none saved yet"
-            raise TrainingDiverged(
-                f"loss became {self.loss} at step {self.step}; stopped without saving, the "
-                f"last good checkpoint is {kept}: lower --learning_rate or set "
-                "--clip_gradient_norm")
+            raise TrainingDiverged.at_step(self.loss, self.step,
+                                           self.t.manager.latest_checkpoint)
         if want_summary:
             out["images_per_sec"] = self.meter.images_per_sec
             self._summarise(out)

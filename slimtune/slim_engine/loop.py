@@ -127,7 +127,4 @@ def _input_error(e, split, num_classes, labels_offset):
 def _diverged(loss, step, train_dir):
     import tensorflow as tf
 
-    kept = tf.train.latest_checkpoint(train_dir) or "none saved yet"
-    return TrainingDiverged(
-        f"loss became {loss} at step {step}; stopped without saving, the last good "
-        f"checkpoint is {kept}: lower --learning_rate or set --clip_gradient_norm")
+    return TrainingDiverged.at_step(loss, step, tf.train.latest_checkpoint(train_dir))
