@@ -6,26 +6,15 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint
-from test_distributed import HERE, TIMEOUT, _flags, _two_workers_and_one_process
+from test_distributed import (HERE, TIMEOUT, _flags, _keras_tensors,
+                              _two_workers_and_one_process)
 from test_register_architecture import _register as register_tiny_net
 
 
 def _keras_flags(train_dir, **extra):
     return _flags(train_dir, engine="keras", **extra)
-
-
-def _tensors(directory):
-    """The model's variables (by checkpoint key) and the step of the latest Keras-engine
-    checkpoint in ``directory``."""
-    reader = tf.train.load_checkpoint(directory)
-    keys = reader.get_variable_to_shape_map()
-    step, = [k for k in keys if k.startswith("optimizer/") and "iterations" in k]
-    model = {k: reader.get_tensor(k) for k in keys  # trained weights sit under the optimizer
-             if k.startswith("model/") or "_trainable_variables/" in k}
-    return model, int(reader.get_tensor(step))
 
 
 def _moving_means(tensors):
@@ -48,7 +37,7 @@ def test_two_keras_workers_train_as_one_process_with_two_replicas(tmp_path, digi
     multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
     data = {"dataset_dir": digits_dir, "checkpoint_path": start, "weight_decay": 1e-3,
             "clip_gradient_norm": 100.0, "log_every_n_steps": 100, "sync_batch_norm": sync}
-    chief, _ = _two_workers_and_one_process(_keras_flags, _tensors, multi, single, data)
+    chief, _ = _two_workers_and_one_process(_keras_flags, _keras_tensors, multi, single, data)
     means = _moving_means(chief)
     assert means and all(np.abs(m).max() > 1e-3 for m in means.values()), \
         "the statistics never moved: nothing was compared"
