@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from slimtune import doctor, metadata
 from slim_checkpoints import make_checkpoint
 from test_distributed import (HERE, TIMEOUT, _flags, _keras_tensors,
                               _two_workers_and_one_process)
@@ -42,7 +43,13 @@ def test_two_keras_workers_train_as_one_process_with_two_replicas(tmp_path, digi
     assert means and all(np.abs(m).max() > 1e-3 for m in means.values()), \
         "the statistics never moved: nothing was compared"
     assert os.path.exists(os.path.join(multi, "model.keras"))
-    assert not os.path.exists(os.path.join(multi, "worker_1", "model.keras"))
+    worker = os.path.join(multi, "worker_1")
+    assert not os.path.exists(os.path.join(worker, "model.keras"))
+    # Worker 1's dir is a run too: its slimtune.json names the chief's model.keras, which
+    # slimtune-doctor then checks.
+    assert metadata.recorded(worker).engine == metadata.KERAS_ENGINE
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=worker))
+    assert report.checked == [f"Keras model {os.path.join(worker, os.pardir, 'model.keras')}"]
 
 
 def test_sync_batch_norm_normalises_every_replica_with_the_global_batch(digits_dir):
