@@ -67,6 +67,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 from absl import app, flags  # noqa: E402
 
+from text_table import print_columns  # noqa: E402
+
 flags.DEFINE_list("parts", ["engines", "pipeline"], "What to measure: engines (slimtune-train "
                   "--engine=slim vs --engine=keras), pipeline (input pipeline vs train step, "
                   "plain and deterministic).")
@@ -324,7 +326,7 @@ def print_engine_table(rows, target):
          f"{r['slim']['peak_rss_mib']:.0f} MiB", f"{r['keras']['peak_rss_mib']:.0f} MiB",
          "PASS" if r["pass"] else "FAIL")
         for r in rows]
-    _print_lines(lines)
+    print_columns(lines)
 
 
 def measure_engines(sizes, batch):
@@ -356,15 +358,7 @@ def print_table(rows, min_ratio):
          f"{r['deterministic']['pipeline_images_per_sec']:.0f}", f"{r['ratio']:.1f}x",
          f"{r['deterministic']['ratio']:.1f}x", "PASS" if r["pass"] else "FAIL")
         for r in rows]
-    _print_lines(lines)
-
-
-def _print_lines(lines):
-    widths = [max(len(cell) for cell in column) for column in zip(*lines)]
-    for n, line in enumerate(lines):
-        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print_columns(lines)
 
 
 def measure_pipeline(sizes, batch):

@@ -238,17 +238,15 @@ def _train(cfg, log):
         placement)
     trainer, run, split = _open(cfg, log, placement, strategy)
     reported = _report_graph_findings(trainer, log)
-    # A Keras run's files (slimtune.json naming model.keras) are the chief's alone.
-    writes_run = placement.is_chief or not keras_engine
-    if writes_run:
-        metadata.write(cfg.train_dir, metadata.training_document(
-            run, weight_decay=cfg.weight_decay, moving_average_decay=cfg.moving_average_decay,
-            exclude_scopes=checkpoint.split_scopes(cfg.checkpoint_exclude_scopes),
-            seed=cfg.seed, deterministic=deterministic(cfg),
-            files=getattr(trainer, "files", None)))
+    # Every worker's dir says what run it holds (slimtune-doctor and a resume read it).
+    metadata.write(cfg.train_dir, metadata.training_document(
+        run, weight_decay=cfg.weight_decay, moving_average_decay=cfg.moving_average_decay,
+        exclude_scopes=checkpoint.split_scopes(cfg.checkpoint_exclude_scopes),
+        seed=cfg.seed, deterministic=deterministic(cfg),
+        files=getattr(trainer, "files", None)))
     log(_start_line(cfg, run, split, placement))
     final, step, loss, seconds = trainer.train()
-    if writes_run:
+    if placement.is_chief or not keras_engine:  # a Keras run's model.keras is the chief's
         _report_doctor_findings(run, cfg.train_dir, final, log, reported)
     return TrainResult(final, step, loss, seconds)
 

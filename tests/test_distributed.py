@@ -176,18 +176,51 @@ def test_a_train_dir_another_worker_writes_is_refused(tmp_path):
         holder.close()
 
 
-@pytest.mark.slow  # ~60 s here (two launches); the launcher's plumbing is covered cheaply
-def test_the_launcher_prefixes_each_worker_and_a_rerun_resumes(tmp_path, digits_dir):
+def _keras_tensors(directory):
+    """The model's variables (by checkpoint key) and the step of the latest Keras-engine
+    checkpoint in ``directory``."""
+    reader = tf.train.load_checkpoint(directory)
+    keys = reader.get_variable_to_shape_map()
+    step, = [k for k in keys if k.startswith("optimizer/") and "iterations" in k]
+    model = {k: reader.get_tensor(k) for k in keys  # trained weights sit under the optimizer
+             if k.startswith("model/") or "_trainable_variables/" in k}
+    return model, int(reader.get_tensor(step))
+
+
+def _engine_checkpoints(engine):
+    """``(tensors(dir), checkpoint basename)`` of an engine's train dirs."""
+    if engine == "keras":
+        from slimtune.keras_engine.trainer import CHECKPOINT_BASENAME
+        return _keras_tensors, CHECKPOINT_BASENAME
+    from slimtune.slim_engine.loop import CHECKPOINT_BASENAME
+    return _tensors, CHECKPOINT_BASENAME
+
+
+@pytest.mark.slow  # ~90 s per engine here (two launches and one process)
+@pytest.mark.parametrize("engine", ["slim", "keras"])
+def test_the_launcher_prefixes_each_worker_and_a_rerun_resumes(tmp_path, digits_dir, engine):
+    """2 workers launched to step 2, then the same command to step 4: the rerun resumes
+    from each worker's step-2 checkpoint, the global step continues, and the data
+    position follows it: the workers end identical and equal (1e-5) to one process with
+    --num_clones=2 trained to step 4 without a stop on the same global batches, which a
+    rerun that read its data from the start again would miss.  lenet preprocessing: no
+    random augmentation (a resumed run's starts afresh)."""
     import io
 
     from slimtune import launch
 
-    run_dir = str(tmp_path / "run")
+    register_tiny_net()
+    tensors, basename = _engine_checkpoints(engine)
+    start = make_checkpoint(str(tmp_path / "start" / "model.ckpt"), "tiny_convnet", 10)
+    run_dir, single = str(tmp_path / "run"), str(tmp_path / "single")
+    data = {"dataset_dir": digits_dir, "checkpoint_path": start, "engine": engine,
+            "preprocessing_name": "lenet"}
+    reference = _start(_flags(single, steps=4, num_clones=2, clone_on_cpu=True, **data))
     outputs = []
     for steps in (2, 4):
         out = io.StringIO()
-        flags = _flags(run_dir, steps=steps, dataset_dir=digits_dir)
-        processes = launch.start_workers(2, flags, program=WORKER)
+        processes = launch.start_workers(2, _flags(run_dir, steps=steps, **data),
+                                         program=WORKER)
         timer = threading.Timer(TIMEOUT, launch.stop, args=(processes, 1.0))
         timer.start()
         try:
@@ -196,15 +229,20 @@ def test_the_launcher_prefixes_each_worker_and_a_rerun_resumes(tmp_path, digits_
             timer.cancel()
         outputs.append(out.getvalue())
         assert code == 0, outputs[-1][-3000:]
+    _ok(_finish([reference]))
     first, second = outputs
     assert "[worker 0] step 2/2" in first and "[worker 1] step 2/2" in first
-    assert f"[worker 1] Resuming from {run_dir}/worker_1/model.ckpt-2" in second
+    assert f"[worker 1] Resuming from {run_dir}/worker_1/{basename}-2" in second
     assert "[worker 0] step 4/4" in second and "step 1/" not in second
-    chief, step0 = _tensors(run_dir)
-    other, step1 = _tensors(os.path.join(run_dir, "worker_1"))
-    assert step0 == step1 == 4
+    chief, step0 = tensors(run_dir)
+    other, step1 = tensors(os.path.join(run_dir, "worker_1"))
+    one, step = tensors(single)
+    assert step0 == step1 == step == 4
+    assert sorted(chief) == sorted(one) and chief, sorted(chief)
     for name in chief:
         np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
+        np.testing.assert_allclose(chief[name], one[name], rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
 
 
 def test_a_launch_stops_every_worker_when_one_fails_and_returns_its_code(tmp_path):

@@ -36,7 +36,8 @@ batch's statistics (:class:`~.batch_norm.SlimBatchNormalization`), so the copies
 equal; otherwise the copies are all-reduced to their mean at every log step and before
 every save.  Every worker saves every checkpoint (to its own dir: the chief's is
 --train_dir, worker i's ``train_dir/worker_i``) at steps all agree on; the chief alone
-writes ``model.keras``.  The workers first exchange their settings and refuse to start
+writes ``model.keras`` (every worker's dir gets a slimtune.json, a worker's naming the
+chief's ``../model.keras``).  The workers first exchange their settings and refuse to start
 unless all were given the same (:func:`slimtune.distribute.settle`).
 """
 
@@ -66,8 +67,6 @@ class Trainer:
     ``aux`` says whether the model has the auxiliary head (the run's slimtune.json
     records it).
     """
-
-    files = {"keras": KERAS_FILE}  # what the run's slimtune.json names
 
     def __init__(self, cfg, run, split, log, placement=None, strategy=None):
         import keras
@@ -170,6 +169,13 @@ class Trainer:
         if not held:
             self.averages.restart()
             self.log(f"{latest} holds no moving averages: they start at its weights")
+
+    @property
+    def files(self):
+        """What the run's slimtune.json names: its ``model.keras``, which the chief alone
+        writes; another worker's dir (``train_dir/worker_i``) names the chief's."""
+        name = KERAS_FILE if self.placement.is_chief else os.path.join(os.pardir, KERAS_FILE)
+        return {"keras": name}
 
     @property
     def step(self):
