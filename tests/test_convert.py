@@ -69,6 +69,7 @@ with tf.Graph().as_default(), tf.compat.v1.Session() as sess:  # TF1's loader, a
 """
 
 
+@pytest.mark.slow  # the main job (test_quickstart) reloads and checks both Keras forms
 def test_outputs_reload_in_a_fresh_process(checkpoint_7, tmp_path):
     out = str(tmp_path / "keras")
     pictures = []  # real image files join the parity check; one slim graph serves both sets

@@ -79,7 +79,9 @@ def test_mobilenet_v2_140_widens_every_layer_and_the_last_conv():
 @pytest.mark.parametrize("model_name,image_size", [
     pytest.param("mobilenet_v1", 64, marks=pytest.mark.slow), ("mobilenet_v1", 97), ("mobilenet_v1_075", 33),
     ("mobilenet_v1_050", 64), ("mobilenet_v1_025", 35),
-    pytest.param("mobilenet_v2", 64, marks=pytest.mark.slow), ("mobilenet_v2", 65), ("mobilenet_v2_140", 33)])
+    pytest.param("mobilenet_v2", 64, marks=pytest.mark.slow),
+    pytest.param("mobilenet_v2", 65, marks=pytest.mark.slow), ("mobilenet_v2", 33),
+    ("mobilenet_v2_140", 33)])
 def test_parity(tmp_path, model_name, image_size):
     check_parity(tmp_path, model_name, image_size,
                  forms=(model_name, image_size) in (("mobilenet_v1", 97), ("mobilenet_v2", 65)))

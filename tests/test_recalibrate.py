@@ -343,6 +343,7 @@ def _precise_run(train_dir, **changes):
     return train.train(train.TrainConfig(**settings), log=lines.append), lines
 
 
+@pytest.mark.slow  # test_keras_engine's --precise_bn_batches case runs by default
 def test_precise_bn_batches_makes_the_final_checkpoint(tmp_path, digits_dir):
     """slimtune-train --precise_bn_batches: the recalibrated checkpoint becomes the
     latest, the raw one stays, slimtune.json says so."""

@@ -232,6 +232,9 @@ def test_resume_with_another_architecture_is_refused(short_run, tmp_path):
         train.train(digits_config(other, model_name="resnet_v2_50"))
 
 
+# Nightly: test_moving_averages_follow_each_step_and_repeat_bit_for_bit repeats a seeded
+# run bit for bit by default, on the tiny network.
+@pytest.mark.slow
 def test_seeded_runs_are_bit_identical_and_another_seed_is_not(short_run, tmp_path):
     """Every tensor, BN statistics and momentum slots included, with inception's random
     crops, flips and colour jitter drawn in the parallel input map (the case that needs

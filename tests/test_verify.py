@@ -52,6 +52,7 @@ def _verify(*flags):
     return result.returncode, result.stdout, result.stderr.strip().splitlines()
 
 
+@pytest.mark.slow  # the main job (test_quickstart) verifies every form against the graph
 def test_faithful_forms_pass(forms, tmp_path):
     report = tmp_path / "r.json"
     code, out, err = _verify(f"--reference={forms['ckpt']}", f"--candidate={forms['keras']}",
@@ -82,7 +83,7 @@ def photos(tmp_path_factory):
     return paths
 
 
-@pytest.mark.parametrize("preprocessing,count", [("inception", 1), ("vgg", 8)])
+@pytest.mark.parametrize("preprocessing,count", [("inception", 1), pytest.param("vgg", 8, marks=pytest.mark.slow)])
 def test_faithful_conversion_on_real_photos(forms, photos, preprocessing, count):
     images = verify.inputs(photos[:count], size=SIZE, preprocessing=preprocessing)
     assert images.shape == (count, SIZE, SIZE, 3)
@@ -120,6 +121,7 @@ def test_moving_statistics_reset_to_0_1_are_caught_and_named(forms, tmp_path):
     assert json.loads(report_file.read_text())["first_divergence"] == "resnet_v1_50/conv1"
 
 
+@pytest.mark.slow  # test_doctor's live dropout in a frozen graph runs by default
 def test_dropout_left_active_in_an_exported_graph_is_reported(tmp_path):
     model_name, size = "inception_v2", 33
     prefix = make_checkpoint(str(tmp_path / "model.ckpt"), model_name, 7, image_size=size)
