@@ -196,8 +196,9 @@ def _engine_checkpoints(engine):
     return _tensors, CHECKPOINT_BASENAME
 
 
-@pytest.mark.slow  # ~90 s per engine here (two launches and one process)
-@pytest.mark.parametrize("engine", ["slim", "keras"])
+# ~90 s per engine on loaded cores (two launches and one process): the Keras engine by
+# default (its skip of the data already read is its own), the slim engine nightly.
+@pytest.mark.parametrize("engine", [pytest.param("slim", marks=pytest.mark.slow), "keras"])
 def test_the_launcher_prefixes_each_worker_and_a_rerun_resumes(tmp_path, digits_dir, engine):
     """2 workers launched to step 2, then the same command to step 4: the rerun resumes
     from each worker's step-2 checkpoint, the global step continues, and the data
