@@ -14,7 +14,8 @@ slim graph is built:
 3. Noisy deprecation warnings from legacy layers are silenced.
 
 It also scopes TensorFlow's process-wide op determinism to one block
-(:func:`op_determinism`), which needs two functions TensorFlow does not export.
+(:func:`op_determinism`), which needs two functions TensorFlow does not export, and
+gives slim graph building TF1's cheap identity equality (:func:`graph_equality`).
 
 We never call ``disable_eager_execution()``: slim graphs are built inside their own
 ``tf.Graph().as_default()`` so the same process can still run eager TF2 code.
@@ -145,6 +146,37 @@ def op_determinism(enabled=True):
         yield
     finally:
         config.disable_op_determinism()
+
+
+@contextlib.contextmanager
+def graph_equality():
+    """TF1's identity ``==`` and ``hash`` for tensors and variables inside the block,
+    while a plain (non-function) TF1 graph is the default; TensorFlow's setting after.
+
+    Building a slim network is TF1 code in a TF1 graph, where TensorFlow 2 already
+    compares variables by identity, but only after asking, at every ``hash`` and ``==``,
+    whether it runs eagerly outside functions (a walk of the graph stack).  tf-keras's
+    legacy layers (every ``slim.batch_norm``) put all the graph's variables into a set at
+    each layer, so those questions grow with the square of the network: a third of
+    Inception v3's graph build (measured 9.8/8.6 s against 6.8/5.5 s at 107 px,
+    resnet_v1_50 6.0 against 4.1 s; the same variables either way).  Inside a
+    tf.function, a cond branch or eager code the answers differ, so there the block
+    changes nothing.
+    """
+    apply()
+    import tensorflow as tf
+    from tensorflow.python.framework import tensor as tensor_lib
+
+    graph = tf.compat.v1.get_default_graph()
+    if (tf.executing_eagerly() or graph.building_function
+            or not tensor_lib.Tensor._USE_EQUALITY):  # pylint: disable=protected-access
+        yield
+        return
+    tf.compat.v1.disable_tensor_equality()
+    try:
+        yield
+    finally:
+        tf.compat.v1.enable_tensor_equality()
 
 
 def session_config():

@@ -115,7 +115,7 @@ class ModelSpec:
         if bn is not None and bn.forced_training is not None and not self.has_dropout:
             net_training = bn.forced_training
         aux = {"create_aux_logits": create_aux_logits} if self.aux_logits else {}
-        with slim.arg_scope(self.arg_scope_fn(weight_decay, bn)):
+        with compat.graph_equality(), slim.arg_scope(self.arg_scope_fn(weight_decay, bn)):
             net, end_points = self.net_fn(images, num_classes=num_classes,
                                           is_training=net_training, scope=self.scope, **aux)
         if net.shape.rank == 4:

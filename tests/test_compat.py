@@ -124,3 +124,43 @@ def test_eager_execution_survives_building_slim_graphs():
             assert tf.executing_eagerly()
     assert tf.executing_eagerly()
     assert int(tf.add(1, 2)) == 3
+
+
+def _elementwise_equality():
+    """Whether ``==`` of two eager tensors compares their elements (TensorFlow 2's
+    setting) rather than their identity."""
+    return isinstance(tf.constant([1, 2]) == tf.constant([1, 3]), tf.Tensor)
+
+
+def test_graph_equality_is_kept_to_a_tf1_graph_and_restored():
+    """Slim graphs are built with TF1's identity equality (cheap hashing of variables);
+    eager code, tf.functions and everything after the block keep TensorFlow 2's."""
+    assert _elementwise_equality()
+    with tf.Graph().as_default():
+        with compat.graph_equality():
+            assert not _eager_compare_in_graph()
+            variables = [tf1.get_variable(f"v{i}", [1]) for i in range(3)]
+            assert len(set(variables)) == 3 and variables[0] != variables[1]
+        assert _eager_compare_in_graph()
+    with compat.graph_equality():  # eager: nothing changes
+        assert _elementwise_equality()
+    with pytest.raises(ZeroDivisionError), tf.Graph().as_default():
+        with compat.graph_equality():
+            raise ZeroDivisionError
+    assert _elementwise_equality()
+
+
+def _eager_compare_in_graph():
+    with compat.eager_mode():
+        return _elementwise_equality()
+
+
+def test_graph_equality_inside_a_function_changes_nothing():
+    """A tf.function's graph compares tensors element-wise; the block leaves it so."""
+
+    @tf.function
+    def compare(a, b):
+        with compat.graph_equality():
+            return a == b
+
+    assert compare(tf.constant([1, 2]), tf.constant([1, 3])).numpy().tolist() == [True, False]
