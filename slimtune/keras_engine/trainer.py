@@ -42,16 +42,15 @@ unless all were given the same (:func:`slimtune.distribute.settle`).
 """
 
 import contextlib
-import math
 import os
 import time
 
 from slimtune import checkpoint, distribute, files, metadata
-from slimtune.errors import TrainingDiverged
 from slimtune.keras_engine import model as model_lib
 from slimtune.keras_engine import averages, optimizers, schedules
 from slimtune.keras_engine.step import make_train_step
-from slimtune.progress import Meter, format_seconds
+from slimtune.progress import format_seconds
+from slimtune.schedule import Done, Schedule
 
 CHECKPOINT_BASENAME = "keras_ckpt"
 KERAS_FILE = metadata.KERAS_FILE
@@ -216,21 +215,18 @@ class Trainer:
 
         cfg, log = self.cfg, self.log
         started = time.monotonic()
-        step = self.step
-        if cfg.max_number_of_steps and step >= cfg.max_number_of_steps:
-            log(f"Already at step {step} >= --max_number_of_steps; nothing to do")
         writer = tf.summary.create_file_writer(cfg.train_dir)
-        loop = _Loop(self, writer)
-        loop.run(self.replica_batches())
+        loop = _Loop(self, writer, self.replica_batches())
+        loop.run()
         writer.close()
         final = self.manager.latest_checkpoint
         keras_path = self.save_keras() if self.placement.is_chief else final
         if cfg.precise_bn_batches and self.placement.is_chief:
             self.precise_batch_norm(keras_path, final)
         seconds = time.monotonic() - started
-        log(f"Finished at step {loop.step} in {format_seconds(seconds)}: {final}"
+        log(f"Finished at step {loop.schedule.step} in {format_seconds(seconds)}: {final}"
             + (f", {keras_path}" if keras_path != final else ""))
-        return keras_path, loop.step, loop.loss, seconds
+        return keras_path, loop.schedule.step, loop.schedule.loss, seconds
 
     def inference_model(self):
         """The trained model with the logits as its only output (no auxiliary head)."""
@@ -282,46 +278,55 @@ class Trainer:
 
 
 class _Loop:
-    """Steps the trainer to --max_number_of_steps with progress lines, summaries and
-    checkpoints on the slim engine's schedule."""
+    """Steps the trainer to --max_number_of_steps on the slim engine's
+    :class:`~slimtune.schedule.Schedule`.  The workers' save wishes are summed in the
+    step (:func:`.step.make_train_step`); a summary is written by each worker at its own
+    times (no collective reads it)."""
 
-    def __init__(self, trainer, writer):
-        self.t, self.writer = trainer, writer
-        cfg = trainer.cfg
-        self.step = trainer.step
-        self.meter = Meter(cfg.batch_size * trainer.placement.num_replicas, self.step,
-                           cfg.max_number_of_steps)
-        self.last_save = self.last_summary = time.monotonic()
-        self.last_saved_step = self.step if trainer.manager.latest_checkpoint else None
-        self.loss = float("nan")
+    def __init__(self, trainer, writer, batches):
+        self.t, self.writer, self.batches = trainer, writer, batches
+        self.schedule = Schedule(trainer.cfg, trainer.step, trainer.placement.num_replicas,
+                                 trainer.manager.latest_checkpoint, trainer.log)
+        self.out = None
 
-    def run(self, batches):
-        cfg = self.t.cfg
-        while cfg.max_number_of_steps is None or self.step < cfg.max_number_of_steps:
-            # A save's time is this worker's wish; every worker saves when one wishes.
-            wish = time.monotonic() - self.last_save >= cfg.save_interval_secs
-            wished = self._one_step(*next(batches), wish)
-            due_steps = cfg.save_interval_steps and self.step % cfg.save_interval_steps == 0
-            if due_steps or wished:
-                self._save()
-        if self.last_saved_step != self.step:
-            self._save()
+    def run(self):
+        self.schedule.run(self)
 
-    def _save(self):
+    # The Schedule's hooks (see there).
+    def run_step(self, wish):
+        import tensorflow as tf
+
+        summarised = self.schedule.summary_due(wish.summary)
+        images, labels = next(self.batches)
+        with self._peers_guard():
+            self.out = {k: float(v) for k, v in self.t.step_fn(
+                images, labels, tf.constant(float(wish.save))).items()}
+        return Done(self.out["total_loss"], self.out["wish"] > 0, summarised)
+
+    def save(self):
         with self._peers_guard():
             self.t.average_statistics()
-            self.t.manager.save(checkpoint_number=self.step)
-        self.last_save, self.last_saved_step = time.monotonic(), self.step
+            self.t.manager.save(checkpoint_number=self.schedule.step)
+
+    def stop(self):
+        self.writer.close()
+        return self.t.manager.latest_checkpoint
+
+    def progress(self):
+        with self._peers_guard():
+            self.t.average_statistics()
+        return {"lr": f"{self.out['learning_rate']:.2e}", "acc": f"{self.out['accuracy']:.3f}"}
 
     def _peers_guard(self):
-        return distribute.peers_guard(self.t.placement, self.step, self.t.cfg.train_dir)
+        return distribute.peers_guard(self.t.placement, self.schedule.step, self.t.cfg.train_dir)
 
-    def _summarise(self, out):
+    def summarise(self):
         """Scalars under the slim engine's tags, as the Summary protos its FileWriter
         writes (``simple_value``; tf.summary.scalar would need the tensorboard package)."""
         import tensorflow as tf
 
-        v1 = tf.compat.v1
+        v1, out = tf.compat.v1, self.out
+        out["images_per_sec"] = self.schedule.meter.images_per_sec
         values = [v1.Summary.Value(tag=tag, simple_value=out[key]) for tag, key in (
             ("losses/total_loss", "total_loss"), ("losses/cross_entropy", "cross_entropy"),
             ("training/learning_rate", "learning_rate"),
@@ -329,35 +334,7 @@ class _Loop:
             ("training/images_per_sec", "images_per_sec"))]
         with self.writer.as_default():
             tf.summary.experimental.write_raw_pb(
-                v1.Summary(value=values).SerializeToString(), step=self.step)
-
-    def _one_step(self, images, labels, wish):
-        """One step; returns whether a worker wished to save after it."""
-        import tensorflow as tf
-
-        cfg = self.t.cfg
-        now = time.monotonic()
-        want_summary = now - self.last_summary >= cfg.save_summaries_secs or self.step == 0
-        with self._peers_guard():
-            out = {k: float(v) for k, v in self.t.step_fn(
-                images, labels, tf.constant(float(wish))).items()}
-        self.loss, self.step = out["total_loss"], self.step + 1
-        if not math.isfinite(self.loss):
-            self.writer.close()
-            raise TrainingDiverged.at_step(self.loss, self.step,
-                                           self.t.manager.latest_checkpoint)
-        if want_summary:
-            out["images_per_sec"] = self.meter.images_per_sec
-            self._summarise(out)
-            self.last_summary = now
-        if self.step % cfg.log_every_n_steps == 0 or self.step == cfg.max_number_of_steps:
-            with self._peers_guard():
-                self.t.average_statistics()
-            self.meter.tick(self.step)
-            self.t.log(self.meter.line(self.step, loss=f"{self.loss:.4f}",
-                                       lr=f"{out['learning_rate']:.2e}",
-                                       acc=f"{out['accuracy']:.3f}"))
-        return out["wish"] > 0
+                v1.Summary(value=values).SerializeToString(), step=self.schedule.step)
 
 
 def _sum_over_replicas(value):

@@ -77,17 +77,17 @@ class Trainer:
             loop.run_to_end()
             writer.flush()
             writer.close()
-            with peers_guard(self.placement, loop.step, cfg.train_dir):
+            with peers_guard(self.placement, loop.schedule.step, cfg.train_dir):
                 check_images, check_logits = sess.run([t.check_images, t.check_logits])
         seconds = time.monotonic() - started
         final = tf.train.latest_checkpoint(cfg.train_dir)
-        log(f"Finished at step {loop.step} in {format_seconds(seconds)}: {final}")
+        log(f"Finished at step {loop.schedule.step} in {format_seconds(seconds)}: {final}")
         if not np.all(np.isfinite(check_logits)):
             finish.name_non_finite(self.run_info, final, check_images, log)
         if (cfg.precise_bn_batches and self.placement.is_chief
                 and not finish.is_precise(final)):
             final = finish.precise_batch_norm(cfg, self.run_info, self.split, final, log)
-        return final, loop.step, loop.loss, seconds
+        return final, loop.schedule.step, loop.schedule.loss, seconds
 
     def _session(self):
         import tensorflow as tf

@@ -3,104 +3,89 @@ and checkpoints on schedule; a NaN loss or an input failure stops it with an err
 names the cause."""
 
 import contextlib
-import math
 import os
-import time
 
 from slimtune.data import tfrecord
 from slimtune.distribute import peers_guard
 from slimtune.errors import DataError, TrainingDiverged
-from slimtune.progress import Meter
+from slimtune.schedule import Done, Schedule
 
 CHECKPOINT_BASENAME = "model.ckpt"
 
 
 class StepLoop:
     """Steps ``t`` (a :class:`graph.TrainGraph`) in ``sess`` from the restored global
-    step to --max_number_of_steps (forever without it)."""
+    step to --max_number_of_steps (forever without it), on the :class:`Schedule`.
+
+    Every worker of a multi-worker run must save, and write summaries, at the same
+    steps (both read BatchNorm statistics averaged over the workers): each step carries
+    every worker's wish to save or summarise (``t.wish``), and all act on their sum
+    (``t.agreed``).  The sum of the summary wishes arrives with a step's results, so it
+    decides whether the next step fetches the summary.
+    """
 
     def __init__(self, cfg, run, split, t, sess, saver, writer, log, placement):
         import tensorflow as tf
 
         self.cfg, self.run_info, self.split, self.t = cfg, run, split, t
         self.placement = placement
-        self.sess, self.saver, self.writer, self.log = sess, saver, writer, log
+        self.sess, self.saver, self.writer = sess, saver, writer
         self.prefix = os.path.join(cfg.train_dir, CHECKPOINT_BASENAME)
-        self.step = int(sess.run(t.global_step))
-        if cfg.max_number_of_steps and self.step >= cfg.max_number_of_steps:
-            # No step runs; a --precise_bn_batches cut short last time still happens.
-            log(f"Already at step {self.step} >= --max_number_of_steps; nothing to do")
-        self.meter = Meter(cfg.batch_size * placement.num_replicas, self.step,
-                           cfg.max_number_of_steps)
-        self.last_save = self.last_summary = time.monotonic()
-        self.summary_due = self.step == 0
-        self.last_saved_step = self.step if tf.train.latest_checkpoint(cfg.train_dir) else None
-        self.loss = float("nan")
+        self.schedule = Schedule(cfg, int(sess.run(t.global_step)), placement.num_replicas,
+                                 tf.train.latest_checkpoint(cfg.train_dir), log)
+        self.summary_wished = False  # the workers' sum from the step before
+        self.out = None
 
     def run_to_end(self):
-        """Train to the last step; the last step is always saved.
+        """Train to the last step; the last step is always saved."""
+        self.schedule.run(self)
 
-        Every worker of a multi-worker run must save, and write summaries, at the same
-        steps (both read BatchNorm statistics averaged over the workers): each step
-        carries every worker's wish to save or summarise, and all act on their sum.
-        """
-        cfg = self.cfg
-        while cfg.max_number_of_steps is None or self.step < cfg.max_number_of_steps:
-            save_wished = self._one_step()
-            due_steps = cfg.save_interval_steps and self.step % cfg.save_interval_steps == 0
-            if due_steps or save_wished:
-                self._save()
-        if self.last_saved_step != self.step:
-            self._save()
-
-    def _save(self):
-        with self._peers_guard():
-            self.saver.save(self.sess, self.prefix, global_step=self.step)
-        self.last_save, self.last_saved_step = time.monotonic(), self.step
-
-    def _one_step(self):
-        """One step; returns whether some worker wants a save now."""
-        cfg, t = self.cfg, self.t
-        now = time.monotonic()
-        wish = [float(now - self.last_save >= cfg.save_interval_secs),
-                float(now - self.last_summary >= cfg.save_summaries_secs)]
+    # The Schedule's hooks (see there).
+    def run_step(self, wish):
+        t = self.t
+        summarised = self.schedule.summary_due(self.summary_wished)
         fetches = [t.train_op, t.lr, t.accuracy, t.agreed]
-        if self.summary_due:
+        if summarised:
             fetches.append(t.summary)
-        out = self._run(fetches, wish)
-        # Each run of the train op increments global_step by exactly one; reading the
-        # variable in the same run would race with that increment.
-        self.loss, self.step = float(out[0]), self.step + 1
-        if not math.isfinite(self.loss):
-            self.writer.close()
-            raise _diverged(self.loss, self.step, cfg.train_dir)
-        if self.summary_due:
-            self.writer.add_summary(out[4], self.step)
-            self.last_summary = now
-        self.summary_due = bool(out[3][1] > 0)
-        if self.step % cfg.log_every_n_steps == 0 or self.step == cfg.max_number_of_steps:
-            self.meter.tick(self.step)
-            self.log(self.meter.line(self.step, loss=f"{self.loss:.4f}",
-                                     lr=f"{float(out[1]):.2e}", acc=f"{float(out[2]):.3f}"))
-        return bool(out[3][0] > 0)
+        self.out = self._run(fetches, [float(wish.save), float(wish.summary)])
+        agreed = self.out[3]
+        self.summary_wished = agreed[1] > 0
+        return Done(float(self.out[0]), bool(agreed[0] > 0), summarised)
+
+    def summarise(self):
+        self.writer.add_summary(self.out[4], self.schedule.step)
+
+    def progress(self):
+        return {"lr": f"{float(self.out[1]):.2e}", "acc": f"{float(self.out[2]):.3f}"}
+
+    def save(self):
+        with self._peers_guard():
+            self.saver.save(self.sess, self.prefix, global_step=self.schedule.step)
+
+    def stop(self):
+        import tensorflow as tf
+
+        self.writer.close()
+        return tf.train.latest_checkpoint(self.cfg.train_dir)
 
     @contextlib.contextmanager
     def _peers_guard(self):
         """Turn a lost peer of a multi-worker run into a WorkerLost error."""
-        with peers_guard(self.placement, self.step, self.cfg.train_dir):
+        with peers_guard(self.placement, self.schedule.step, self.cfg.train_dir):
             yield
 
     def _run(self, fetches, wish):
         import tensorflow as tf
 
-        feed = {self.t.images_per_sec: self.meter.images_per_sec, self.t.wish: wish}
+        feed = {self.t.images_per_sec: self.schedule.meter.images_per_sec, self.t.wish: wish}
         try:
             with self._peers_guard():
                 return self.sess.run(fetches, feed)
         except tf.errors.InvalidArgumentError as e:
-            self.writer.close()
             if "is inf or nan" in e.message:  # create_train_op's CheckNumerics
-                raise _diverged("NaN or infinite", self.step + 1, self.cfg.train_dir) from None
+                raise TrainingDiverged.at_step("NaN or infinite", self.schedule.step + 1,
+                                               self.stop()) from None
+            self.writer.close()
             error = _input_error(e, self.split, self.run_info.num_classes,
                                 self.run_info.labels_offset)
             if error is None:
@@ -123,8 +108,3 @@ def _input_error(e, split, num_classes, labels_offset):
                          + e.message.splitlines()[0])
     return None
 
-
-def _diverged(loss, step, train_dir):
-    import tensorflow as tf
-
-    return TrainingDiverged.at_step(loss, step, tf.train.latest_checkpoint(train_dir))
