@@ -48,7 +48,7 @@ import tensorflow as tf
 
 from test_register_architecture import NAME as TINY, _register as register_tiny_net
 
-from slimtune import checkpoint, compat, registry, train
+from slimtune import checkpoint, registry, train
 from slimtune.testing import make_checkpoint
 
 STEPS = 5
@@ -125,9 +125,7 @@ def compare(model_name, optimizer, start, tmp_path, dataset_dir, steps=STEPS, **
                        max_number_of_steps=steps, **{**OPTIMIZERS[optimizer], **overrides})
     keras_cfg = dataclasses.replace(slim_cfg, train_dir=str(tmp_path / "keras"), engine="keras")
     slim_result = train.train(slim_cfg, log=lambda line: None)
-    keras_result = train.train(keras_cfg, log=lambda line: None)
-    with compat.op_determinism(True):
-        trainer = train.open_trainer(keras_cfg, log=lambda line: None)  # resumes
+    keras_result, trainer = _train_keras(keras_cfg)
     slim_after = checkpoint.read_tensors(slim_result.checkpoint)
     slim_before = checkpoint.read_tensors(checkpoint.resolve(start))
     trained = {id(w.variable) for w in trainer.trained}
@@ -154,6 +152,25 @@ def compare(model_name, optimizer, start, tmp_path, dataset_dir, steps=STEPS, **
           f"slim losses {['%.6f' % x for x in slim_losses]}, keras "
           f"{['%.6f' % x for x in keras_losses]}")
     return figures
+
+
+def _train_keras(cfg):
+    """``(result, trainer)`` of a Keras-engine run: the trainer the run built holds its
+    final weights (reading them back through ``train.open_trainer`` would build the model
+    again, 13 s for Inception v3)."""
+    from slimtune.keras_engine import trainer as keras_trainer
+
+    built = []
+
+    class Kept(keras_trainer.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    with mock.patch.object(keras_trainer, "Trainer", Kept):
+        result = train.train(cfg, log=lambda line: None)
+    assert len(built) == 1
+    return result, built[0]
 
 
 def _compare_averages(trainer, slim_after, slim_before, keras_result):
@@ -236,10 +253,13 @@ def _one_by_default(chosen):
             for name in sorted(OPTIMIZERS)]
 
 
-# The default run keeps one five-step case per family that costs under a minute: for
-# ResNet the optimizer whose TF1 and Keras formulas differ most (momentum under a
-# decaying rate), for MobileNet RMSProp (TF1's ones-initialised slot).  Inception v3
-# (at least 107 px, 2 heads) runs nightly only: 4-6 minutes a case.
+# The default run keeps one five-step case per family: for ResNet the optimizer whose
+# TF1 and Keras formulas differ most (momentum under a decaying rate), for MobileNet
+# RMSProp (TF1's ones-initialised slot), for Inception v3 Adam (epsilon and a polynomial
+# decay), so each of the three lands by default.  Inception v3 needs 107 px for its
+# auxiliary head (Mixed_6e is 4x4 at 106 px): 77 s a case with the starting checkpoint,
+# its slim graph built with TF1's identity equality (compat.graph_equality) and the
+# Keras run's own trainer read afterwards (:func:`_train_keras`); 4-6 minutes before.
 @pytest.mark.parametrize("optimizer", _one_by_default("momentum_decaying"))
 def test_resnet_v1_50_head_engines_agree(optimizer, starts, digits, tmp_path):
     check(compare_head("resnet_v1_50", optimizer, starts, tmp_path, digits))
@@ -250,8 +270,7 @@ def test_mobilenet_v2_head_engines_agree(optimizer, starts, digits, tmp_path):
     check(compare_head("mobilenet_v2", optimizer, starts, tmp_path, digits))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("optimizer", _one_by_default("adam"))
 def test_inception_v3_aux_and_main_head_engines_agree(optimizer, starts, digits, tmp_path):
     check(compare_head("inception_v3", optimizer, starts, tmp_path, digits))
 
