@@ -88,7 +88,7 @@ class ModelSpec:
         return bool(self.aux_logits) and any(n.startswith(self.aux_scope + "/") for n in names)
 
     def build(self, images, num_classes, is_training, batch_norm=None, weight_decay=0.0,
-              create_aux_logits=True):
+              create_aux_logits=True, dropout_keep_prob=None):
         """Build the slim graph; returns ``(logits [B, C], end_points)``.
 
         ``batch_norm`` overrides the architecture's BatchNorm defaults.  When its mode
@@ -97,7 +97,8 @@ class ModelSpec:
         are simply built with ``is_training`` equal to the forced value, which also
         reaches BN layers called directly (ResNet v2's ``preact``/``postnorm``).
         ``create_aux_logits=False`` leaves out the auxiliary head of the networks that
-        have one (research/slim's default builds it).
+        have one (research/slim's default builds it).  ``dropout_keep_prob`` overrides
+        the architecture's (1.0: no dropout; networks without dropout ignore it).
         """
         import tensorflow as tf
 
@@ -115,6 +116,9 @@ class ModelSpec:
         if bn is not None and bn.forced_training is not None and not self.has_dropout:
             net_training = bn.forced_training
         aux = {"create_aux_logits": create_aux_logits} if self.aux_logits else {}
+        if self.has_dropout:
+            aux["dropout_keep_prob"] = (self.dropout_keep_prob if dropout_keep_prob is None
+                                        else dropout_keep_prob)
         with compat.graph_equality(), slim.arg_scope(self.arg_scope_fn(weight_decay, bn)):
             net, end_points = self.net_fn(images, num_classes=num_classes,
                                           is_training=net_training, scope=self.scope, **aux)
@@ -123,13 +127,14 @@ class ModelSpec:
         return net, end_points
 
     def build_keras(self, num_classes, batch_norm=None, include_aux_logits=False,
-                    image_size=None, weight_decay=0.0):
+                    image_size=None, weight_decay=0.0, dropout_keep_prob=None):
         """The Keras 3 mirror with random weights, named ``scope``.
 
         Input ``[B, H, W, 3]`` float32 (``H = W = image_size``, or open when ``None`` and
         the architecture allows it); output the logits ``[B, num_classes]``, or
         ``[logits, aux_logits]`` with ``include_aux_logits``.  ``batch_norm`` overrides
-        the BatchNorm defaults (decay, epsilon, scale); ``weight_decay`` is slim's.
+        the BatchNorm defaults (decay, epsilon, scale); ``weight_decay`` is slim's;
+        ``dropout_keep_prob`` overrides the architecture's (1.0: no dropout).
         """
         from slimtune import compat
 
@@ -140,7 +145,8 @@ class ModelSpec:
         if self.batch_norm is not None:
             options["batch_norm"] = batch_norm or self.batch_norm
         if self.has_dropout:
-            options["dropout_keep_prob"] = self.dropout_keep_prob
+            options["dropout_keep_prob"] = (self.dropout_keep_prob if dropout_keep_prob is None
+                                            else dropout_keep_prob)
         if self.aux_logits:
             options["include_aux_logits"] = include_aux_logits
         return self.keras_fn(num_classes=num_classes, image_size=image_size,

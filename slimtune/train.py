@@ -71,6 +71,8 @@ class TrainConfig:
     ftrl_l1: float = 0.0
     ftrl_l2: float = 0.0
     label_smoothing: float = 0.0
+    # None: the architecture's (research/slim's); 1.0 turns dropout off.
+    dropout_keep_prob: Optional[float] = None
     moving_average_decay: Optional[float] = None
     clip_gradient_norm: float = 0.0
     # BatchNorm (None: the architecture's published value)
@@ -137,6 +139,9 @@ def _validate(cfg):
     if cfg.precise_bn_batches < 0:
         raise UsageError(f"--precise_bn_batches={cfg.precise_bn_batches} must be 0 (off) or "
                          "a number of batches")
+    if cfg.dropout_keep_prob is not None and not 0 < cfg.dropout_keep_prob <= 1:
+        raise UsageError(f"--dropout_keep_prob={cfg.dropout_keep_prob} must be in (0, 1] "
+                         "(1 turns dropout off; unset: the architecture's)")
     if cfg.moving_average_decay and not 0 < cfg.moving_average_decay < 1:
         raise UsageError(f"--moving_average_decay={cfg.moving_average_decay} must be between "
                          "0 and 1 (research/slim's recipes use 0.9999; unset: no averages)")

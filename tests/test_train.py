@@ -302,3 +302,10 @@ def test_deterministic_without_a_seed_is_refused(tmp_path):
     with pytest.raises(UsageError, match="^--deterministic needs a --seed"):
         train.train(digits_config(tmp_path, seed=None, deterministic=True))
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("keep", [0.0, 1.5])
+def test_a_dropout_keep_probability_outside_0_1_is_refused(tmp_path, keep):
+    with pytest.raises(UsageError, match=rf"^--dropout_keep_prob={keep} must be in \(0, 1\]"):
+        train.train(digits_config(tmp_path, dropout_keep_prob=keep))
+    assert os.listdir(tmp_path) == []

@@ -135,6 +135,10 @@ F.DEFINE_float("ftrl_initial_accumulator_value", 0.1, "FTRL initial accumulator.
 F.DEFINE_float("ftrl_l1", 0.0, "FTRL L1 strength.")
 F.DEFINE_float("ftrl_l2", 0.0, "FTRL L2 strength.")
 F.DEFINE_float("label_smoothing", 0.0, "Label smoothing.")
+F.DEFINE_float("dropout_keep_prob", None, "Keep probability of the network's dropout layers "
+               "while training (unset: the architecture's, as research/slim: 0.8 Inception "
+               "and MobileNet v2, 0.999 MobileNet v1, 0.5 VGG/AlexNet; 1 turns dropout off). "
+               "Evaluation never drops.")
 F.DEFINE_float("moving_average_decay", None, "Also keep an exponential moving average of "
                "the weights with this decay (evaluate them with the same flag; "
                "--engine=keras: model.keras holds them).")

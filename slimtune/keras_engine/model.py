@@ -65,15 +65,17 @@ def slim_names(spec, model, include_aux_logits):
 
 
 def training_model(spec, num_classes, bn, include_aux_logits, image_size, weight_decay,
-                   freeze_batch_norm, sync_batch_norm=False):
-    """The mirror with slim's training BatchNorm, weight decay, dropout, frozen BN if asked;
+                   freeze_batch_norm, sync_batch_norm=False, dropout_keep_prob=None):
+    """The mirror with slim's training BatchNorm, weight decay, dropout (the
+    architecture's keep probability, or ``dropout_keep_prob``), frozen BN if asked;
     ``sync_batch_norm``: the trainable BatchNorm layers normalise with the statistics of
     the global batch (see :class:`~.batch_norm.SlimBatchNormalization`)."""
     import keras
 
     from slimtune.keras_engine.batch_norm import SlimBatchNormalization
 
-    mirror = spec.build_keras(num_classes, bn, include_aux_logits, image_size, weight_decay)
+    mirror = spec.build_keras(num_classes, bn, include_aux_logits, image_size, weight_decay,
+                              dropout_keep_prob)
 
     def clone(layer):
         config = layer.get_config()

@@ -85,7 +85,7 @@ class Trainer:
             self.model = model_lib.training_model(
                 spec, run.num_classes, bn, self.aux, run.image_size, cfg.weight_decay,
                 bn is not None and cfg.freeze_batch_norm,
-                self.placement.distributed and cfg.sync_batch_norm)
+                self.placement.distributed and cfg.sync_batch_norm, cfg.dropout_keep_prob)
             self.weights = model_lib.slim_names(spec, self.model, self.aux)
             self.trained = model_lib.trainable(self.weights, cfg.trainable_scopes)
             model_lib.mark_trained(self.weights, self.trained)

@@ -48,12 +48,14 @@ def inception_arg_scope(weight_decay, bn):
 def network(version):
     """``inception_v<version>`` of ``tf_slim.nets`` (v1, v2, v3)."""
 
-    def build(images, num_classes, is_training, scope, **aux):
+    def build(images, num_classes, is_training, scope, **options):
+        """``options``: ``create_aux_logits`` (v3), ``dropout_keep_prob``."""
         compat.apply()
         from tf_slim.nets import inception
 
         fn = getattr(inception, f"inception_v{version}")
-        return fn(images, num_classes=num_classes, is_training=is_training, scope=scope, **aux)
+        return fn(images, num_classes=num_classes, is_training=is_training, scope=scope,
+                  **options)
 
     return build
 

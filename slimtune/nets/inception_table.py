@@ -195,14 +195,16 @@ def aux_kernel(table, on_size):
 def network(table):
     """The slim network of a table (the registry's ``net_fn`` for v4 and IRv2)."""
 
-    def build(images, num_classes, is_training, scope, create_aux_logits=True):
+    def build(images, num_classes, is_training, scope, create_aux_logits=True,
+              dropout_keep_prob=DROPOUT_KEEP):
         return _slim_table_net(images, num_classes, is_training, scope, table,
-                               create_aux_logits)
+                               create_aux_logits, dropout_keep_prob)
 
     return build
 
 
-def _slim_table_net(images, num_classes, is_training, scope, table, create_aux_logits):
+def _slim_table_net(images, num_classes, is_training, scope, table, create_aux_logits,
+                    dropout_keep_prob):
     """The slim graph of a table network with its heads (the auxiliary one only with
     ``create_aux_logits``); returns ``(logits, end_points)``."""
     import tensorflow as tf
@@ -220,7 +222,7 @@ def _slim_table_net(images, num_classes, is_training, scope, table, create_aux_l
         if create_aux_logits:
             end_points[AUX] = _slim_aux_head(end_points[table.aux.on], table.aux, num_classes)
         with tf.compat.v1.variable_scope("Logits"):
-            logits = _slim_head(net, table.head, num_classes, end_points)
+            logits = _slim_head(net, table.head, num_classes, end_points, dropout_keep_prob)
         end_points["Logits"] = logits
     return logits, end_points
 
@@ -240,7 +242,7 @@ def _slim_aux_head(net, aux, num_classes):
                                     scope=aux.logits)
 
 
-def _slim_head(net, head, num_classes, end_points):
+def _slim_head(net, head, num_classes, end_points, dropout_keep_prob):
     from slimtune import compat
 
     slim = compat.apply()
@@ -248,7 +250,7 @@ def _slim_head(net, head, num_classes, end_points):
     end_points["global_pool"] = net
     if head.flatten_first:
         net = slim.flatten(net)
-    net = slim.dropout(net, DROPOUT_KEEP, scope=head.dropout)
+    net = slim.dropout(net, dropout_keep_prob, scope=head.dropout)
     if not head.flatten_first:
         net = slim.flatten(net, scope="PreLogitsFlatten")
     end_points["PreLogitsFlatten"] = net

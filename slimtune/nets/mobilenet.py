@@ -65,7 +65,7 @@ def mobilenet_arg_scope(weight_decay, bn):
 def network_v1(multiplier):
     """The slim MobileNet v1 with this depth multiplier."""
 
-    def build(images, num_classes, is_training, scope):
+    def build(images, num_classes, is_training, scope, dropout_keep_prob=DROPOUT_KEEP):
         import tensorflow as tf
 
         slim = compat.apply()
@@ -88,7 +88,7 @@ def network_v1(multiplier):
                 kernel = [pool_size(side), pool_size(net.shape[2])] if side else [7, 7]
                 net = slim.avg_pool2d(net, kernel, padding="VALID", scope="AvgPool_1a")
                 end_points["AvgPool_1a"] = net
-                net = slim.dropout(net, keep_prob=DROPOUT_KEEP, scope="Dropout_1b")
+                net = slim.dropout(net, keep_prob=dropout_keep_prob, scope="Dropout_1b")
                 net = slim.conv2d(net, num_classes, [1, 1], activation_fn=None,
                                   normalizer_fn=None, scope="Conv2d_1c_1x1")
             end_points["Logits"] = net
@@ -137,7 +137,7 @@ def v2_final_depth(multiplier):
 def network_v2(multiplier):
     """The slim MobileNet v2 with this depth multiplier."""
 
-    def build(images, num_classes, is_training, scope):
+    def build(images, num_classes, is_training, scope, dropout_keep_prob=V2_DROPOUT_KEEP):
         import tensorflow as tf
 
         slim = compat.apply()
@@ -161,7 +161,7 @@ def network_v2(multiplier):
             end_points["Conv_1"] = net
             with tf.compat.v1.variable_scope("Logits"):
                 net = tf.reduce_mean(net, axis=[1, 2], keepdims=True, name="global_pool")
-                net = slim.dropout(net, keep_prob=V2_DROPOUT_KEEP, scope="Dropout")
+                net = slim.dropout(net, keep_prob=dropout_keep_prob, scope="Dropout")
                 net = slim.conv2d(net, num_classes, [1, 1], activation_fn=None,
                                   normalizer_fn=None,
                                   biases_initializer=tf.zeros_initializer(),

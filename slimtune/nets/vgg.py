@@ -26,11 +26,12 @@ def alexnet_arg_scope(weight_decay, bn):
 def network(name):
     """``vgg_16``, ``vgg_19`` or ``alexnet_v2`` of ``tf_slim.nets``."""
 
-    def build(images, num_classes, is_training, scope):
+    def build(images, num_classes, is_training, scope, dropout_keep_prob=DROPOUT_KEEP):
         compat.apply()
         from tf_slim.nets import alexnet, vgg
 
         fn = alexnet.alexnet_v2 if name == "alexnet_v2" else getattr(vgg, name)
-        return fn(images, num_classes=num_classes, is_training=is_training, scope=scope)
+        return fn(images, num_classes=num_classes, is_training=is_training,
+                  dropout_keep_prob=dropout_keep_prob, scope=scope)
 
     return build

@@ -160,7 +160,8 @@ def _replica_step(cfg, run, split, create_aux_logits, global_step, placement, in
     logits, end_points = run.spec.build(images, run.num_classes, is_training=True,
                                         batch_norm=run.batch_norm,
                                         weight_decay=cfg.weight_decay,
-                                        create_aux_logits=create_aux_logits)
+                                        create_aux_logits=create_aux_logits,
+                                        dropout_keep_prob=cfg.dropout_keep_prob)
     cross_entropy = _losses(cfg, run, logits, end_points, labels)
     new = {key: v1.get_collection(key)[count:] for key, count in before.items()}
     total_loss, regularization = _replica_loss(
