@@ -113,6 +113,9 @@ class TrainResult:
     global_step: int
     loss: float
     seconds: float
+    # The engine's trainer after the last step: its weights are the final ones (what
+    # ``open_trainer`` would rebuild and restore; the engine comparison reads them).
+    trainer: object = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def deterministic(cfg):
@@ -253,7 +256,7 @@ def _train(cfg, log):
     final, step, loss, seconds = trainer.train()
     if placement.is_chief or not keras_engine:  # a Keras run's model.keras is the chief's
         _report_doctor_findings(run, cfg.train_dir, final, log, reported)
-    return TrainResult(final, step, loss, seconds)
+    return TrainResult(final, step, loss, seconds, trainer)
 
 
 def _open(cfg, log, placement=None, strategy=None):

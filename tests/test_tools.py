@@ -15,7 +15,7 @@ from slim_checkpoints import make_checkpoint
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = ("train_image_classifier", "eval_image_classifier", "convert_image_folder",
          "quickstart", "convert_checkpoint", "export_inference_graph", "verify_model",
-         "bn_doctor", "download_checkpoint", "recalibrate_batch_norm")
+         "bn_doctor", "download_checkpoint", "recalibrate_batch_norm", "verify_training")
 
 
 def tool(name, *flags, env=None, **kwargs):
