@@ -50,6 +50,18 @@ def difference(reference, candidate):
                       top1, len(reference), reference_max)
 
 
+def near_ties(reference, max_abs):
+    """How many rows of ``reference`` logits ``[N, C]`` have their two best classes
+    within ``2 * max_abs`` of each other: the images whose top-1 a candidate that is at
+    most ``max_abs`` away from every logit may name differently.  Two computations that
+    agree within rounding can disagree on these, and only on these."""
+    reference = np.asarray(reference, np.float64)
+    if reference.ndim != 2 or reference.shape[1] < 2:
+        return 0
+    best_two = np.sort(reference, axis=1)[:, -2:]
+    return int(np.sum(best_two[:, 1] - best_two[:, 0] <= 2 * max_abs))
+
+
 @dataclasses.dataclass
 class Comparison:
     """Two logit arrays compared; ``findings`` (:mod:`slimtune.findings`) say why they

@@ -275,4 +275,5 @@ def test_archive_of_a_published_checkpoint(checkpoint_7, tmp_path):
     assert set(meta["source_sha256"]) == {"resnet_v1_50.ckpt.index",
                                           "resnet_v1_50.ckpt.data-00000-of-00001"}
     with open(tmp_path / "out" / "slimtune.json") as f:
-        assert json.load(f)["parity"]["random"]["top1_agreement"] == 1.0
+        parity = json.load(f)["parity"]["random"]
+    assert parity["max_rel"] <= 1e-5, parity  # the bound; top-1 agreement is not asserted

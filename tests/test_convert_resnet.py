@@ -18,7 +18,7 @@ import pytest
 
 from conversion import check_parity
 from slim_checkpoints import make_checkpoint, read
-from slimtune import probe, registry
+from slimtune import compare, probe, registry
 from slimtune.errors import CheckpointError
 
 # model -> (size always run, size marked slow); v1 and v2 alternate even/odd at each depth.
@@ -87,4 +87,7 @@ def test_open_input_size(tmp_path):
     for size in (33, 64):
         fixed = spec.keras_from_tensors(tensors, 7, spec.batch_norm, image_size=size)
         images = probe.random_images(2, size)
-        np.testing.assert_array_equal(np.asarray(model(images)), np.asarray(fixed(images)))
+        # Two graphs (open and fixed shapes) may pick other kernels: rounding apart.
+        gap = compare.difference(np.asarray(fixed(images)), np.asarray(model(images)))
+        print(f"{size} px: open vs fixed input size {gap.max_rel:.3g} relative")
+        assert gap.max_rel <= 1e-6

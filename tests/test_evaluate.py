@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint
-from slimtune import evaluate, metadata
-from slimtune.data import tfrecord
+from slimtune import compare, evaluate, forms, metadata
+from slimtune.data import pipeline, tfrecord
 from slimtune.errors import DataError, UsageError
 
 MODEL = "resnet_v1_50"
@@ -33,14 +33,24 @@ def test_eval_reads_settings_from_metadata_and_counts_every_image(digits_checkpo
     assert result.correct.shape == (359,) and result.correct.mean() == result.top1
 
 
-def test_eval_graph_is_inference_mode(digits_checkpoint):
-    """Same images, batches of different size: inference-mode logits are per example."""
+def test_eval_graph_is_inference_mode(digits_checkpoint, digits_dir):
+    """Same images, batches of different size: inference-mode logits are per example.
+
+    Batches of 7 and of 100 may run different kernels (float32 rounding apart), so the
+    two may name a different class only where the checkpoint's two best logits are
+    within rounding (1e-5 of the largest logit) of each other."""
     r1 = evaluate.evaluate(evaluate.EvalConfig(checkpoint_path=digits_checkpoint,
                                                dataset_name="digits", batch_size=7))
     r2 = evaluate.evaluate(evaluate.EvalConfig(checkpoint_path=digits_checkpoint,
                                                dataset_name="digits", batch_size=100))
-    assert r1.top1 == r2.top1 and r1.loss == pytest.approx(r2.loss, rel=1e-5)
-    np.testing.assert_array_equal(r1.correct, r2.correct)  # per image, in split order
+    assert r1.loss == pytest.approx(r2.loss, rel=1e-5)
+    images, _ = pipeline.load_eval_arrays("digits", digits_dir, "validation", "lenet", 32)
+    logits = forms.open_form(digits_checkpoint).run(images)
+    ties = compare.near_ties(logits, 1e-5 * max(1.0, float(np.abs(logits).max())))
+    differ = int(np.sum(r1.correct != r2.correct))  # per image, in split order
+    print(f"batches of 7 vs 100: loss {r1.loss:.6g} vs {r2.loss:.6g}, {differ} images "
+          f"differ, {ties} near ties")
+    assert differ <= ties
     batch_mode = evaluate.evaluate(evaluate.EvalConfig(
         checkpoint_path=digits_checkpoint, dataset_name="digits", batch_size=100,
         batch_statistics=True))

@@ -15,7 +15,7 @@ import pytest
 
 from test_register_architecture import NAME, _register as register_tiny_net
 
-from slimtune import doctor, evaluate, export, metadata, recalibrate, train, verify
+from slimtune import compare, doctor, evaluate, export, metadata, recalibrate, train, verify
 from slimtune.errors import UsageError
 from slimtune.testing import make_checkpoint
 
@@ -103,8 +103,12 @@ def test_eval_export_verify_doctor_and_recalibrate_take_the_train_dir(keras_run,
     images, labels = pipeline.load_eval_arrays("digits", digits_dir, "validation", "lenet",
                                                32, scores.count)
     model = keras.models.load_model(result.checkpoint, safe_mode=True)
-    own = np.mean(np.argmax(model(images, training=False), axis=1) == labels)
-    assert split.num_samples == scores.count and abs(own - scores.top1) < 1e-9
+    logits = np.asarray(model(images, training=False))
+    own = np.argmax(logits, axis=1) == labels
+    # Another batch size, maybe other kernels: a class may differ only on a near tie.
+    ties = compare.near_ties(logits, 1e-5 * max(1.0, float(np.abs(logits).max())))
+    assert split.num_samples == scores.count
+    assert int(np.sum(own != scores.correct)) <= ties
 
     frozen = str(tmp_path / "model.pb")
     export.export(export.ExportConfig(checkpoint_path=train_dir, output_file=frozen),

@@ -15,15 +15,18 @@ so an engine that trains nothing, or gets a tenth of an update wrong, fails.
 
 What is compared after five steps, and why (measured on resnet_v1_50, 32 px, batch 4):
 
-- The whole network, one step: BatchNorm statistics and loss equal to the bit, weights
-  within float32 rounding of the gradients (1e-6 of the update).
+- The whole network, one step: BatchNorm statistics, loss and weights within float32
+  rounding (weights 1.57e-6, 1e-6 of the update; loss and statistics equal to the bit on
+  some CPUs, one ulp apart on others: an AMD EPYC gave 7.2e-8 for the loss).  Two
+  different computations (a TF1 session, a Keras tf.function) are held to the tools'
+  tolerances, never to bit equality: which kernels run depends on the CPU.
 - The logits (and an Inception's auxiliary logits), five steps, BatchNorm in training
   mode all along: the optimizers' formulas, the schedules, label smoothing, the L2
   penalty and five updates of every BatchNorm's statistics.  Measured at learning rate
   1e-3, the four optimizers: resnet_v1_50 weights within 1.0-2.0e-7 (largest move
   1.4e-2 to 7.8e-2), mobilenet_v2 8.3e-8 (5.5e-3 to 1.2e-2), inception_v3 with both
-  heads 1.0-1.5e-7 (0.12 to 0.32); statistics equal to the bit and losses within
-  1.0-2.5e-7 in all twelve.
+  heads 1.0-1.5e-7 (0.12 to 0.32); statistics equal (to the bit on the machine where
+  they were measured) and losses within 1.0-2.5e-7 in all twelve.
 - Not the whole network over five steps: from a random checkpoint the training step with
   BatchNorm in training mode is chaotic at these sizes, for the slim engine on its own.
   slim against slim, the start moved by one ulp: weights 6.3e-2 apart after one step and
@@ -129,12 +132,14 @@ def starts(tmp_path_factory):
 
 
 def test_resnet_v1_50_one_step_agrees(starts, digits, tmp_path):
-    """One step: BatchNorm statistics and loss equal to the bit, weights within
-    WEIGHT_RTOL (1e-4) relative, float32 rounding of the gradients: the test prints the
-    figure (measured 1.57e-6 at 6c8ad91 and again at bdd68a5, the largest move 0.52)."""
+    """One step of the whole network: weights and BatchNorm statistics within
+    WEIGHT_RTOL (1e-4) relative, the loss within LOSS_RTOL (1e-5), float32 rounding of
+    the gradients; the test prints the figures (measured: weights 1.57e-6, the largest
+    move 0.52; loss equal to the bit on one CPU, 7.2e-8 apart on an AMD EPYC)."""
     parity = compare("resnet_v1_50", "sgd", starts("resnet_v1_50"), tmp_path, digits, steps=1)
+    print(f"one step: weights {parity.weights:.3g}, statistics {parity.statistics:.3g}, "
+          f"loss {parity.losses:.3g} relative")
     check(parity)
-    assert parity.statistics == 0.0 and parity.losses == 0.0
 
 
 def _one_by_default(chosen):

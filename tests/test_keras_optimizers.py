@@ -113,14 +113,18 @@ def test_schedule_gives_tf1_rate_at_every_step(decay_type):
     """Steps 0-7 use the rate TF1 computes from the global step before its increment;
     polynomial reaches the end rate at step 6 and holds it.  Evaluated in a tf.function,
     as the engine does: graph optimisation folds polynomial's ``pow(x, 1)`` to ``x`` there
-    and in TF1's graph, not in eager mode (1 ulp apart)."""
+    and in TF1's graph, not in eager mode (1 ulp apart).  Held to 1e-6 relative, not to
+    the bit: the two graphs may meet other kernels on another CPU."""
     cfg = dataclasses.replace(_config("sgd", 1.0, "polynomial"),
                               learning_rate_decay_type=decay_type, learning_rate_decay_factor=0.5)
     _, rates = _tf1_run(cfg)
     schedule = schedules.schedule(cfg, SAMPLES)
     rate_at = tf.function(schedule)
     keras_rates = [float(rate_at(tf.constant(step, tf.int64))) for step in range(STEPS)]
-    np.testing.assert_array_equal(np.float32(keras_rates), np.float32(rates))
+    # Two computations (TF1's graph, a Keras tf.function): within float32 rounding.
+    gap = float(np.max(np.abs(np.float64(keras_rates) - rates) / np.abs(rates)))
+    print(f"{decay_type}: rates within {gap:.3g} relative")
+    assert gap <= 1e-6
     restored = type(schedule).from_config(schedule.get_config())
     assert float(restored(np.int64(STEPS - 1))) == keras_rates[-1]
 
