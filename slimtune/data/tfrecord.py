@@ -22,11 +22,13 @@ FILE_PATTERNS = {
     "cifar10": "cifar10_%s.tfrecord",
     "mnist": "mnist_%s.tfrecord",
     "imagenet": "%s-*",
+    "visualwakewords": "%s.record-*",
 }
 DEFAULT_FILE_PATTERN = "%s-*"
 
 # Class counts research/slim hard-coded for datasets shipped without a usable labels.txt.
-KNOWN_NUM_CLASSES = {"flowers": 5, "cifar10": 10, "mnist": 10, "imagenet": 1001}
+KNOWN_NUM_CLASSES = {"flowers": 5, "cifar10": 10, "mnist": 10, "imagenet": 1001,
+                     "visualwakewords": 2}
 
 
 def shard_name(split, index, num_shards):
