@@ -50,3 +50,21 @@ class UnusableInput(SlimtuneError):
     "the models differ" or "errors found"."""
 
     exit_code = 2
+
+
+class Preempted(SlimtuneError):
+    """A SIGTERM or SIGINT stopped the run after a step, which was saved; running the same
+    command again resumes there.  Exit code 128 + the signal's number (143 for SIGTERM, 130
+    for SIGINT), as a process the signal ended; a worker of a multi-worker run stopped
+    because another worker got the signal exits 143."""
+
+    exit_code = 143
+
+    @classmethod
+    def at_step(cls, step, saved, cause, exit_code):
+        """The error after saving ``step`` as ``saved`` (a checkpoint path), stopped by
+        ``cause`` (``"SIGTERM"``, or ``"a signal to another worker"``)."""
+        error = cls(f"stopped by {cause} after step {step}, saved {saved}: run the same "
+                    "command again to resume from there")
+        error.exit_code = exit_code
+        return error

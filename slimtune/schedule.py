@@ -11,6 +11,12 @@ Each step therefore carries every worker's wish to the others (the engine sums t
 the step) and every worker acts on the sum, so all save at the same steps.  A
 non-finite loss stops the run with the last good checkpoint kept.
 
+A SIGTERM or SIGINT (:mod:`slimtune.preemption`, caught while :meth:`Schedule.run`
+runs) is a third wish, to stop: summed with the others, so a signal to any one worker
+stops every worker after the same step.  That step is saved (unless it just was) and
+the run ends with :class:`~slimtune.errors.Preempted`, naming the step and the
+checkpoint; the same command resumes there.
+
 Pure Python (no TensorFlow): the decisions are tested without a session.
 """
 
@@ -18,14 +24,17 @@ import collections
 import math
 import time
 
-from slimtune.errors import TrainingDiverged
+from slimtune import preemption
+from slimtune.errors import Preempted, TrainingDiverged
 from slimtune.progress import Meter
 
-# What this worker wants after the coming step, by its own clock (bools).
-Wish = collections.namedtuple("Wish", "save summary")
+# What this worker wants after the coming step, by its own clock, and whether it got a
+# signal to stop (bools).
+Wish = collections.namedtuple("Wish", "save summary stop", defaults=(False,))
 # What the engine reports of a step it ran: its loss, whether some worker wished a save
-# (the wishes summed over the workers), and whether it fetched a summary to write.
-Done = collections.namedtuple("Done", "loss save summarised")
+# (the wishes summed over the workers), whether it fetched a summary to write, and
+# whether some worker wished to stop (summed too).
+Done = collections.namedtuple("Done", "loss save summarised stop", defaults=(False,))
 
 
 class Schedule:
@@ -43,12 +52,18 @@ class Schedule:
     - ``progress()``: the fields after ``loss`` on a progress line (a dict of strings),
       called at a log step before the meter measures the time since the last one;
     - ``save()``: save a checkpoint of the schedule's ``step``;
-    - ``stop()``: close what a failed run leaves open; returns the last good checkpoint
-      (None: none saved yet), which the error names.
+    - ``stop()``: close what a failed or stopped run leaves open; returns the last good
+      checkpoint (None: none saved yet), which the error names.
+
+    ``signals`` (tests): what :meth:`run` reads the signal from, an object with a
+    ``received`` attribute (a signal number or None); by default a
+    :class:`slimtune.preemption.Signals` entered for the run.
     """
 
-    def __init__(self, cfg, step, num_replicas, saved, log, clock=time.monotonic):
+    def __init__(self, cfg, step, num_replicas, saved, log, clock=time.monotonic,
+                 signals=None):
         self.cfg, self.step, self.log, self._clock = cfg, step, log, clock
+        self.signals = signals
         if cfg.max_number_of_steps and step >= cfg.max_number_of_steps:
             # No step runs; a --precise_bn_batches cut short last time still happens.
             log(f"Already at step {step} >= --max_number_of_steps; nothing to do")
@@ -65,7 +80,11 @@ class Schedule:
     def wish(self, now):
         """This worker's :class:`Wish` at ``now`` (its clock)."""
         return Wish(save=now - self.last_save >= self.cfg.save_interval_secs,
-                    summary=now - self.last_summary >= self.cfg.save_summaries_secs)
+                    summary=now - self.last_summary >= self.cfg.save_summaries_secs,
+                    stop=self._signal() is not None)
+
+    def _signal(self):
+        return None if self.signals is None else self.signals.received
 
     def summary_due(self, wished):
         """Whether the coming step writes a summary: ``wished`` (a summary wish: this
@@ -90,15 +109,36 @@ class Schedule:
         return self.last_saved_step != self.step
 
     def run(self, engine):
-        """Step ``engine`` to the end; the last step is always saved."""
+        """Step ``engine`` to the end; the last step is always saved.  A signal stops it
+        earlier (see the module's docstring)."""
+        if self.signals is not None:  # a test's
+            self._run(engine)
+            return
+        with preemption.Signals() as self.signals:
+            self._run(engine)
+
+    def _run(self, engine):
         while self.running():
-            if self.save_due(self._one_step(engine)):
+            done = self._one_step(engine)
+            if self.save_due(done.save):
                 self._save(engine)
+            if done.stop:
+                self._stop(engine)
         if self.final_save_due():
             self._save(engine)
 
+    def _stop(self, engine):
+        """Some worker got a signal: every worker saves this step and raises."""
+        if self.final_save_due():
+            self._save(engine)
+        signum = self._signal()
+        cause = ("a signal to another worker" if signum is None
+                 else preemption.name(signum))
+        raise Preempted.at_step(self.step, engine.stop(), cause,
+                                preemption.exit_code(signum or preemption.SIGTERM))
+
     def _one_step(self, engine):
-        """One step; returns whether some worker wished a save after it."""
+        """One step; returns the engine's :class:`Done`."""
         now = self._clock()
         done = engine.run_step(self.wish(now))
         # A step advances the global step by exactly one; reading it in the step's own
@@ -113,7 +153,7 @@ class Schedule:
             fields = engine.progress()
             self.meter.tick(self.step)
             self.log(self.meter.line(self.step, loss=f"{self.loss:.4f}", **fields))
-        return done.save
+        return done
 
     def _save(self, engine):
         engine.save()

@@ -5,7 +5,7 @@ import types
 
 import pytest
 
-from slimtune.errors import TrainingDiverged
+from slimtune.errors import Preempted, TrainingDiverged
 from slimtune.schedule import Done, Schedule
 
 
@@ -31,6 +31,7 @@ class Engine:
     def __init__(self, clock, seconds=1.0, losses=None, agreed=None):
         self.clock, self.seconds, self.losses = clock, seconds, losses or {}
         self.agreed = agreed or (lambda step, wish: wish.save)
+        self.stop_agreed = lambda step, wish: wish.stop
         self.schedule, self.wishes, self.saves, self.summaries = None, [], [], []
         self.stopped = False
 
@@ -39,7 +40,8 @@ class Engine:
         self.wishes.append((step, wish))
         summarised = self.schedule.summary_due(wish.summary)
         self.clock.now += self.seconds
-        return Done(self.losses.get(step + 1, 1.0), self.agreed(step, wish), summarised)
+        return Done(self.losses.get(step + 1, 1.0), self.agreed(step, wish), summarised,
+                    self.stop_agreed(step, wish))
 
     def summarise(self):
         self.summaries.append(self.schedule.step)
@@ -115,3 +117,60 @@ def test_a_non_finite_loss_stops_with_the_last_good_checkpoint_unsaved():
     with pytest.raises(TrainingDiverged, match="loss became inf at step 5"):
         engine.schedule.run(engine)
     assert engine.stopped and engine.saves == [2, 4]
+
+
+class Signals:
+    """A signal that has arrived when the step from ``step`` starts (None: never)."""
+
+    def __init__(self, engine, step=None, signum=15):
+        self.engine, self.step, self.signum = engine, step, signum
+
+    @property
+    def received(self):
+        arrived = self.step is not None and self.engine.schedule.step >= self.step
+        return self.signum if arrived else None
+
+
+def preempted(cfg, signal_at=None, signum=15, others=None, **engine_args):
+    """Run until a signal stops the run: this worker's at step ``signal_at``, or
+    another worker's (``others(step)``: whether some other worker's stop wish is in the
+    step from ``step``).  Returns the engine and the error."""
+    others = others or (lambda step: False)
+    engine = Engine(Clock(), **engine_args)
+    engine.stop_agreed = lambda step, wish: wish.stop or others(step)
+    schedule = Schedule(cfg, 0, 2, False, lambda line: None, clock=engine.clock,
+                        signals=Signals(engine, signal_at, signum))
+    engine.schedule = schedule
+    with pytest.raises(Preempted) as error:
+        schedule.run(engine)
+    return engine, error.value
+
+
+def test_a_signal_stops_after_the_next_step_which_is_saved():
+    # The signal arrives while the step from 3 runs: the step from 4 carries the wish, and
+    # step 5 is saved (once, though it is also a step the schedule saves).
+    engine, error = preempted(config(max_number_of_steps=100, save_interval_steps=5),
+                              signal_at=4)
+    assert [step for step, wish in engine.wishes if wish.stop] == [4]
+    assert engine.saves == [5] and engine.stopped
+    assert str(error) == ("stopped by SIGTERM after step 5, saved train/model.ckpt-4: run "
+                          "the same command again to resume from there")
+    assert error.exit_code == 143
+    engine, error = preempted(config(max_number_of_steps=100), signal_at=2, signum=2)
+    assert engine.saves == [3] and error.exit_code == 130
+    assert "stopped by SIGINT after step 3" in str(error)
+
+
+def test_another_workers_signal_stops_this_one_at_the_same_step():
+    engine, error = preempted(config(max_number_of_steps=100), others=lambda step: step == 6)
+    assert not any(wish.stop for step, wish in engine.wishes)
+    assert engine.saves == [7] and error.exit_code == 143
+    assert "stopped by a signal to another worker after step 7" in str(error)
+
+
+def test_no_signal_no_stop():
+    engine = Engine(Clock())
+    engine.schedule = Schedule(config(), 0, 2, False, lambda line: None, clock=engine.clock,
+                               signals=Signals(engine))
+    engine.schedule.run(engine)
+    assert engine.saves == [7] and not any(wish.stop for step, wish in engine.wishes)

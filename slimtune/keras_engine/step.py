@@ -29,8 +29,8 @@ on its own batch, and is the step one process takes on the global batch:
   max(||sum||, norm)`` per tensor); the optimizer's sum is then the clipped sum.  (Keras'
   ``apply`` cannot be told not to all-reduce again; the extra all-reduce runs only when
   clipping);
-- the reported losses and accuracy are the global batch's (one all-reduce of 4 numbers,
-  which also carries the workers' wishes to save: see :mod:`.trainer`).
+- the reported losses and accuracy are the global batch's (one all-reduce of 5 numbers,
+  which also carries the workers' wishes to save and to stop: see :mod:`.trainer`).
 """
 
 AUX_LOSS_WEIGHT = 0.4
@@ -94,7 +94,8 @@ def make_train_step(model, optimizer, variables, num_classes, label_smoothing,
     ``images`` and ``labels`` each replica's own (distributed values, see
     :func:`.trainer.Trainer.distribute_batch`) of the ``global_batch_size``; the dict
     holds the total loss, cross-entropy, learning rate used and batch accuracy of the
-    global batch, and ``wish`` (a float) summed over the replicas.  ``after_update``
+    global batch, and ``wish`` (floats: ``[save, stop]``, or one) summed over the
+    replicas.  ``after_update``
     (None, or a function of no arguments) runs in each replica after the optimizer's
     update, e.g. the moving averages' (:mod:`.averages`)."""
     import tensorflow as tf
@@ -125,16 +126,16 @@ def make_train_step(model, optimizer, variables, num_classes, label_smoothing,
         if after_update is not None:
             after_update()
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1), labels), tf.float32))
-        return context.all_reduce(sum_, tf.stack(
-            [total, main, correct / tf.cast(global_batch_size or tf.shape(labels)[0], tf.float32),
-             tf.cast(wish, tf.float32)]))
+        accuracy = correct / tf.cast(global_batch_size or tf.shape(labels)[0], tf.float32)
+        return context.all_reduce(sum_, tf.concat(
+            [tf.stack([total, main, accuracy]), tf.reshape(tf.cast(wish, tf.float32), [-1])], 0))
 
     @tf.function
-    def step(images, labels, wish=0.0):
+    def step(images, labels, wish=(0.0, 0.0)):
         rate = optimizer.learning_rate  # the schedule at the step about to run
         out = strategy.run(replica_step, args=(images, labels, wish))
         out = strategy.experimental_local_results(out)[0]
         return {"total_loss": out[0], "cross_entropy": out[1], "learning_rate": rate,
-                "accuracy": out[2], "wish": out[3]}
+                "accuracy": out[2], "wish": out[3:]}
 
     return step

@@ -279,8 +279,8 @@ class Trainer:
 
 class _Loop:
     """Steps the trainer to --max_number_of_steps on the slim engine's
-    :class:`~slimtune.schedule.Schedule`.  The workers' save wishes are summed in the
-    step (:func:`.step.make_train_step`); a summary is written by each worker at its own
+    :class:`~slimtune.schedule.Schedule`.  The workers' wishes to save and to stop are
+    summed in the step (:func:`.step.make_train_step`); a summary is written by each worker at its own
     times (no collective reads it)."""
 
     def __init__(self, trainer, writer, batches):
@@ -299,9 +299,12 @@ class _Loop:
         summarised = self.schedule.summary_due(wish.summary)
         images, labels = next(self.batches)
         with self._peers_guard():
-            self.out = {k: float(v) for k, v in self.t.step_fn(
-                images, labels, tf.constant(float(wish.save))).items()}
-        return Done(self.out["total_loss"], self.out["wish"] > 0, summarised)
+            out = self.t.step_fn(images, labels,
+                                 tf.constant([float(wish.save), float(wish.stop)]))
+        agreed = out.pop("wish").numpy()
+        self.out = {k: float(v) for k, v in out.items()}
+        return Done(self.out["total_loss"], bool(agreed[0] > 0), summarised,
+                    bool(agreed[1] > 0))
 
     def save(self):
         with self._peers_guard():

@@ -35,7 +35,7 @@ class TrainGraph:
     images_per_sec: object  # fed: the throughput the summaries record
     check_images: object  # the final check's batch and the network's inference logits
     check_logits: object
-    wish: object  # fed: [save, summary] this worker wants after this step (0 or 1)
+    wish: object  # fed: [save, summary, stop] this worker wants after this step (0 or 1)
     agreed: object  # the wishes summed over every replica: all workers act on them
     settings_rows: object = None  # multi-worker runs: fed, see distribute.settings_rows
     settings: object = None  # the rows summed over the workers
@@ -68,7 +68,7 @@ def build_train_graph(cfg, run, split, create_aux_logits=True, strategy=None,
         rows, settings = _settings_exchange(strategy, placement)  # the first collective
         global_step = v1.train.get_or_create_global_step()
         inputs = _replica_inputs(cfg, run, split, strategy, placement, start_step)
-        wish = v1.placeholder_with_default(tf.zeros([2]), [2], name="wish")
+        wish = v1.placeholder_with_default(tf.zeros([3]), [3], name="wish")
         # The schedule counts epochs of the global batch (every replica's images).
         global_batch = dataclasses.replace(cfg, batch_size=cfg.batch_size
                                            * placement.num_replicas)

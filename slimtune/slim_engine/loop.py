@@ -18,10 +18,11 @@ class StepLoop:
     step to --max_number_of_steps (forever without it), on the :class:`Schedule`.
 
     Every worker of a multi-worker run must save, and write summaries, at the same
-    steps (both read BatchNorm statistics averaged over the workers): each step carries
-    every worker's wish to save or summarise (``t.wish``), and all act on their sum
-    (``t.agreed``).  The sum of the summary wishes arrives with a step's results, so it
-    decides whether the next step fetches the summary.
+    steps (both read BatchNorm statistics averaged over the workers), and stop at the
+    same step when one of them gets a signal: each step carries every worker's wish to
+    save, summarise or stop (``t.wish``), and all act on their sum (``t.agreed``).  The
+    sum of the summary wishes arrives with a step's results, so it decides whether the
+    next step fetches the summary.
     """
 
     def __init__(self, cfg, run, split, t, sess, saver, writer, log, placement):
@@ -47,10 +48,11 @@ class StepLoop:
         fetches = [t.train_op, t.lr, t.accuracy, t.agreed]
         if summarised:
             fetches.append(t.summary)
-        self.out = self._run(fetches, [float(wish.save), float(wish.summary)])
+        self.out = self._run(fetches, [float(wish.save), float(wish.summary),
+                                       float(wish.stop)])
         agreed = self.out[3]
         self.summary_wished = agreed[1] > 0
-        return Done(float(self.out[0]), bool(agreed[0] > 0), summarised)
+        return Done(float(self.out[0]), bool(agreed[0] > 0), summarised, bool(agreed[2] > 0))
 
     def summarise(self):
         self.writer.add_summary(self.out[4], self.schedule.step)

@@ -1,0 +1,166 @@
+"""Preemption (issue 22): SIGTERM or SIGINT stops training at a step boundary, every
+worker at the same step, saves it, prints one line naming the step and how to resume,
+and exits non-zero well inside Kubernetes' 30 s grace; a second signal exits at once;
+slimtune-launch forwards the signal to its workers.  The interrupted run, resumed, is
+the uninterrupted run to the bit.
+
+The training runs are plain subprocesses (tests/distributed_worker.py: slimtune-train
+with the tiny registered network, one intra-op and one inter-op thread) on loopback
+ports, each with a hard timeout; on timeout only these child processes are killed.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slimtune import distribute, launch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "distributed_worker.py")
+GRACE = 30.0  # Kubernetes' default: SIGTERM, then SIGKILL 30 s later
+TIMEOUT = 300  # a hang guard for a whole run
+STOPPED = re.compile(r"error: stopped by (.+) after step (\d+), saved (\S+): run the same "
+                     r"command again to resume from there$")
+
+
+def _flags(train_dir, digits_dir, engine, steps=10 ** 6, **extra):
+    flags = {"train_dir": train_dir, "dataset_name": "digits", "dataset_dir": digits_dir,
+             "model_name": "tiny_convnet", "train_image_size": 32, "batch_size": 4,
+             "max_number_of_steps": steps, "seed": 1, "optimizer": "momentum",
+             "learning_rate": 0.05, "batch_norm_decay": 0.5, "log_every_n_steps": 1,
+             "save_summaries_secs": 100000, "save_interval_secs": 100000,
+             "engine": engine, "preprocessing_name": "lenet"}
+    flags.update(extra)
+    return [f"--{k}={v}" for k, v in flags.items()]
+
+
+def _start(flags, tf_config=None):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop(distribute.TF_CONFIG, None)
+    if tf_config:
+        env[distribute.TF_CONFIG] = tf_config
+    return subprocess.Popen([sys.executable, WORKER, *flags], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+class Output:
+    """The lines of ``process`` as they come (a thread reads them)."""
+
+    def __init__(self, process):
+        self.process, self.lines = process, []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def last_step(self):
+        steps = [int(m.group(1)) for m in map(re.compile(r"^step (\d+)/").match, self.lines)
+                 if m]
+        return steps[-1] if steps else 0
+
+    def wait_for_step(self, step, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while self.last_step() < step:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                _kill([self.process])
+                pytest.fail("the run ended or hung before step "
+                            f"{step}:\n" + "\n".join(self.lines[-30:]))
+            time.sleep(0.05)
+
+    def text(self):
+        self.thread.join(timeout=10)
+        return "\n".join(self.lines)
+
+
+def _kill(processes):
+    for p in processes:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def _exit_within(processes, seconds):
+    """Wait for ``processes`` (each killed if it outlives ``seconds``); returns the
+    seconds the last one took."""
+    started = time.monotonic()
+    for p in processes:
+        try:
+            p.wait(timeout=max(0.1, started + seconds - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill(processes)
+            pytest.fail(f"a process outlived the {seconds} s grace after the signal")
+    return time.monotonic() - started
+
+
+def _run(flags, tf_config=None, timeout=TIMEOUT):
+    process = _start(flags, tf_config)
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill([process])
+        pytest.fail(f"a run outlived {timeout} s")
+    assert process.returncode == 0, out[-3000:]
+    return out
+
+
+def _stopped(output):
+    """``(cause, step, checkpoint)`` of the run's last line, which must say it stopped."""
+    last = output.text().splitlines()[-1]
+    match = STOPPED.match(last)
+    assert match, output.text()[-3000:]
+    return match.group(1), int(match.group(2)), match.group(3)
+
+
+def _tensors(directory):
+    """Every tensor of the latest checkpoint in ``directory`` (but the Keras checkpoint's
+    count of its saves, which a resumed run counts on)."""
+    reader = tf.train.load_checkpoint(directory)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not name.startswith("save_counter")}
+
+
+def _assert_equal(got, want):
+    assert sorted(got) == sorted(want)
+    differ = [name for name in want if not np.array_equal(got[name], want[name])]
+    assert not differ, f"{len(differ)} of {len(want)} tensors differ: {differ[:5]}"
+
+
+def _interrupt_and_resume(tmp_path, digits_dir, engine, **extra):
+    """SIGTERM a one-process run after step 2; returns the seconds to its exit and the
+    step saved, after checking the resumed run against an uninterrupted one."""
+    run, fresh = str(tmp_path / "run"), str(tmp_path / "fresh")
+    process = _start(_flags(run, digits_dir, engine, **extra))
+    output = Output(process)
+    output.wait_for_step(2)
+    process.send_signal(signal.SIGTERM)
+    seconds = _exit_within([process], GRACE)
+    assert process.returncode == 128 + signal.SIGTERM, output.text()[-3000:]
+    cause, step, saved = _stopped(output)
+    assert cause == "SIGTERM" and step >= 2
+    assert saved == tf.train.latest_checkpoint(run) and saved.endswith(f"-{step}")
+    resumed = _start(_flags(run, digits_dir, engine, steps=step + 2, **extra))
+    reference = _start(_flags(fresh, digits_dir, engine, steps=step + 2, **extra))
+    for p in (resumed, reference):
+        out, _ = p.communicate(timeout=TIMEOUT)
+        assert p.returncode == 0, out[-3000:]
+    assert tf.train.latest_checkpoint(run).endswith(f"-{step + 2}")
+    _assert_equal(_tensors(run), _tensors(fresh))
+    return seconds, step
+
+
+@pytest.mark.parametrize("engine", ["slim", "keras"])
+def test_sigterm_saves_the_step_and_a_resumed_run_is_the_uninterrupted_one(
+        tmp_path, digits_dir, engine):
+    seconds, step = _interrupt_and_resume(tmp_path, digits_dir, engine)
+    print(f"{engine}: exited {seconds:.1f} s after SIGTERM, saved step {step}")
