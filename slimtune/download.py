@@ -125,12 +125,31 @@ def safe_extract(archive, dest_dir):
     return dest_dir
 
 
+def checkpoints_in(directory):
+    """The checkpoint prefixes under ``directory``: TF2-era (V2) ones by their ``.index``
+    file, and TF1's V1 format, one file without ``.index`` or ``.data`` (research/slim's
+    2016-2017 archives hold one, e.g. ``resnet_v1_50.ckpt``), by its ``.ckpt`` name."""
+    found = []
+    for root, _, names in os.walk(directory):
+        present = set(names)
+        for name in names:
+            if name.endswith(".index"):
+                found.append(os.path.join(root, name[: -len(".index")]))
+            elif _is_v1_name(name) and name + ".index" not in present:
+                found.append(os.path.join(root, name))
+    return sorted(found)
+
+
+def _is_v1_name(name):
+    """``x.ckpt`` or ``x.ckpt-<step>``: the names TF1's V1 Saver gives its one file."""
+    base, _, step = name.rpartition(".ckpt")
+    return bool(base) and (step == "" or (step.startswith("-") and step[1:].isdigit()))
+
+
 def checkpoint_prefix_in(directory, archive, member=None):
     """The checkpoint prefix inside an unpacked archive: ``member`` when given (e.g.
-    ``resnet_v1_50.ckpt``), else the only one there is."""
-    indexes = sorted(os.path.join(root, f) for root, _, files in os.walk(directory)
-                     for f in files if f.endswith(".index"))
-    prefixes = [path[: -len(".index")] for path in indexes]
+    ``resnet_v1_50.ckpt``, a V1 file or a V2 prefix), else the only one there is."""
+    prefixes = checkpoints_in(directory)
     if member:
         chosen = [p for p in prefixes if os.path.basename(p) == member]
         if len(chosen) == 1:
@@ -140,5 +159,6 @@ def checkpoint_prefix_in(directory, archive, member=None):
                               "is wrong or the archive changed")
     if len(prefixes) != 1:
         raise CheckpointError(f"archive {archive} holds {len(prefixes)} checkpoints (.index "
-                              "files); extract it and pass one prefix as --checkpoint_path")
+                              "files or V1 .ckpt files); extract it and pass one prefix as "
+                              "--checkpoint_path")
     return prefixes[0]

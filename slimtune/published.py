@@ -41,6 +41,7 @@ class Entry:
     architecture: str
     url: str
     member: str  # checkpoint prefix inside the archive, e.g. resnet_v1_50.ckpt
+    format: str  # "V1": TF1's one .ckpt file (the 2016-2017 archives); "V2": .index + .data
     top1: float
     top5: float
     sha256: Optional[str]
@@ -68,7 +69,7 @@ class Entry:
         """The manifest row with the registry's classes, size and preprocessing (the
         record ``download.json`` keeps)."""
         row = dataclasses.asdict(self)
-        where = {k: row.pop(k) for k in ("name", "architecture", "url", "member")}
+        where = {k: row.pop(k) for k in ("name", "architecture", "url", "member", "format")}
         return {**where, "num_classes": self.num_classes, "image_size": self.image_size,
                 "preprocessing": self.preprocessing, **row}
 

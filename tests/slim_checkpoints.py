@@ -20,6 +20,22 @@ def write(prefix, tensors):
     return checkpoint.write(prefix, tensors)
 
 
+def write_v1(path, tensors):
+    """Save ``{name: array}`` in TF1's V1 format: the one ``.ckpt`` file (no ``.index`` or
+    ``.data``) that research/slim's 2016-2017 archives hold, written by a V1 ``Saver``."""
+    import os
+
+    graph = tf.Graph()
+    with graph.as_default():
+        variables = [v1.Variable(value, name=name) for name, value in tensors.items()]
+        saver = v1.train.Saver(variables, write_version=v1.train.SaverDef.V1)
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            saver.save(sess, path, write_meta_graph=False, write_state=False)
+    assert os.path.isfile(path) and not os.path.exists(path + ".index")
+    return path
+
+
 def freeze(prefix, path, model_name, size, num_classes, is_training, batch_norm=None):
     """Write a frozen GraphDef (nodes ``input`` -> ``logits``) of a checkpoint, built with
     any ``is_training``: what research/slim's export_inference_graph.py --is_training +

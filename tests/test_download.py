@@ -81,8 +81,8 @@ def manifest(tmp_path, monkeypatch):
     monkeypatch.setenv("SLIMTUNE_CHECKPOINTS", str(cache))
 
     def write(**entries):
-        defaults = dict(architecture="resnet_v1_50", member="resnet_v1_50.ckpt", top1=75.2,
-                        top5=92.2, sha256=None, manual=False, source="test")
+        defaults = dict(architecture="resnet_v1_50", member="resnet_v1_50.ckpt", format="V1",
+                        top1=75.2, top5=92.2, sha256=None, manual=False, source="test")
         rows = [{**defaults, "name": name, **fields} for name, fields in entries.items()]
         path.write_text(json.dumps({"checkpoints": rows}))
         return cache
@@ -92,17 +92,30 @@ def manifest(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def real_checkpoint(tmp_path_factory):
-    from slim_checkpoints import make_checkpoint
+    """A resnet_v1_50 checkpoint as research/slim's 2016 archive holds it: one V1 file
+    named resnet_v1_50.ckpt, written by a V1 Saver (randomised BatchNorm statistics)."""
+    from slim_checkpoints import make_checkpoint, read, write_v1
 
-    prefix = str(tmp_path_factory.mktemp("published") / "resnet_v1_50.ckpt")
-    saved = make_checkpoint(prefix, "resnet_v1_50", 1000, global_step=0)
-    for suffix in (".index", ".data-00000-of-00001"):  # published names have no -step
-        os.replace(saved + suffix, prefix + suffix)
-    return prefix
+    root = tmp_path_factory.mktemp("published")
+    saved = make_checkpoint(str(root / "v2" / "model.ckpt"), "resnet_v1_50", 1000,
+                            global_step=0)
+    return write_v1(str(root / "resnet_v1_50.ckpt"), read(saved))
+
+
+@pytest.fixture(scope="module")
+def v2_checkpoint(real_checkpoint, tmp_path_factory):
+    """The same tensors as a V2 prefix resnet_v1_50.ckpt (.index and .data files), as
+    the MobileNet and DenseNet archives hold theirs."""
+    from slim_checkpoints import read, write
+
+    return write(str(tmp_path_factory.mktemp("v2") / "resnet_v1_50.ckpt"),
+                 read(real_checkpoint))
 
 
 def test_download_unpack_and_reuse_the_cache(server, manifest, real_checkpoint):
-    body = _archive(_checkpoint_members(real_checkpoint))
+    """The real archive layout: resnet_v1_50_2016_08_28.tar.gz holds resnet_v1_50.ckpt,
+    TF1's V1 format (one file)."""
+    body = _archive([("resnet_v1_50.ckpt", open(real_checkpoint, "rb").read())])
     server.files["/resnet_v1_50_2016_08_28.tar.gz"] = body
     cache = manifest(resnet_v1_50={
         "url": server.url + "/resnet_v1_50_2016_08_28.tar.gz",
@@ -117,8 +130,9 @@ def test_download_unpack_and_reuse_the_cache(server, manifest, real_checkpoint):
     assert (meta["model_name"], meta["num_classes"], meta["image_size"],
             meta["preprocessing"]) == ("resnet_v1_50", 1000, 224, "vgg")
     done = json.loads((cache / "resnet_v1_50" / "download.json").read_text())
-    assert list(done)[:7] == ["name", "architecture", "url", "member", "num_classes",
-                              "image_size", "preprocessing"] and done["num_classes"] == 1000
+    assert list(done)[:8] == ["name", "architecture", "url", "member", "format",
+                              "num_classes", "image_size", "preprocessing"]
+    assert done["num_classes"] == 1000 and done["format"] == "V1"
     assert any(line.startswith("downloaded resnet_v1_50_2016_08_28.tar.gz") for line in lines)
     assert not (cache / "downloads").exists(), "the archive is removed once unpacked"
     # Again, and through --checkpoint_path's resolver: the cache answers, no request.
@@ -187,10 +201,10 @@ def test_no_network_says_which_url_to_fetch_and_which_flag_takes_it(manifest):
     assert "--checkpoint_path=/path/to/offline.tar.gz" in message
 
 
-def test_an_archive_fetched_by_hand(manifest, tmp_path, real_checkpoint):
+def test_an_archive_fetched_by_hand(manifest, tmp_path, v2_checkpoint):
     archive = tmp_path / "tf-densenet121.tar.gz"
-    archive.write_bytes(_archive(_checkpoint_members(real_checkpoint)))
-    manifest(manual={"url": "https://example.org/page", "manual": True})
+    archive.write_bytes(_archive(_checkpoint_members(v2_checkpoint)))
+    manifest(manual={"url": "https://example.org/page", "manual": True, "format": "V2"})
     with pytest.raises(download.DownloadError, match="has no direct download URL"):
         published.ensure("manual", log=lambda line: None)
     prefix = published.ensure("manual", archive=str(archive), log=lambda line: None)
@@ -212,7 +226,14 @@ def test_the_shipped_manifest_is_complete():
     entries = published.manifest()
     assert {"resnet_v1_50", "inception_v3", "vgg_16", "densenet121",
             "mobilenet_v1_1.0_224", "inception_resnet_v2"} <= set(entries)
+    # research/slim's 2016-2017 archives hold one V1 file; the MobileNet and DenseNet
+    # ones a V2 prefix.
+    assert {n for n, e in entries.items() if e.format == "V1"} == {
+        "inception_v1", "inception_v2", "inception_v3", "inception_v4", "inception_resnet_v2",
+        "resnet_v1_50", "resnet_v1_101", "resnet_v1_152", "resnet_v2_50", "resnet_v2_101",
+        "resnet_v2_152", "vgg_16", "vgg_19"}
     for entry in entries.values():
+        assert entry.format in ("V1", "V2"), entry.name
         assert entry.url.startswith(("http://", "https://")) and entry.member.endswith(".ckpt")
         assert 0 < entry.top1 < entry.top5 < 100 and entry.num_classes in (1000, 1001)
 
