@@ -179,16 +179,27 @@ def graph_equality():
         tf.compat.v1.enable_tensor_equality()
 
 
-def session_config():
+def session_config(fuse=True):
     """A ``ConfigProto`` for a ``tf.compat.v1.Session`` with the process's TensorFlow
     settings (``tf.config.threading`` thread counts, logical devices): a Session given a
-    config of its own would not see them."""
+    config of its own would not see them.
+
+    ``fuse=False`` turns grappler's remapper off, for a session that must see every NaN
+    its graph computes.  The remapper fuses Conv2D + FusedBatchNorm + Relu into one
+    oneDNN kernel whose ReLU turns NaN into 0: measured on TF 2.21 with
+    TF_ENABLE_ONEDNN_OPTS=1, a four-op graph (conv, a BatchNorm with one variance of -1,
+    relu) fetching only the relu returns 0 for that channel by default and NaN with the
+    remapper off (fetching the BatchNorm output too prevents the fusion: NaN either way).
+    """
     apply()
     import tensorflow as tf
+    from tensorflow.core.protobuf import rewriter_config_pb2
     from tensorflow.python.eager import context
 
     config = tf.compat.v1.ConfigProto()
     config.CopyFrom(context.context().config)
+    if not fuse:
+        config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
     return config
 
 

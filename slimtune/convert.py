@@ -182,9 +182,11 @@ def _write_saved_model(model, serve, path):
     tf.saved_model.save(root, path, signatures={"serve": serve, "serving_default": serve})
 
 
-def check_parity(run, src, serve, num_classes, cfg, variable_map, log):
+def check_parity(run, src, serve, num_classes, cfg, variable_map, log, model=None):
     """Slim graph vs Keras model (run by ``serve``) on random (and real) images; returns a
-    dict for the JSON."""
+    dict for the JSON.  Keras logits that are not finite where the slim graph's are (the
+    slim graph's own NaN is named in ``slim_run``) are named as such (``model``: the layer
+    and the weights feeding it), not as a parity failure."""
     import tensorflow as tf
 
     spec, bn, size = run.spec, run.batch_norm, run.image_size
@@ -209,6 +211,7 @@ def check_parity(run, src, serve, num_classes, cfg, variable_map, log):
         if cfg.include_aux_logits:  # the auxiliary head is checked like the logits
             pairs[f"{name} aux"] = (slim_points[spec.aux_logits][:, first:], outputs[1])
         for key, (reference, candidate) in pairs.items():
+            _refuse_non_finite(model, images, candidate, spec)
             diff = compare.difference(reference, np.asarray(candidate))
             log(f"parity on {len(images)} {key} images at {size}px: {diff.line()}")
             report[key] = dataclasses.asdict(diff)
@@ -224,6 +227,20 @@ def check_parity(run, src, serve, num_classes, cfg, variable_map, log):
                           "against how the checkpoint was trained, or run slimtune-verify "
                           "--layerwise to find the layer")
     return report
+
+
+def _refuse_non_finite(model, images, candidate, spec):
+    """ParityError naming where the Keras model goes non-finite, when it does (the slim
+    graph computed finite values on the same images)."""
+    candidate = np.asarray(candidate)
+    if np.all(np.isfinite(candidate)):
+        return
+    where = (probe.keras_only_non_finite(model, candidate, images, spec) if model is not None
+             else "the Keras model computes non-finite logits (NaN/inf)")
+    raise ParityError(f"{where}, where the slim graph computes finite ones on the same "
+                      "images; nothing written. The checkpoint's values are finite and in "
+                      "range, so the two computations differ there: compare that layer's "
+                      "Keras definition with its slim one")
 
 
 def _write(model, serve, cfg, meta_out, log):
@@ -285,6 +302,7 @@ def convert(cfg: ConvertConfig, log=_log):
     started = time.monotonic()
     _check_output_dir(cfg)
     src = read_source(checkpoint.resolve(cfg.checkpoint_path))
+    checkpoint.refuse_broken(src.prefix, averages=cfg.use_moving_averages, tensors=src.tensors)
     run = _run_info(cfg, src)
     in_checkpoint, num_classes = _class_count(run.spec, src.tensors, cfg)
     _check_aux_logits(run.spec, src, cfg)
@@ -302,7 +320,7 @@ def convert(cfg: ConvertConfig, log=_log):
     traced = time.monotonic()
     serve = serving_function(model)
     log(f"traced the Keras model in {time.monotonic() - traced:.1f} s")
-    report = check_parity(run, src, serve, in_checkpoint, cfg, variable_map, log)
+    report = check_parity(run, src, serve, in_checkpoint, cfg, variable_map, log, model)
     meta_out = _converted(run, src, num_classes, cfg, report)
     _write(model, serve, cfg, meta_out, log)
     log(f"wrote {cfg.output_dir} ({KERAS_FILE}, {SAVED_MODEL_DIR}/, {metadata.FILENAME}) "

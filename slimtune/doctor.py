@@ -131,7 +131,9 @@ def _live_checks(report, cfg):
     if not paths:
         raise UsageError("data was given but no model to run on it: pass --keras_model, "
                          "--saved_model, --graph (.pb), --train_dir or --checkpoint_path")
-    opened = [forms.open_form(p, cfg.model_name) for p in paths]
+    opened = [form for form in (_open_live(report, p, cfg) for p in paths) if form]
+    if not opened:
+        return
     size, preprocessing = forms.input_settings(cfg, opened)
     if cfg.images:
         images, labels = pipeline.load_images(list(cfg.images), preprocessing, size), None
@@ -149,6 +151,19 @@ def _live_checks(report, cfg):
                 _keras_statistics(report, form.path, images)
         except BrokenCheckpoint as e:
             report.add([_broken_finding(e)], form.path)
+
+
+def _open_live(report, path, cfg):
+    """The form at ``path`` to run on the data, or ``None``: a checkpoint refused for its
+    values (already a finding of its static checks, else one now) is not run."""
+    try:
+        return forms.open_form(path, cfg.model_name)
+    except BrokenCheckpoint:
+        prefix = checkpoint.resolve(path)
+        if not any(f.code == checkpoint_checks.BROKEN and f.source == prefix
+                   for f in report.findings):
+            report.add(checkpoint_checks.broken_values(prefix, None), prefix)
+        return None
 
 
 def _broken_finding(error):

@@ -180,6 +180,7 @@ def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
                         keras=True)
     else:
         prefix = checkpoint.resolve(cfg.checkpoint_path)
+        checkpoint.refuse_broken(prefix, averages=bool(cfg.moving_average_decay))
         run = _run_info(cfg, metadata.recorded(prefix))
     split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
                                 cfg.dataset_file_pattern)

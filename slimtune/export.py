@@ -94,7 +94,8 @@ def _frozen_graph(spec, prefix, size, num_classes, bn, batch_size):
         tf.nn.softmax(logits, name=PROBABILITIES_NODE)
         plan, _ = checkpoint.plan_restore(v1.global_variables(), prefix)
         saver = v1.train.Saver(plan)
-        with v1.Session(graph=graph) as sess:
+        # Unfused (compat.session_config): the probe must see every NaN.
+        with v1.Session(graph=graph, config=compat.session_config(fuse=False)) as sess:
             saver.restore(sess, prefix)
             # A checkpoint computing NaN would export a graph that serves NaN: refuse it.
             probe_images = probe.random_images(batch_size or 2, size)
@@ -148,6 +149,8 @@ def export(cfg: ExportConfig, log=_log):
                          "choose another --output_dir")
     keras_path = forms.keras_model_path(cfg.checkpoint_path)
     prefix = keras_path or checkpoint.resolve(cfg.checkpoint_path)
+    if not keras_path:
+        checkpoint.refuse_broken(prefix)
     run = _run_info(cfg, prefix)
     spec, size = run.spec, run.image_size
     log(f"exporting {prefix}: {spec.name}, {run.num_classes} classes, {size}px, batch "

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from slimtune import bn_layers, checkpoint, metadata, registry, slim_run
-from slimtune.errors import SlimtuneError, UnusableInput
+from slimtune.errors import BrokenCheckpoint, SlimtuneError, UnusableInput
 
 
 @dataclasses.dataclass
@@ -98,7 +98,10 @@ def checkpoint_run(prefix, model_name=None):
 
 
 def open_checkpoint(path, model_name=None):
+    """The slim checkpoint at ``path`` as a :class:`Form`; one holding values no working
+    network holds is refused here (``checkpoint.refuse_broken``), before any graph runs."""
     prefix = checkpoint.resolve(path)
+    checkpoint.refuse_broken(prefix)
     run_info, recorded = checkpoint_run(prefix, model_name)
     spec, bn = run_info.spec, run_info.batch_norm
     num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(prefix), prefix)
@@ -219,6 +222,8 @@ def open_form(path, model_name=None, input_node=None, output_node=None,
         return _open_saved_model(path, signature)
     try:
         return open_checkpoint(path, model_name)
+    except BrokenCheckpoint:
+        raise  # a checkpoint, readable: its values are what is wrong, said in one line
     except SlimtuneError as e:
         raise UnusableInput(f"{path} is not a .keras file, a frozen .pb, a SavedModel or a "
                             f"usable slim checkpoint ({e})") from None

@@ -148,3 +148,34 @@ def check_keras(path, model, logits_value, images_value, spec=None):
     largest = _largest({w.path: np.asarray(w.numpy()) for w in model.weights
                         if np.issubdtype(np.dtype(w.dtype), np.floating)}, 3)
     raise _broken(f"Keras model {path}", where, end_point, largest)
+
+
+def feeding_weights(layer):
+    """``[(weight path, max |value|)]`` of Keras ``layer``'s weights and of the layers
+    whose outputs it reads, largest first: what a non-finite output is computed from."""
+    layers = [layer]
+    inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+    for tensor in inputs:
+        history = getattr(tensor, "_keras_history", None)
+        if history is not None and history[0] is not layer:
+            layers.append(history[0])
+    values = {w.path: np.asarray(w.numpy()) for source in layers for w in source.weights
+              if np.issubdtype(np.dtype(w.dtype), np.floating)}
+    return _largest(values, len(values))
+
+
+def keras_only_non_finite(model, logits_value, images_value, spec=None):
+    """Where Keras ``model`` goes non-finite on ``images_value`` (``logits_value`` being
+    what it computed), in words naming the first such layer and the weights that feed it,
+    for when the other form computed finite values; ``None`` when its logits are
+    finite."""
+    feed = _first_bad_image(logits_value, images_value)
+    if feed is None:
+        return None
+    layer = first_non_finite_layer(model, feed)
+    if layer is None:
+        return "the Keras model computes non-finite logits (NaN/inf)"
+    where, _ = keras_location(layer, spec)
+    weights = ", ".join(f"{name} ({_short(size)})" for name, size in feeding_weights(layer))
+    return (f"the Keras model computes non-finite outputs (NaN/inf), first at {where}"
+            + (f", from weights {weights}" if weights else ""))

@@ -142,6 +142,10 @@ def recalibrate_slim(cfg, log=_log):
     _check_not_in_place(cfg, os.path.dirname(prefix) or ".")
     on_file = metadata.recorded(prefix)
     tensors = checkpoint.read_tensors(prefix)
+    # The moving statistics are what is re-estimated (from batch statistics, never read):
+    # a negative or non-finite one is the repair's case, not a reason to refuse.
+    checkpoint.refuse_broken(prefix, names=[n for n in tensors if not n.endswith(
+        ("/moving_mean", "/moving_variance"))], tensors=tensors)
     run = _run_info(cfg, on_file, _identify(tensors))
     spec = run.spec
     if spec.batch_norm is None:

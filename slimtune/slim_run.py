@@ -5,7 +5,8 @@ given) in its own ``tf.Graph``, with an auxiliary head only if the checkpoint ho
 so what runs is the function the checkpoint actually computes, not our reading of it:
 the reference of the conversion's parity check, of slimtune-verify for a checkpoint and
 of the doctor's live checks.  Logits that are not finite raise
-:class:`~slimtune.errors.BrokenCheckpoint` (see ``slimtune.probe``).
+:class:`~slimtune.errors.BrokenCheckpoint` (see ``slimtune.probe``); the session runs
+without grappler's Conv2D + BatchNorm + Relu fusion, whose ReLU turns NaN into 0.
 """
 
 import contextlib
@@ -45,7 +46,8 @@ def restored(spec, prefix, image_shape, num_classes, bn, variable_map=None):
         variable_map = variable_map or {}
         saver = v1.train.Saver({variable_map.get(v.op.name, v.op.name): v
                                 for v in v1.global_variables()})
-        with v1.Session() as sess:
+        # Unfused: the probe must see every NaN (compat.session_config).
+        with v1.Session(config=compat.session_config(fuse=False)) as sess:
             saver.restore(sess, prefix)
             yield Restored(sess, images, logits, end_points, graph)
 

@@ -18,10 +18,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from slimtune import checkpoint, compare, files, forms, probe, slim_run
+from slimtune import checkpoint, compare, files, forms, probe, registry, slim_run
 from slimtune.checks import data_checks
 from slimtune.data import pipeline
 from slimtune.errors import UnusableInput
+from slimtune.findings import ERROR, Finding
 from slimtune.progress import log as _log
 
 
@@ -35,9 +36,30 @@ def check(reference, candidate, images, atol=1e-4, rtol=1e-5, reference_logits=N
     ref = reference.run(images) if reference_logits is None else reference_logits
     cand = candidate.run(images)
     report = compare.compare(ref, cand, atol, rtol)
+    report.add(_non_finite_findings(((reference, "reference", ref), (candidate, "candidate",
+                                                                      cand)), images))
     report.add(data_checks.form_findings(reference, "reference", images, ref, rtol)
                + data_checks.form_findings(candidate, "candidate", images, cand, rtol))
     return report
+
+
+def _non_finite_findings(sides, images):
+    """A finding when one form's logits hold NaN/inf and the other's do not: that, not a
+    difference of settings, is why they differ.  ``sides``: ``(form, role, logits)``."""
+    finite = {role: bool(np.all(np.isfinite(logits))) for _, role, logits in sides}
+    if all(finite.values()) or not any(finite.values()):
+        return []
+    form, role, logits = next(side for side in sides if not finite[side[1]])
+    other = next(r for r in finite if r != role)
+    where = f"the {role} ({form.kind}) computes non-finite logits (NaN/inf)"
+    if form.kind == "keras":
+        spec = registry.get(form.model_name) if form.model_name else None
+        where = probe.keras_only_non_finite(forms.load_keras(form.path), logits, images,
+                                            spec).replace("the Keras model", f"the {role}", 1)
+    return [Finding(ERROR, "non-finite", "one form computes NaN/inf", where,
+                    f"the {other} computes finite logits on the same images, so the forms "
+                    "differ in what they compute there, not in a setting",
+                    f"look at that layer and its weights in the {role}")]
 
 
 def inputs(image_files: Sequence[str] = (), random=0, seed=0, size=224, preprocessing="inception",

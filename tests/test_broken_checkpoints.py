@@ -3,10 +3,14 @@
 * Inception checkpoints saved without their auxiliary head (``create_aux_logits=False``)
   go through train (warm start and resume), evaluate, export, convert, verify and the
   doctor: each builds the graph to match what the checkpoint holds.
-* A checkpoint whose own graph computes NaN/inf is named as broken, with the first
-  non-finite end point and the largest weights, instead of a parity failure or NaN
-  metrics; slimtune-train warns when its final checkpoint does that, and before its first
-  step when a BatchNorm will normalise 4 or fewer values per channel.
+* A checkpoint holding a value no working network holds (a negative moving variance, NaN,
+  a magnitude whose products overflow float32) is refused by every tool before any graph
+  runs, in one line naming the tensor (``slimtune.checkpoint_values``).
+* A checkpoint whose values pass one by one but whose own graph computes NaN/inf is named
+  as broken, with the first non-finite end point and the largest weights, instead of a
+  parity failure or NaN metrics; the graph runs without the fusion that turns NaN into 0.
+  slimtune-train warns when its final checkpoint does that, and before its first step
+  when a BatchNorm will normalise 4 or fewer values per channel.
 * A ``.keras`` file that is not a zip archive is unusable input, said in those words.
 """
 
@@ -182,7 +186,8 @@ def test_aux_less_v4_and_irv2_convert(tmp_path, model_name):
 # there survives the relu and the pool, so the logits are not finite whatever a kernel
 # makes of relu(NaN) (0 with some CPU kernels, NaN with others, measured).
 LAST_CONV = "resnet_v1_50/block4/unit_3/bottleneck_v1/conv3"
-OVERFLOWED = LAST_CONV + "/weights"
+OVERFLOWED = LAST_CONV + "/BatchNorm/gamma"
+SHIFTED = LAST_CONV + "/BatchNorm/moving_mean"
 
 
 @pytest.fixture(scope="module")
@@ -192,16 +197,22 @@ def resnet_tensors(tmp_path_factory):
     return read(make_checkpoint(prefix, "resnet_v1_50", 10))
 
 
+def _overflowing_pair(tensors):
+    """``tensors`` with the last conv's BatchNorm gamma at 2e20 and moving mean at -1e20:
+    each within the static rule's range alone (3.4e30), their product (2e40) past
+    float32's: inf from that BatchNorm on."""
+    tensors = dict(tensors)
+    tensors[OVERFLOWED] = np.full_like(tensors[OVERFLOWED], 2e20)
+    tensors[SHIFTED] = np.full_like(tensors[SHIFTED], -1e20)
+    return tensors
+
+
 @pytest.fixture(scope="module")
 def overflowing(tmp_path_factory, resnet_tensors):
-    """A 10-class resnet_v1_50 whose last conv weights were scaled to float32's limit
-    (3.4e38): finite weights, inf from that conv on."""
+    """A 10-class resnet_v1_50 whose values pass the static check one by one but whose
+    graph computes inf from its last conv on (:func:`_overflowing_pair`)."""
     directory = tmp_path_factory.mktemp("overflowing")
-    tensors = dict(resnet_tensors)
-    weights = tensors[OVERFLOWED].astype(np.float64)
-    tensors[OVERFLOWED] = (weights * (3e38 / np.abs(weights).max())).astype(np.float32)
-    assert np.isfinite(tensors[OVERFLOWED]).all()
-    return write(str(directory / "model.ckpt"), tensors)
+    return write(str(directory / "model.ckpt"), _overflowing_pair(resnet_tensors))
 
 
 def _says_broken(error, prefix):
@@ -209,7 +220,7 @@ def _says_broken(error, prefix):
     print(first)
     assert first.startswith(f"checkpoint {prefix} computes non-finite outputs (NaN/inf): "
                             f"first at end point {LAST_CONV}; ")
-    assert f"largest weights: {OVERFLOWED} (3e38)" in first and "--learning_rate" in first
+    assert f"largest weights: {OVERFLOWED} (2e20)" in first and "--learning_rate" in first
 
 
 @pytest.mark.slow  # every tool in turn; convert and train name it by default
@@ -255,18 +266,32 @@ def test_convert_names_a_nan_checkpoint_in_one_line_and_writes_nothing(overflowi
 def test_train_warns_about_few_values_per_channel_and_a_final_checkpoint_computing_nan(
         digits_dir, tmp_path, resnet_tensors):
     """resnet_v1_50 at 32 px ends on a 1x1 map: at batch 4 its last BatchNorms normalise
-    4 values per channel.  The warm start's moving mean of -3e38 in the last conv is
-    harmless in training (batch statistics) but makes inference overflow, as overflowed
-    weights do."""
+    4 values per channel.
+
+    A warm start's moving mean of -3e38 in the last conv is refused before training: it
+    is no activation a network computes, the run's moving average starts from it (99% of
+    it after 3 steps at decay 0.997) and inference overflows with it.  A gamma of 2e20
+    and a moving mean of -1e20 pass one by one (the static rule cannot see products of
+    tensors): at a learning rate of 1e-30 the step changes nothing but the moving mean,
+    training normalises with batch statistics (a finite loss), and the final checkpoint
+    computes inf at inference, which the final check names."""
     tensors = dict(resnet_tensors)
-    planted = LAST_CONV + "/BatchNorm/moving_mean"
-    tensors[planted] = np.full_like(tensors[planted], -3e38)
-    start = write(str(tmp_path / "start" / "model.ckpt"), tensors)
+    tensors[SHIFTED] = np.full_like(tensors[SHIFTED], -3e38)
+    settings = dict(dataset_name="digits", model_name="resnet_v1_50",
+                    preprocessing_name="lenet", train_image_size=32, batch_size=4,
+                    max_number_of_steps=1, optimizer="sgd", seed=0)
+    with pytest.raises(BrokenCheckpoint) as error:
+        train.train(train.TrainConfig(
+            train_dir=str(tmp_path / "refused"), learning_rate=1e-3,
+            checkpoint_path=write(str(tmp_path / "mean" / "model.ckpt"), tensors), **settings),
+            log=_quiet)
+    assert str(error.value).startswith(f"{SHIFTED} holds -3e38 (channel 0): a value that "
+                                       "large is no activation of a network fed images")
+    start = write(str(tmp_path / "start" / "model.ckpt"), _overflowing_pair(resnet_tensors))
     lines = []
     result = train.train(train.TrainConfig(
-        train_dir=str(tmp_path / "run"), dataset_name="digits", model_name="resnet_v1_50",
-        preprocessing_name="lenet", train_image_size=32, batch_size=4, max_number_of_steps=1,
-        optimizer="sgd", learning_rate=1e-3, seed=0, checkpoint_path=start), log=lines.append)
+        train_dir=str(tmp_path / "run"), learning_rate=1e-30, checkpoint_path=start,
+        **settings), log=lines.append)
     print("\n".join(lines))
     few = lines.index(next(line for line in lines if "[bn-few-values]" in line))
     assert lines[few].startswith("WARNING [bn-few-values]")
@@ -280,7 +305,7 @@ def test_train_warns_about_few_values_per_channel_and_a_final_checkpoint_computi
     warning = next(line for line in lines if "computes non-finite outputs" in line)
     assert warning.startswith(f"WARNING: checkpoint {result.checkpoint} computes non-finite")
     assert f"first at end point {LAST_CONV};" in warning
-    assert f"largest weights: {planted}" in warning
+    assert f"largest weights: {OVERFLOWED} (2e20)" in warning
 
 
 @pytest.mark.slow
@@ -386,3 +411,233 @@ def test_a_keras_file_that_is_not_a_zip_is_unusable_input(tmp_path):
         doctor.diagnose(doctor.DoctorConfig(keras_model=str(path)))
     assert error.value.exit_code == 2
     assert str(error.value).startswith(f"{path} is not a valid .keras archive (not a zip file)")
+
+
+# -- values no working network holds, named before any graph runs --------------------------
+# Issue 22 part 3.  Case 1: one BatchNorm moving variance of -1, whose square root is NaN;
+# grappler fuses Conv2D + FusedBatchNorm + Relu into one oneDNN kernel whose ReLU turns
+# that NaN into 0, so a default TF1 session computes finite garbage.  Case 2: block2's conv
+# weights scaled by 1e30 (float32 overflow), finite in the fused slim graph too.
+NEGATIVE = "resnet_v1_50/block1/unit_1/bottleneck_v1/conv1/BatchNorm/moving_variance"
+BLOCK2 = "resnet_v1_50/block2/"
+
+
+@pytest.fixture(scope="module")
+def negative_variance(tmp_path_factory, resnet_tensors):
+    tensors = dict(resnet_tensors)
+    tensors[NEGATIVE] = tensors[NEGATIVE].copy()
+    tensors[NEGATIVE][7] = -1.0
+    return write(str(tmp_path_factory.mktemp("negative_variance") / "model.ckpt"), tensors)
+
+
+@pytest.fixture(scope="module")
+def block2_overflow(tmp_path_factory, resnet_tensors):
+    tensors = dict(resnet_tensors)
+    for name in tensors:
+        if name.startswith(BLOCK2) and name.endswith("/weights"):
+            tensors[name] = (tensors[name].astype(np.float64) * 1e30).astype(np.float32)
+    return write(str(tmp_path_factory.mktemp("block2_overflow") / "model.ckpt"), tensors)
+
+
+# (fixture, the tensor named, words of the line): the first bad tensor in name order.
+CASES = {
+    "negative_variance": (NEGATIVE, "holds -1 (channel 7): a variance below zero has no "
+                          "square root, so every output computed through this BatchNorm is "
+                          "NaN; checkpoint {prefix} is broken: re-estimate the statistics "
+                          "with slimtune-recalibrate or restore an earlier checkpoint"),
+    "block2_overflow": (BLOCK2 + "unit_1/bottleneck_v1/conv1/weights",
+                        "over a fan-in of 256: a gain of "),
+}
+
+
+@pytest.fixture(params=sorted(CASES))
+def broken(request):
+    """``(prefix, tensor named, words)`` of each case."""
+    tensor, words = CASES[request.param]
+    prefix = request.getfixturevalue(request.param)
+    return prefix, tensor, words.format(prefix=prefix)
+
+
+def _names_the_tensor(error, case):
+    prefix, tensor, words = case
+    text = str(error)
+    print(text)
+    assert "\n" not in text.strip()
+    assert text.startswith(f"{tensor} holds ") and words in text
+    assert f"checkpoint {prefix} is broken: " in text
+
+
+def test_convert_names_the_broken_tensor_in_one_line_and_writes_nothing(broken, tmp_path):
+    from test_tools import tool
+
+    output = tmp_path / "keras"
+    result = tool("convert_checkpoint", f"--checkpoint_path={broken[0]}",
+                  "--model_name=resnet_v1_50", "--image_size=32", f"--output_dir={output}")
+    assert result.returncode == 1, result.stderr
+    first = result.stderr.strip().splitlines()[0]
+    assert first.startswith("error: ") and "Traceback" not in result.stderr
+    assert "epsilon" not in result.stdout + result.stderr
+    _names_the_tensor(first[len("error: "):], broken)
+    assert os.listdir(tmp_path) == []
+
+
+def test_eval_export_verify_and_the_doctor_name_the_broken_tensor(broken, digits_dir,
+                                                                 tmp_path):
+    prefix = broken[0]
+    with pytest.raises(BrokenCheckpoint) as error:
+        evaluate.evaluate(evaluate.EvalConfig(
+            checkpoint_path=prefix, dataset_name="digits", model_name="resnet_v1_50",
+            eval_image_size=32, batch_size=8, max_num_batches=1), log=_quiet)
+    _names_the_tensor(error.value, broken)
+    with pytest.raises(BrokenCheckpoint) as error:
+        export.export(export.ExportConfig(
+            checkpoint_path=prefix, model_name="resnet_v1_50", image_size=32,
+            output_file=str(tmp_path / "frozen.pb"), output_dir=str(tmp_path / "saved")),
+            log=_quiet)
+    _names_the_tensor(error.value, broken)
+    with pytest.raises(BrokenCheckpoint) as error:
+        verify.verify(verify.VerifyConfig(
+            reference=prefix, candidate=prefix, model_name="resnet_v1_50", random=2,
+            image_size=32, report_json=str(tmp_path / "report.json")), log=_quiet)
+    _names_the_tensor(error.value, broken)
+    assert error.value.exit_code == 1 and os.listdir(tmp_path) == []
+    # The doctor: an error finding (exit 1), and the live checks do not run the graph.
+    report = doctor.diagnose(doctor.DoctorConfig(
+        checkpoint_path=prefix, model_name="resnet_v1_50", dataset_name="digits",
+        max_images=8, image_size=32))
+    (finding,) = [f for f in report.errors]
+    print("\n".join(finding.lines()))
+    assert finding.code == "checkpoint-broken" and finding.source == prefix
+    _names_the_tensor(f"{finding.evidence}: {finding.meaning.split(': evaluation')[0]}; "
+                      f"checkpoint {prefix} is broken: {finding.fix}", broken)
+    assert not any("images through" in item for item in report.checked)
+
+
+@pytest.mark.parametrize("engine", ["slim", "keras"])
+def test_a_warm_start_refuses_the_broken_tensor_before_training(broken, digits_dir, tmp_path,
+                                                                engine):
+    """Nothing is written: train makes the (empty) train dir before the engine starts."""
+    run = tmp_path / "run"
+    with pytest.raises(BrokenCheckpoint) as error:
+        train.train(train.TrainConfig(
+            train_dir=str(run), dataset_name="digits", model_name="resnet_v1_50",
+            train_image_size=32, batch_size=2, max_number_of_steps=1, optimizer="sgd",
+            learning_rate=1e-3, seed=0, engine=engine, checkpoint_path=broken[0]),
+            log=_quiet)
+    _names_the_tensor(error.value, broken)
+    assert not run.exists() or os.listdir(run) == []
+
+
+def test_a_warm_start_judges_only_what_it_restores(negative_variance, block2_overflow,
+                                                  tmp_path):
+    """--checkpoint_exclude_scopes over the broken tensors: nothing broken is restored."""
+    from slimtune import checkpoint
+
+    checkpoint.refuse_broken(negative_variance, names=[n for n in read(negative_variance)
+                                                       if not n.startswith(NEGATIVE)])
+    with pytest.raises(BrokenCheckpoint):
+        checkpoint.refuse_broken(block2_overflow, names=[BLOCK2 + "unit_4/bottleneck_v1/"
+                                                         "conv2/weights"])
+
+
+def test_recalibrate_repairs_a_negative_variance_and_refuses_overflowed_weights(
+        negative_variance, block2_overflow, digits_dir, tmp_path):
+    """The moving statistics are what slimtune-recalibrate re-estimates (from batch
+    statistics, never reading them): a negative one is its case, not a reason to refuse."""
+    from slimtune import checkpoint, recalibrate
+
+    def recalibrated(prefix, output):
+        return recalibrate.recalibrate(recalibrate.RecalibrateConfig(
+            checkpoint_path=prefix, output_dir=str(output), dataset_name="digits",
+            model_name="resnet_v1_50", image_size=32, num_batches=1, batch_size=8),
+            log=_quiet)
+
+    with pytest.raises(BrokenCheckpoint) as error:
+        recalibrated(block2_overflow, tmp_path / "overflow")
+    _names_the_tensor(error.value, (block2_overflow,) + CASES["block2_overflow"])
+    assert not (tmp_path / "overflow").exists()
+    recalibrated(negative_variance, tmp_path / "repaired")
+    repaired = checkpoint.resolve(str(tmp_path / "repaired"))
+    checkpoint.refuse_broken(repaired)
+    assert read(repaired)[NEGATIVE].min() >= 0
+
+
+def test_the_slim_probe_sees_the_nan_the_fused_relu_hides(negative_variance, monkeypatch):
+    """The static check bypassed (slim_run runs the graph directly): the probe's session
+    has grappler's remapper off and names the BatchNorm's end point; with the default
+    (fused) session the same graph computes finite logits."""
+    from slimtune import compat, slim_run
+
+    spec = registry.get("resnet_v1_50")
+    images = probe.random_images(2, 32)
+    with pytest.raises(BrokenCheckpoint) as error:
+        slim_run.slim_outputs(spec, negative_variance, images, 10, spec.batch_norm)
+    first = str(error.value).splitlines()[0]
+    print(first)
+    assert first.startswith(f"checkpoint {negative_variance} computes non-finite outputs "
+                            "(NaN/inf): first at end point resnet_v1_50/block1/unit_1/"
+                            "bottleneck_v1/conv1; ")
+    fused = compat.session_config
+    monkeypatch.setattr(compat, "session_config", lambda fuse=True: fused())
+    logits, _ = slim_run.slim_outputs(spec, negative_variance, images, 10, spec.batch_norm)
+    print("fused:", np.abs(logits).max())
+    assert np.isfinite(logits).all()
+
+
+def test_the_remapper_hides_nan_in_a_four_op_graph():
+    """Conv2D, FusedBatchNorm (one variance -1), Relu; fetching only the Relu."""
+    from slimtune import compat
+
+    compat.apply()
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        x = v1.placeholder(tf.float32, [1, 4, 4, 2])
+        conv = tf.nn.conv2d(x, tf.ones([1, 1, 2, 2]), 1, "SAME")
+        normed, _, _ = v1.nn.fused_batch_norm(
+            conv, tf.ones([2]), tf.zeros([2]), mean=tf.zeros([2]),
+            variance=tf.constant([-1.0, 1.0]), epsilon=1e-5, is_training=False)
+        relu = tf.nn.relu(normed)
+        feed = {x: np.ones([1, 4, 4, 2], np.float32)}
+        values = {}
+        for fuse in (True, False):
+            with v1.Session(config=compat.session_config(fuse=fuse)) as sess:
+                values[fuse] = sess.run(relu, feed)[0, 0, 0]
+    print("fused", values[True], "unfused", values[False])
+    assert np.isnan(values[False][0]) and values[False][1] == pytest.approx(2.0, 1e-4)
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1":  # measured on TF 2.21
+        assert values[True][0] == 0.0
+
+
+def test_the_rule_passes_every_healthy_tensor_and_says_why_it_refuses(resnet_tensors):
+    from slimtune import checkpoint_values as cv
+
+    assert cv.refuse(resnet_tensors, "healthy") > 0
+    kernel = np.full([3, 3, 64, 8], 1e27, np.float32)  # gain 5.8e29: passes
+    assert cv.problem("a/weights", kernel) is None
+    assert "a gain of 5.8e30" in cv.problem("a/weights", kernel * 10).means
+    assert cv.problem("a/BatchNorm/moving_mean", np.float32([3e30])) is None
+    assert cv.problem("a/BatchNorm/moving_mean", np.float32([-3e38])).seen == (
+        "a/BatchNorm/moving_mean holds -3e38 (channel 0)")
+    assert cv.problem("a/BatchNorm/moving_variance", np.float32([1e61 ** 0.5])) is None
+    assert cv.problem("a/weights/Momentum", np.float32([np.nan])) is None  # a slot
+    shadow = "a/weights/ExponentialMovingAverage"
+    assert cv.problem(shadow, np.float32([np.nan])) is None
+    assert cv.problem(shadow, np.float32([np.nan]), averages=True).seen.startswith(
+        f"{shadow} holds nan (channel 0; 1 of 1 values not finite)")
+
+
+@pytest.mark.slow  # a random checkpoint of each of the 25 architectures
+@pytest.mark.parametrize("model_name", registry.names())
+def test_no_registered_architecture_comes_near_the_rule(model_name, tmp_path):
+    """The largest gain (max |w| * fan-in) and activation-scale value of a random
+    checkpoint (statistics of ENGINEERING section 7) against the limit of 3.4e30."""
+    from slimtune import checkpoint_values as cv
+
+    spec = registry.get(model_name)
+    tensors = read(make_checkpoint(str(tmp_path / "model.ckpt"), model_name, 10,
+                                   image_size=max(32, spec.min_image_size)))
+    assert cv.refuse(tensors, model_name) > 0
+    scales = [cv.scale(name, value) for name, value in tensors.items()]
+    largest = max(s for s in scales if s is not None)
+    print(model_name, "largest gain or value", largest)
+    assert largest < 1e4

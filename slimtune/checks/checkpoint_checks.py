@@ -20,12 +20,14 @@ import numpy as np
 
 from slimtune import batch_statistics, bn_layers, checkpoint, forms, metadata, registry
 from slimtune.checks import graph_checks
+from slimtune.errors import BrokenCheckpoint
 from slimtune.findings import ERROR, NOTE, WARNING, Finding, Report, listed
 from slimtune.nets.batch_norm import FROZEN
 
 # Above this weight of the starting values, the moving statistics do not yet describe
 # the data: 0.1 means 90% of the average comes from training batches.
 STALE_WEIGHT = 0.1
+BROKEN = "checkpoint-broken"  # the code of broken_values' finding
 
 
 def checkpoint_report(path, model_name=None, report=None, **data):
@@ -42,12 +44,26 @@ def checkpoint_report(path, model_name=None, report=None, **data):
     # else the architecture's published value.
     decay = (meta_graph and _graph_decay(meta_graph)) or _default_decay(recorded, model_name)
     report.checked.append(f"checkpoint {prefix}")
-    report.add(check(checkpoint.read_tensors(prefix), recorded, decay, prefix,
-                     model_name=model_name, **data), prefix)
+    tensors = checkpoint.read_tensors(prefix)
+    report.add(broken_values(prefix, tensors), prefix)
+    report.add(check(tensors, recorded, decay, prefix, model_name=model_name, **data), prefix)
     if meta_graph:
         report.checked.append(f"training graph {graph_path}")
         report.add(graph_checks.check_training_graph(meta_graph), graph_path)
     return report
+
+
+def broken_values(prefix, tensors):
+    """``[Finding]`` of a tensor no working network holds (a negative moving variance,
+    NaN, a magnitude that overflows float32: ``checkpoint_values``), or ``[]``."""
+    try:
+        checkpoint.refuse_broken(prefix, tensors=tensors)
+    except BrokenCheckpoint as e:
+        found = e.problem
+        return [Finding(ERROR, BROKEN, "a tensor no working network holds", found.seen,
+                        found.means + ": evaluation, export, conversion and serving compute "
+                        "NaN or garbage", found.fix)]
+    return []
 
 
 def _default_decay(recorded, model_name):

@@ -183,7 +183,8 @@ def warm_start(cfg, spec, weights, log):
     restore, missing = checkpoint.plan_restore(
         views, prefix, checkpoint.split_scopes(cfg.checkpoint_exclude_scopes),
         cfg.ignore_missing_vars, spec.logits_scopes)
-    tensors = checkpoint.read_tensors(prefix)
+    tensors = checkpoint.read_tensors(prefix, list(restore))
+    checkpoint.refuse_broken(prefix, names=list(restore), tensors=tensors)
     for name in restore:
         weight = by_name[name]
         weight.variable.assign(weight.from_slim(tensors[name]).astype(weight.variable.dtype))

@@ -58,6 +58,7 @@ def warm_start_plan(cfg, spec, log):
         slim.get_model_variables(), prefix,
         checkpoint.split_scopes(cfg.checkpoint_exclude_scopes),
         cfg.ignore_missing_vars, spec.logits_scopes)
+    checkpoint.refuse_broken(prefix, names=list(restore))  # the tensors restored, only
     log(f"Fine-tuning from {prefix}: {len(restore)} variables"
         + (f", {len(missing)} missing kept at their initial values" if missing else ""))
     # A list where names match: a Saver given {name: variable} reads a distributed run's
