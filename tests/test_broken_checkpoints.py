@@ -641,3 +641,40 @@ def test_no_registered_architecture_comes_near_the_rule(model_name, tmp_path):
     largest = max(s for s in scales if s is not None)
     print(model_name, "largest gain or value", largest)
     assert largest < 1e4
+
+
+def test_keras_non_finite_where_slim_is_finite_is_named_not_sent_to_epsilon(
+        tiny_converted, tmp_path):
+    """convert's parity check and verify, when only the Keras side computes NaN/inf: the
+    first non-finite layer and the weights feeding it, no BatchNorm-settings advice."""
+    import keras
+
+    from slimtune import checkpoint
+
+    register = __import__("test_register_architecture")
+    broken = tmp_path / "keras"
+    shutil.copytree(tiny_converted, broken)
+    path = str(broken / "model.keras")
+    model = keras.models.load_model(path, safe_mode=True)
+    norm = model.get_layer("conv2.BatchNorm")
+    norm.moving_variance.assign(np.full(norm.moving_variance.shape, -norm.epsilon, np.float32))
+    model.save(path)
+    images = probe.random_images(2, 32)
+    with pytest.raises(convert.ParityError) as error:
+        convert._refuse_non_finite(model, images, model(images, training=False),
+                                   registry.get(register.NAME))
+    text = str(error.value)
+    print(text)
+    assert text.startswith("the Keras model computes non-finite outputs (NaN/inf), first at "
+                           "Keras layer conv2.BatchNorm (slim scope TinyConvNet/conv2/"
+                           "BatchNorm), from weights ")
+    assert "conv2.BatchNorm/moving_variance" in text and "conv2/kernel" in text
+    assert "where the slim graph computes finite ones" in text and "epsilon" not in text
+    result = verify.verify(verify.VerifyConfig(
+        reference=checkpoint.resolve(str(tiny_converted.parent)), candidate=path,
+        model_name=register.NAME, random=2, image_size=32), log=_quiet)
+    finding = next(f for f in result["findings"] if f["label"] == "NON-FINITE")
+    print(finding["text"])
+    assert not result["passed"] and finding["fatal"]
+    assert finding["text"].startswith("the candidate computes non-finite outputs (NaN/inf), "
+                                      "first at Keras layer conv2.BatchNorm")
