@@ -164,3 +164,75 @@ def test_sigterm_saves_the_step_and_a_resumed_run_is_the_uninterrupted_one(
         tmp_path, digits_dir, engine):
     seconds, step = _interrupt_and_resume(tmp_path, digits_dir, engine)
     print(f"{engine}: exited {seconds:.1f} s after SIGTERM, saved step {step}")
+
+
+def _two_workers(flags_of):
+    hosts = [f"127.0.0.1:{port}" for port in distribute.free_ports(2)]
+    return [_start(flags_of(i), distribute.tf_config(hosts, i)) for i in range(2)]
+
+
+def _sigterm_one_worker(run, digits_dir, engine, **extra):
+    """Two workers on loopback; SIGTERM to worker 1 after step 2.  Both stop at the same
+    step and save it; returns the seconds to the last exit and that step."""
+    workers = _two_workers(lambda i: _flags(run, digits_dir, engine, **extra))
+    outputs = [Output(p) for p in workers]
+    try:
+        outputs[0].wait_for_step(2)
+    finally:
+        if workers[0].poll() is not None:
+            _kill(workers)
+    workers[1].send_signal(signal.SIGTERM)
+    seconds = _exit_within(workers, GRACE)
+    (cause0, step0, saved0), (cause1, step1, saved1) = map(_stopped, outputs)
+    assert [p.returncode for p in workers] == [143, 143]
+    assert (cause0, cause1) == ("a signal to another worker", "SIGTERM")
+    assert step0 == step1 >= 2
+    for saved, directory in ((saved0, run), (saved1, os.path.join(run, "worker_1"))):
+        assert saved == tf.train.latest_checkpoint(directory)
+        assert saved.endswith(f"-{step0}")
+    return seconds, step0
+
+
+def _two_worker_run(run, digits_dir, engine, steps, **extra):
+    workers = _two_workers(lambda i: _flags(run, digits_dir, engine, steps=steps, **extra))
+    for p in workers:
+        try:
+            out, _ = p.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _kill(workers)
+            pytest.fail(f"a worker outlived {TIMEOUT} s")
+        assert p.returncode == 0, out[-3000:]
+
+
+def _preempt_two_workers(tmp_path, digits_dir, engine, compare):
+    run = str(tmp_path / "run")
+    seconds, step = _sigterm_one_worker(run, digits_dir, engine)
+    print(f"{engine}, 2 workers: both exited {seconds:.1f} s after SIGTERM to worker 1, "
+          f"saved step {step}")
+    _two_worker_run(run, digits_dir, engine, step + 2)
+    assert tf.train.latest_checkpoint(run).endswith(f"-{step + 2}")
+    if compare:
+        fresh = str(tmp_path / "fresh")
+        _two_worker_run(fresh, digits_dir, engine, step + 2)
+        _assert_equal(_tensors(run), _tensors(fresh))
+
+
+def test_sigterm_to_one_of_two_workers_stops_both_at_the_same_saved_step(tmp_path,
+                                                                          digits_dir):
+    """Slim engine: both save the same step and exit 143 within the grace; the two
+    restarted go on from it."""
+    _preempt_two_workers(tmp_path, digits_dir, "slim", compare=False)
+
+
+def test_sigterm_to_one_of_two_keras_workers_stops_both_at_the_same_saved_step(
+        tmp_path, digits_dir):
+    """The same on the Keras engine."""
+    _preempt_two_workers(tmp_path, digits_dir, "keras", compare=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["slim", "keras"])
+def test_two_workers_interrupted_and_resumed_are_the_uninterrupted_run(tmp_path, digits_dir,
+                                                                       engine):
+    """The workers' interrupted-and-resumed run against two uninterrupted workers."""
+    _preempt_two_workers(tmp_path, digits_dir, engine, compare=True)
