@@ -236,3 +236,118 @@ def test_two_workers_interrupted_and_resumed_are_the_uninterrupted_run(tmp_path,
                                                                        engine):
     """The workers' interrupted-and-resumed run against two uninterrupted workers."""
     _preempt_two_workers(tmp_path, digits_dir, engine, compare=True)
+
+
+# -- the signals, without TensorFlow -------------------------------------------------------
+def _python(code, **popen):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **popen)
+
+
+def _wait_for_lines(output, text, count=1, timeout=60):
+    deadline = time.monotonic() + timeout
+    while sum(text in line for line in output.lines) < count:
+        if time.monotonic() > deadline or output.process.poll() is not None:
+            _kill([output.process])
+            pytest.fail(f"no {text!r} x{count}:\n" + "\n".join(output.lines))
+        time.sleep(0.02)
+
+
+def test_the_first_signal_is_recorded_and_a_second_exits_at_once():
+    process = _python("""
+        import time
+        from slimtune import preemption
+
+        with preemption.Signals() as signals:
+            print("ready", flush=True)
+            while signals.received is None:
+                time.sleep(0.01)
+            print("recorded", signals.received, flush=True)
+            time.sleep(60)  # a long step
+        print("not reached", flush=True)
+        """)
+    output = Output(process)
+    _wait_for_lines(output, "ready")
+    process.send_signal(signal.SIGTERM)
+    _wait_for_lines(output, f"recorded {int(signal.SIGTERM)}")
+    assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    seconds = _exit_within([process], 5)
+    text = output.text()
+    assert process.returncode == 128 + signal.SIGINT and seconds < 2, text
+    assert "slimtune: SIGTERM received: stopping after this step" in text
+    assert text.splitlines()[-1] == "slimtune: SIGINT received again: exiting now without saving"
+
+
+def test_signals_restores_the_handlers_and_installs_none_off_the_main_thread():
+    from slimtune import preemption
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with preemption.Signals():
+        assert signal.getsignal(signal.SIGTERM) not in before
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    seen = []
+
+    def elsewhere():
+        with preemption.Signals() as signals:
+            seen.append((signal.getsignal(signal.SIGTERM), signals.received))
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert seen == [(before[0], None)]
+
+
+# A launched worker: records the signals it gets, "saves" for a while, exits 128 + signal
+# (or, told to, ignores them all).
+LAUNCHED = """\
+import json, os, signal, sys, time
+index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+got = []
+for signum in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(signum, lambda signum, frame: got.append(signum))
+print("ready", flush=True)
+while not got or "--ignore=%d" % index in sys.argv:
+    time.sleep(0.02)
+time.sleep(1.0)  # saving
+print("saved after", len(got), "signal", got[0], flush=True)
+sys.exit(128 + got[0])
+"""
+
+
+def _launcher(tmp_path, grace, *args):
+    program = tmp_path / "worker.py"
+    program.write_text(LAUNCHED)
+    process = _python(f"""
+        import sys
+        from slimtune import launch
+
+        processes = launch.start_workers(2, {list(args)!r}, program={str(program)!r})
+        sys.exit(launch.supervise(processes, grace={grace}))
+        """)
+    output = Output(process)
+    _wait_for_lines(output, "ready", count=2)
+    return process, output
+
+
+def test_the_launcher_forwards_sigterm_to_every_worker_once_and_waits_for_them(tmp_path):
+    process, output = _launcher(tmp_path, 20)
+    process.send_signal(signal.SIGTERM)
+    seconds = _exit_within([process], GRACE)
+    text = output.text()
+    assert process.returncode == 143 and 1 < seconds < 10, text
+    for index in (0, 1):
+        assert f"[worker {index}] saved after 1 signal {int(signal.SIGTERM)}" in text
+    assert "slimtune-launch: forwarded signal 15 to the workers" in text
+
+
+def test_the_launcher_kills_workers_still_running_after_the_grace(tmp_path):
+    process, output = _launcher(tmp_path, 2, "--ignore=1")
+    process.send_signal(signal.SIGINT)
+    seconds = _exit_within([process], GRACE)
+    text = output.text()
+    assert process.returncode == 130 and 2 < seconds < 10, text
+    assert "[worker 0] saved after 1 signal 2" in text and "[worker 1] saved" not in text
+    assert "workers still running 2 s after the signal: killed" in text
