@@ -92,6 +92,26 @@ def test_write_split_leaves_no_temporary_files(tmp_path):
     assert tfrecord.count_records(files) == 5
 
 
+def test_split_sizes_are_known_or_counted_once(tmp_path, monkeypatch):
+    """research/slim's datasets have its sizes, with no pass over the records (ImageNet's
+    1,281,167); another folder is counted once, cached by its files' names, sizes and
+    times, and counted again when a shard changes."""
+    monkeypatch.setenv("SLIMTUNE_CACHE", str(tmp_path / "cache"))
+    files = tfrecord.write_split(str(tmp_path), "train", [_png_record(i) for i in range(5)], 2)
+    counts = []
+    real = tfrecord.count_records
+    monkeypatch.setattr(tfrecord, "count_records", lambda f: counts.append(f) or real(f))
+    assert tfrecord.split_size("imagenet", "train", files) == 1281167
+    assert tfrecord.split_size("flowers", "validation", files) == 350
+    assert counts == []
+    assert [tfrecord.split_size("pets", "train", files) for _ in range(2)] == [5, 5]
+    assert len(counts) == 1
+    (tmp_path / "more").mkdir()
+    tfrecord.write_split(str(tmp_path / "more"), "train", [_png_record(i) for i in range(3)], 1)
+    os.replace(tmp_path / "more" / "train-00000-of-00001", files[1])  # a shard replaced
+    assert tfrecord.split_size("pets", "train", files) == 3 + 3 and len(counts) == 2
+
+
 def test_write_split_that_fails_midway_leaves_nothing(tmp_path):
     """An interrupted write must not leave a split that looks whole (or .tmp debris)."""
     with pytest.raises(TypeError):

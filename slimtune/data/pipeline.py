@@ -29,8 +29,10 @@ class Split:
 
     @property
     def num_samples(self):
+        """Images in the split: research/slim's size for its datasets, else counted once
+        (:func:`tfrecord.split_size`)."""
         if self._num_samples is None:
-            self._num_samples = tfrecord.count_records(self.files)
+            self._num_samples = tfrecord.split_size(self.dataset_name, self.split, self.files)
         return self._num_samples
 
 
