@@ -8,7 +8,10 @@ Everything after "--" is given to slimtune-train, the same for every worker.  Th
 launcher picks a free port on 127.0.0.1 for each worker, sets each worker's TF_CONFIG
 (its place in the cluster), starts them, and prints their output line by line,
 prefixed "[worker i]".  If one worker fails, the others are stopped and the launcher
-exits with that worker's exit code.
+exits with that worker's exit code.  SIGTERM or Ctrl-C to the launcher is forwarded to
+every worker: they stop after the same step, save it and exit; the launcher waits up to
+25 s for them and exits 143 (SIGTERM) or 130 (Ctrl-C).  Run the same command again to
+resume.
 
 Each worker takes --batch_size images per step: the global batch is
 batch_size x num_workers.  Worker 0 writes --train_dir, worker i writes
