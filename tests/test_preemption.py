@@ -38,7 +38,7 @@ def _flags(train_dir, digits_dir, engine, steps=10 ** 6, **extra):
              "max_number_of_steps": steps, "seed": 1, "optimizer": "momentum",
              "learning_rate": 0.05, "batch_norm_decay": 0.5, "log_every_n_steps": 1,
              "save_summaries_secs": 100000, "save_interval_secs": 100000,
-             "engine": engine, "preprocessing_name": "lenet"}
+             "engine": engine}
     flags.update(extra)
     return [f"--{k}={v}" for k, v in flags.items()]
 

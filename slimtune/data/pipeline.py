@@ -67,7 +67,9 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
     picks the training (random crops, flips) or evaluation preprocessing; by default it
     follows ``is_training``.  ``skip_batches`` starts the training data that many batches
     in (a resumed run reads on where the interrupted one stopped; the records are skipped
-    before decoding, and random augmentations start afresh).
+    before decoding).  Seeded training data draws each image's augmentation from a
+    stateless seed of (``seed``, its shard file, its place in the stream), so a resumed
+    run augments every image as the uninterrupted run did, to the bit.
     """
     import tensorflow as tf
 
@@ -87,12 +89,27 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
     data = files.interleave(records_of, cycle_length=min(4, len(split.files)),
                             num_parallel_calls=tf.data.AUTOTUNE,
                             deterministic=in_order)
+    keyed = is_training and augment and seed is not None
     if is_training:
         data = data.shuffle(2048, seed=seed).repeat(num_epochs)
+        if keyed:  # each record's place in the stream, counted before the skip
+            data = data.enumerate().map(lambda place, element: (*element, place))
         if skip_batches:
             data = data.skip(skip_batches * batch_size)
+    load = _loader(preprocessing_name, image_size, num_classes, labels_offset, augment,
+                   seed if keyed else None)
+    data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=in_order)
+    data = data.batch(batch_size, drop_remainder=is_training)
+    return data.prefetch(tf.data.AUTOTUNE)
 
-    def load(path, index, record):
+
+def _loader(preprocessing_name, image_size, num_classes, labels_offset, augment, seed):
+    """The map from a record ``(shard path, index in the shard, bytes[, place in the
+    stream])`` to ``(image, label)``; with ``seed`` (and a place), the augmentation's
+    stateless seed is (``seed`` + the shard path's hash, the place)."""
+    import tensorflow as tf
+
+    def load(path, index, record, place=None):
         image, label = tfrecord.parse_example(record)
         label = label - labels_offset
         check = tf.debugging.Assert(
@@ -102,12 +119,13 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
              "num_classes", num_classes], name="label_in_range")
         with tf.control_dependencies([check]):
             label = tf.identity(label)
-        image = preprocess(preprocessing_name, image, image_size, image_size, augment)
+        key = None
+        if seed is not None:
+            key = tf.stack([tf.strings.to_hash_bucket_fast(path, 2 ** 31) + seed, place])
+        image = preprocess(preprocessing_name, image, image_size, image_size, augment, key)
         return image, label
 
-    data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=in_order)
-    data = data.batch(batch_size, drop_remainder=is_training)
-    return data.prefetch(tf.data.AUTOTUNE)
+    return load
 
 
 def load_eval_arrays(dataset_name, dataset_dir, split_name, preprocessing_name, image_size,

@@ -12,6 +12,13 @@ Each function takes a uint8 ``[H, W, 3]`` image and returns float32 ``[h, w, 3]`
   1/std), as pudae/tensorflow-densenet's checkpoints were trained.
 - ``lenet``: crop or pad to the output size, then (x - 128) / 128.  No augmentation:
   for small centred images such as the built-in digits.
+
+A training image given a ``seed`` (a stateless seed, ``[2]`` integers) draws every random
+choice from it with TensorFlow's stateless ops, so the same seed gives the same crop,
+flip and colours wherever and whenever the image is drawn: the input pipeline keys it
+by the run's seed and the image's place in the training stream, so a resumed run
+augments each image as the uninterrupted run would have.  Without one, the stateful ops
+draw (unseeded runs).
 """
 
 from slimtune.errors import UsageError
@@ -25,24 +32,44 @@ def _tf():
     return tf
 
 
-def _inception_train(image, height, width):
+def _seeds(seed, count):
+    """``count`` independent stateless seeds from ``seed`` (None: ``count`` Nones)."""
+    if seed is None:
+        return [None] * count
+    return _tf().unstack(_tf().random.experimental.stateless_split(seed, count))
+
+
+def _flip(image, seed):
     tf = _tf()
+    if seed is None:
+        return tf.image.random_flip_left_right(image)
+    return tf.image.stateless_random_flip_left_right(image, seed)
+
+
+def _inception_train(image, height, width, seed=None):
+    tf = _tf()
+    crop, flip, brightness, saturation = _seeds(seed, 4)
     image = tf.image.convert_image_dtype(image, tf.float32)
     whole = tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4])
     # The stateful sampler ignores the graph seed unless given an op seed, so seeded runs
     # cropped differently every time; its stateless twin takes its seed from a random op
-    # that follows the graph seed like every other one here.
-    seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+    # that follows the graph seed like every other one here (unless given one).
+    if crop is None:
+        crop = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=whole, seed=seed, min_object_covered=0.1,
+        tf.shape(image), bounding_boxes=whole, seed=crop, min_object_covered=0.1,
         aspect_ratio_range=(0.75, 1.33), area_range=(0.05, 1.0),
         max_attempts=100, use_image_if_no_bounding_boxes=True)
     image = tf.slice(image, begin, size)
     image = tf.image.resize(image, [height, width], method="bilinear")
-    image = tf.image.random_flip_left_right(image)
+    image = _flip(image, flip)
     # research/slim's fast-mode colour distortion: brightness then saturation.
-    image = tf.image.random_brightness(image, max_delta=32.0 / 255.0)
-    image = tf.image.random_saturation(image, lower=0.5, upper=1.5)
+    if seed is None:
+        image = tf.image.random_brightness(image, max_delta=32.0 / 255.0)
+        image = tf.image.random_saturation(image, lower=0.5, upper=1.5)
+    else:
+        image = tf.image.stateless_random_brightness(image, 32.0 / 255.0, brightness)
+        image = tf.image.stateless_random_saturation(image, 0.5, 1.5, saturation)
     image = tf.clip_by_value(image, 0.0, 1.0)
     return (image - 0.5) * 2.0
 
@@ -69,13 +96,21 @@ def _vgg_sides(height, width):
     return max(out, round(256 * out / 224)), max(out + 1, round(512 * out / 224))
 
 
-def _vgg_train(image, height, width):
+def _vgg_train(image, height, width, seed=None):
     tf = _tf()
+    resize, crop, flip = _seeds(seed, 3)
     low, high = _vgg_sides(height, width)
-    side = tf.random.uniform([], minval=low, maxval=high + 1, dtype=tf.int32)
+    if seed is None:
+        side = tf.random.uniform([], minval=low, maxval=high + 1, dtype=tf.int32)
+    else:
+        side = tf.random.stateless_uniform([], resize, minval=low, maxval=high + 1,
+                                           dtype=tf.int32)
     image = _resize_shorter_side(image, side)
-    image = tf.image.random_crop(image, [height, width, 3])
-    image = tf.image.random_flip_left_right(image)
+    if seed is None:
+        image = tf.image.random_crop(image, [height, width, 3])
+    else:
+        image = tf.image.stateless_random_crop(image, [height, width, 3], crop)
+    image = _flip(image, flip)
     return image - tf.constant(VGG_MEANS)
 
 
@@ -93,15 +128,15 @@ def _vgg_eval(image, height, width):
 DENSENET_SCALE = 0.017
 
 
-def _densenet_train(image, height, width):
-    return _vgg_train(image, height, width) * DENSENET_SCALE
+def _densenet_train(image, height, width, seed=None):
+    return _vgg_train(image, height, width, seed) * DENSENET_SCALE
 
 
 def _densenet_eval(image, height, width):
     return _vgg_eval(image, height, width) * DENSENET_SCALE
 
 
-def _lenet(image, height, width):
+def _lenet(image, height, width, seed=None):
     tf = _tf()
     image = tf.image.resize_with_crop_or_pad(tf.cast(image, tf.float32), height, width)
     return (image - 128.0) / 128.0
@@ -114,12 +149,14 @@ _EVAL = {"inception": _inception_eval, "vgg": _vgg_eval, "densenet": _densenet_e
 NAMES = tuple(sorted(_TRAIN))
 
 
-def preprocess(name, image, height, width, is_training):
-    """Apply preprocessing ``name``; an unknown name is a UsageError listing the choices."""
+def preprocess(name, image, height, width, is_training, seed=None):
+    """Apply preprocessing ``name``; an unknown name is a UsageError listing the choices.
+    ``seed``: a training image's stateless seed (see above; None: stateful draws)."""
     table = _TRAIN if is_training else _EVAL
     if name not in table:
         raise UsageError(f"unknown preprocessing {name!r}: choose one of {', '.join(NAMES)} "
                          "(--preprocessing_name)")
-    image = table[name](image, height, width)
+    image = table[name](image, height, width, seed) if is_training else table[name](
+        image, height, width)
     image.set_shape([height, width, 3])
     return image
