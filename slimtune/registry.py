@@ -24,18 +24,21 @@ from slimtune.keras_nets import densenet as densenet_keras
 from slimtune.keras_nets import inception as inception_keras
 from slimtune.keras_nets import mobilenet as mobilenet_keras
 from slimtune.keras_nets import resnet as resnet_keras
+from slimtune.keras_nets import small as small_keras
 from slimtune.keras_nets import vgg as vgg_keras
 from slimtune.nets import densenet as densenet_slim
 from slimtune.nets import inception as inception_slim
 from slimtune.nets import inception_resnet_v2, inception_table, inception_v4
 from slimtune.nets import mobilenet as mobilenet_slim
 from slimtune.nets import resnet as resnet_slim
+from slimtune.nets import small as small_slim
 from slimtune.nets import vgg as vgg_slim
 from slimtune.nets.batch_norm import BatchNormConfig
 from slimtune.ports import densenet as densenet_port
 from slimtune.ports import inception as inception_port
 from slimtune.ports import mobilenet as mobilenet_port
 from slimtune.ports import resnet as resnet_port
+from slimtune.ports import small as small_port
 from slimtune.ports import vgg as vgg_port
 from slimtune.ports.porter import Porter, is_training_state
 
@@ -302,6 +305,20 @@ def _mobilenet_v2(name, multiplier):
         fingerprint=("Conv/weights", mobilenet_slim.divisible(32 * multiplier)))
 
 
+def _small(name, plan, arg_scope_fn, keras_fn):
+    """research/slim's LeNet and CifarNet: 10 classes (MNIST, CIFAR-10), no BatchNorm.
+    Their fully connected layers take the flattened map, so a checkpoint works at the
+    size it was trained at; the graph builds from 4 px (two 2x2 VALID pools)."""
+    return ModelSpec(
+        name=name, scope=plan.scope,
+        net_fn=small_slim.network(plan), arg_scope_fn=arg_scope_fn, keras_fn=keras_fn,
+        port_fn=functools.partial(small_port.port, plan=plan),
+        end_points_fn=functools.partial(small_port.end_points, plan),
+        default_image_size=small_keras.DEFAULT_SIZE[plan.scope], min_image_size=4,
+        num_classes=10, logits_scopes=(f"{plan.scope}/{plan.logits}",), preprocessing=name,
+        batch_norm=None, dropout_keep_prob=small_slim.DROPOUT_KEEP)
+
+
 # Smallest Inception sizes that build (measured): v1 ends in a fixed 7x7 VALID average
 # pool; the auxiliary heads of v3, v4 and IRv2 need 107 px; v2 shrinks every kernel for
 # small inputs and builds at any size, 16 px is a floor below which nothing is learned.
@@ -321,6 +338,9 @@ _BUILT_IN = (
     _mobilenet_v1("mobilenet_v1", 1.0), _mobilenet_v1("mobilenet_v1_075", 0.75),
     _mobilenet_v1("mobilenet_v1_050", 0.5), _mobilenet_v1("mobilenet_v1_025", 0.25),
     _mobilenet_v2("mobilenet_v2", 1.0), _mobilenet_v2("mobilenet_v2_140", 1.4),
+    _small("lenet", small_slim.LENET, small_slim.lenet_arg_scope, small_keras.lenet),
+    _small("cifarnet", small_slim.CIFARNET, small_slim.cifarnet_arg_scope,
+           small_keras.cifarnet),
 )
 for _spec in _BUILT_IN:
     register(_spec)

@@ -33,12 +33,14 @@ def _slim_regularization(spec, size, num_classes):
             return len(losses), float(sess.run(tf.add_n(losses))), tensors
 
 
-@pytest.mark.parametrize("model_name", ["resnet_v2_50", "mobilenet_v1_025",
+# LeNet regularises every conv and fully connected kernel, logits too; CifarNet only fc3
+# and fc4 (not its convs, not its logits).
+@pytest.mark.parametrize("model_name", ["resnet_v2_50", "mobilenet_v1_025", "lenet", "cifarnet",
                                         pytest.param("inception_v2", marks=pytest.mark.slow)])
 def test_weight_decay_equals_slim_regularization_losses(model_name):
     spec = registry.get(model_name)
     count, slim_total, tensors = _slim_regularization(spec, 32, 5)
-    model = spec.keras_from_tensors(tensors, 5, weight_decay=WEIGHT_DECAY)
+    model = spec.keras_from_tensors(tensors, 5, weight_decay=WEIGHT_DECAY, image_size=32)
     keras_total = float(sum(float(loss) for loss in model.losses))
     print(f"{model_name}: {count} slim losses sum {slim_total:.6g}; {len(model.losses)} "
           f"Keras losses sum {keras_total:.6g}")

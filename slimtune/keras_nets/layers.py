@@ -106,6 +106,36 @@ def logits_dense(x, scope, num_classes):
     return keras.layers.Dense(num_classes, name=keras_name(scope))(x)
 
 
+def fully_connected(x, scope, units, fn="relu"):
+    """slim.fully_connected on a flat input: a Dense layer (kernel ``[in, units]`` as slim
+    stores ``weights``, biases), then the activation."""
+    import keras
+
+    return activation(keras.layers.Dense(units, name=keras_name(scope))(x), scope, fn)
+
+
+def local_response_normalization(x, scope, depth_radius, bias, alpha, beta):
+    """``tf.nn.lrn``: ``x / (bias + alpha * sum of x^2 over 2r+1 channels) ** beta``, the
+    channels beyond the edges counting 0, from Keras' own layers and ops (Keras has no
+    LRN layer, and a Lambda or a layer of slimtune's would not load without slimtune).
+
+    The window sum is an average pool over the channel axis of the zero-padded squares
+    times the window size; the output is the layer ``<scope>``.
+    """
+    import keras
+
+    name, window = keras_name(scope), 2 * depth_radius + 1
+    squares = keras.layers.Multiply(name=name + SEP + "square")([x, x])
+    squares = keras.ops.expand_dims(squares, -1)  # channels as the third pooling axis
+    squares = keras.layers.ZeroPadding3D(((0, 0), (0, 0), (depth_radius, depth_radius)),
+                                         name=name + SEP + "pad")(squares)
+    mean = keras.layers.AveragePooling3D((1, 1, window), strides=1, padding="valid",
+                                         name=name + SEP + "window")(squares)
+    base = keras.layers.Rescaling(alpha * window, offset=bias, name=name + SEP + "base")(
+        keras.ops.squeeze(mean, -1))
+    return keras.layers.Multiply(name=name)([x, keras.ops.power(base, -beta)])
+
+
 def dropout(x, scope, keep_prob):
     """slim.dropout(keep_prob) as a Keras layer: inactive at inference, ``1 - keep_prob``
     of the units dropped in training."""
@@ -114,20 +144,25 @@ def dropout(x, scope, keep_prob):
     return keras.layers.Dropout(1.0 - keep_prob, name=keras_name(scope))(x)
 
 
-def with_weight_decay(model, weight_decay):
-    """``model`` with slim's L2 weight decay on every Conv2D and Dense kernel.
+def with_weight_decay(model, weight_decay, scopes=None):
+    """``model`` with slim's L2 weight decay on every Conv2D and Dense kernel, or on those
+    of the slim ``scopes`` only.
 
     These are the layers every family's slim arg scope regularises (``conv2d`` and
     ``fully_connected`` weights); biases, BatchNorm, depthwise kernels (MobileNet) and
-    separable convs (Inception v2's stem) are left alone, as in slim.  A weight decay of 0
-    adds nothing (``l2_regularizer(0.0)`` is no regularizer in slim either).
+    separable convs (Inception v2's stem) are left alone, as in slim.  ``scopes`` serves
+    the networks whose arg scope regularises fewer (CifarNet: fc3 and fc4).  A weight
+    decay of 0 adds nothing (``l2_regularizer(0.0)`` is no regularizer in slim either).
     """
     import keras
 
     if not weight_decay:
         return model
     regularizer = keras.regularizers.L2(weight_decay / 2)
+    names = None if scopes is None else {keras_name(scope) for scope in scopes}
     for layer in model.layers:
+        if names is not None and layer.name not in names:
+            continue
         if type(layer) in (keras.layers.Conv2D, keras.layers.Dense):
             # On a built layer Keras reads the variable's regularizer; the attribute is
             # what get_config() saves.
