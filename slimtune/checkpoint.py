@@ -9,20 +9,22 @@ import os
 
 from slimtune import files
 from slimtune.errors import CheckpointError
+from slimtune.progress import log as _log
 
 
-def resolve(path):
+STATE_FILE = "checkpoint"  # the state file TF's savers keep in a train dir
+
+
+def resolve(path, log=_log):
     """A checkpoint prefix from a prefix, a ``.index``/``.data`` file, a directory (latest),
     a checkpoint archive (``.tar.gz``) or a published checkpoint's manifest name."""
-    import tensorflow as tf
-
     from slimtune import published
 
     if not path:
         raise CheckpointError("no checkpoint given: pass --checkpoint_path")
     path = published.local(path)
     if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
+        latest = latest_in(path, log)
         if latest is None:
             raise CheckpointError(f"no checkpoint in directory {path}: point --checkpoint_path "
                                   "at a checkpoint prefix or a train_dir that holds one")
@@ -267,13 +269,76 @@ def with_moving_averages(tensors):
     return swapped, {name: shadow for name, shadow in shadows.items() if name in tensors}
 
 
-def checkpoint_steps(train_dir):
-    """The global steps of the checkpoints ``train_dir`` keeps (its ``checkpoint`` file)."""
+def _exists(prefix):
+    """Whether a checkpoint is at ``prefix``: V2 (``.index``) or V1 (the one file)."""
+    return os.path.exists(prefix + ".index") or os.path.isfile(prefix)
+
+
+def _state(train_dir):
+    """``(latest, [every kept])`` paths of ``train_dir``'s state file as written (relative
+    ones joined to the dir), or ``(None, [])`` without one."""
     import tensorflow as tf
 
     state = tf.train.get_checkpoint_state(train_dir)
-    paths = list(state.all_model_checkpoint_paths) if state else []
-    return sorted(_step_of(path) for path in paths if tf.compat.v1.train.checkpoint_exists(path))
+    if state is None or not state.model_checkpoint_path:
+        return None, []
+    return state.model_checkpoint_path, list(state.all_model_checkpoint_paths)
+
+
+def _here(train_dir, path):
+    """``path`` as it is in ``train_dir``: itself where it exists, else the same file name
+    in ``train_dir`` (a train dir copied from another machine keeps the absolute paths TF1's
+    Saver wrote), else None."""
+    if _exists(path):
+        return path
+    local = os.path.join(train_dir, os.path.basename(path))
+    return local if _exists(local) else None
+
+
+def latest_in(train_dir, log=_log):
+    """The latest checkpoint of ``train_dir`` (None without one).  When its state file names
+    paths that do not exist but the same file names are in ``train_dir``, those are taken,
+    with one line saying so."""
+    latest, _ = _state(train_dir)
+    if latest is None:
+        return None
+    found = _here(train_dir, latest)
+    if found is not None and found != latest:
+        log(f"{os.path.join(train_dir, STATE_FILE)} names {latest}, which does not exist; "
+            f"using {found}, the same file name in this directory (the train dir was moved)")
+    return found
+
+
+def relocate(train_dir, log=_log):
+    """A train dir about to be trained on: if its state file names paths elsewhere (a
+    moved dir), rewrite it with the paths relative to the dir, as slimtune's saves write
+    them, so that TF's savers resume from it.  Returns the latest checkpoint (None: none)."""
+    latest, kept = _state(train_dir)
+    if latest is None or _exists(latest):
+        return latest
+    found = latest_in(train_dir, log)
+    if found is not None:
+        kept = [p for p in (_here(train_dir, k) for k in kept) if p is not None]
+        write_state(train_dir, found, kept or [found])
+    return found
+
+
+def write_state(train_dir, latest, kept):
+    """Write ``train_dir``'s state file naming ``latest`` and ``kept`` (paths in the dir)
+    relative to it, atomically: a dir with relative paths can be moved or copied."""
+    names = [os.path.basename(p) for p in kept]
+    if os.path.basename(latest) not in names:
+        names.append(os.path.basename(latest))
+    text = f"model_checkpoint_path: \"{os.path.basename(latest)}\"\n" + "".join(
+        f"all_model_checkpoint_paths: \"{name}\"\n" for name in names)
+    files.write_text(os.path.join(train_dir, STATE_FILE), text)
+
+
+def checkpoint_steps(train_dir):
+    """The global steps of the checkpoints ``train_dir`` keeps (its ``checkpoint`` file),
+    found where the state file says or, in a moved dir, by file name in the dir."""
+    _, kept = _state(train_dir)
+    return sorted(_step_of(path) for path in kept if _here(train_dir, path))
 
 
 def _step_of(path):
@@ -283,8 +348,6 @@ def _step_of(path):
 def roll_back(train_dir, step):
     """Make ``train_dir`` resume from its checkpoint of ``step``: its ``checkpoint`` file
     lists no later one (their files stay until a later save replaces them)."""
-    import tensorflow as tf
-
-    state = tf.train.get_checkpoint_state(train_dir)
-    kept = [path for path in state.all_model_checkpoint_paths if _step_of(path) <= step]
-    tf.compat.v1.train.update_checkpoint_state(train_dir, kept[-1], kept)
+    _, kept = _state(train_dir)
+    kept = [path for path in kept if _step_of(path) <= step]
+    write_state(train_dir, kept[-1], kept)

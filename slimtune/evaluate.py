@@ -231,8 +231,6 @@ def _run_keras(cfg, run, split, num_classes, path, started, log):
 def _keras_step(path):
     """The global step of the Keras-engine run whose model is ``path`` (its latest
     training checkpoint), else 0 (a converted model)."""
-    import tensorflow as tf
-
-    latest = tf.train.latest_checkpoint(os.path.dirname(os.path.abspath(path)))
+    latest = checkpoint.latest_in(os.path.dirname(os.path.abspath(path)), log=lambda line: None)
     suffix = latest.rsplit("-", 1)[-1] if latest else ""
     return int(suffix) if suffix.isdigit() else 0

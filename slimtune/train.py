@@ -266,14 +266,23 @@ def _open(cfg, log, placement=None, strategy=None):
     split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
                                 cfg.dataset_file_pattern)
     run = _on_split(cfg, run, split)
+    created = not os.path.isdir(cfg.train_dir)
     os.makedirs(cfg.train_dir, exist_ok=True)
-    _check_resume_compatible(cfg.train_dir, run)
-    if cfg.engine == metadata.KERAS_ENGINE:
-        from slimtune.keras_engine.trainer import Trainer  # Keras: only for the runs using it
+    try:
+        checkpoint.relocate(cfg.train_dir, log)  # a train dir copied from another machine
+        _check_resume_compatible(cfg.train_dir, run)
+        if cfg.engine == metadata.KERAS_ENGINE:
+            from slimtune.keras_engine.trainer import Trainer  # only for runs using it
 
-        trainer = Trainer(cfg, run, split, log, placement, strategy)
-        return trainer, dataclasses.replace(run, include_aux_logits=trainer.aux), split
-    return slim_engine.Trainer(cfg, run, split, log, placement, strategy), run, split
+            trainer = Trainer(cfg, run, split, log, placement, strategy)
+            return trainer, dataclasses.replace(run, include_aux_logits=trainer.aux), split
+        return slim_engine.Trainer(cfg, run, split, log, placement, strategy), run, split
+    except BaseException:
+        # A run refused before it starts (a broken warm-start checkpoint, a mismatch)
+        # leaves no empty train dir behind.
+        if created and not os.listdir(cfg.train_dir):
+            os.rmdir(cfg.train_dir)
+        raise
 
 
 def open_trainer(cfg: TrainConfig, log=_log):

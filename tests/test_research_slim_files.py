@@ -64,3 +64,61 @@ def test_a_v1_archive_goes_through_every_command(v1_archive, digits_dir, tmp_pat
     found = doctor.diagnose(doctor.DoctorConfig(checkpoint_path=prefix, model_name=MODEL))
     assert any(prefix in checked for checked in found.checked), found.checked
     assert not [f for f in found.errors if "read" in f.text.lower()], found.errors
+
+
+def test_a_train_dir_copied_from_another_machine(digits_dir, tmp_path):
+    """TF1's Saver wrote absolute paths into the ``checkpoint`` state file, so a train dir
+    copied elsewhere named files that are not there.  Every command takes the same file
+    names in the given dir (one line says so), and training on resumes at the saved
+    step; slimtune's own saves write relative paths."""
+    import shutil
+
+    from test_register_architecture import NAME as TINY, _register as register_tiny_net
+
+    from slimtune import checkpoint, export, recalibrate
+
+    register_tiny_net()
+    old, moved = tmp_path / "home" / "old" / "run", tmp_path / "elsewhere" / "run"
+
+    def config(**overrides):
+        return train.TrainConfig(**{**dict(
+            train_dir=str(moved), dataset_name="digits", dataset_dir=digits_dir,
+            model_name=TINY, preprocessing_name="lenet", train_image_size=32, batch_size=4,
+            max_number_of_steps=2, seed=0), **overrides})
+
+    train.train(config(train_dir=str(old)), log=_quiet)
+    state = (old / "checkpoint").read_text()
+    assert str(old) not in state, "slimtune's saves write relative paths"
+    # As research/slim's (and TF1's default) Saver writes it: absolute paths.
+    checkpoint.write_state(str(old), str(old / "model.ckpt-2"), [str(old / "model.ckpt-2")])
+    (old / "checkpoint").write_text((old / "checkpoint").read_text().replace(
+        '"model.ckpt-2"', f'"{old}/model.ckpt-2"'))
+    shutil.move(str(old), str(moved))
+
+    lines = []
+    assert checkpoint.resolve(str(moved), log=lines.append) == str(moved / "model.ckpt-2")
+    assert lines == [f"{moved}/checkpoint names {old}/model.ckpt-2, which does not exist; "
+                     f"using {moved}/model.ckpt-2, the same file name in this directory "
+                     "(the train dir was moved)"]
+    scores = evaluate.evaluate(evaluate.EvalConfig(
+        checkpoint_path=str(moved), dataset_name="digits", dataset_dir=digits_dir,
+        batch_size=60, max_num_batches=1), log=_quiet)
+    assert scores.global_step == 2
+    convert.convert(convert.ConvertConfig(checkpoint_path=str(moved),
+                                          output_dir=str(tmp_path / "keras")), log=_quiet)
+    export.export(export.ExportConfig(checkpoint_path=str(moved),
+                                      output_file=str(tmp_path / "frozen.pb")), log=_quiet)
+    assert verify.verify(verify.VerifyConfig(reference=str(moved),
+                                             candidate=str(tmp_path / "frozen.pb"), random=2),
+                         log=_quiet)["passed"]
+    report = doctor.diagnose(doctor.DoctorConfig(train_dir=str(moved)))
+    assert any(str(moved / "model.ckpt-2") in checked for checked in report.checked)
+    recalibrate.recalibrate(recalibrate.RecalibrateConfig(
+        checkpoint_path=str(moved), output_dir=str(tmp_path / "recalibrated"), num_batches=2,
+        batch_size=8), log=_quiet)
+
+    lines = []
+    result = train.train(config(max_number_of_steps=4), log=lines.append)
+    assert result.global_step == 4
+    assert any("the train dir was moved" in line for line in lines)
+    assert str(tmp_path / "home") not in (moved / "checkpoint").read_text()

@@ -53,7 +53,9 @@ class Trainer:
             self.tensors = build_train_graph(cfg, run, split,
                                              start.with_aux_head(cfg, run.spec, log),
                                              strategy, self.placement, self.start_step)
-            self.saver = v1.train.Saver(max_to_keep=cfg.keep_checkpoint_max)
+            # Relative paths in the state file: the train dir can be moved or copied.
+            self.saver = v1.train.Saver(max_to_keep=cfg.keep_checkpoint_max,
+                                        save_relative_paths=True)
             self.warm_start = start.warm_start_plan(cfg, run.spec, log)
             self.init_op = v1.global_variables_initializer()
             self.graph.finalize()
