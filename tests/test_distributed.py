@@ -205,7 +205,7 @@ def test_the_launcher_prefixes_each_worker_and_a_rerun_resumes(tmp_path, digits_
     position follows it: the workers end identical and equal (1e-5) to one process with
     --num_clones=2 trained to step 4 without a stop on the same global batches, which a
     rerun that read its data from the start again would miss.  lenet preprocessing: no
-    random augmentation (a resumed run's starts afresh)."""
+    random augmentation (tests/test_preemption.py covers a resumed run's augmentation)."""
     import io
 
     from slimtune import launch
