@@ -19,6 +19,7 @@ import os
 from typing import Mapping, Optional
 
 from slimtune import files, registry
+from slimtune.data.preprocessing import canonical as canonical_preprocessing
 from slimtune.errors import UsageError
 from slimtune.nets.batch_norm import BatchNormConfig
 
@@ -222,8 +223,8 @@ def resolve(flags=RunInfo(), on_file=RunInfo(), *, identify=None,
         labels_offset=_first(asked.labels_offset, found.labels_offset, 0),
         batch_norm=_batch_norm(spec, asked.batch_norm, found.batch_norm, mode_flag),
         image_size=size,
-        preprocessing=_first(asked.preprocessing, found.preprocessing,
-                             spec and spec.preprocessing),
+        preprocessing=canonical_preprocessing(_first(asked.preprocessing, found.preprocessing,
+                                                     spec and spec.preprocessing)),
         engine=_first(asked.engine, found.engine, SLIM_ENGINE),
         dataset=_dataset(asked.dataset, found.dataset),
         warm_start=_first(asked.warm_start, found.warm_start),

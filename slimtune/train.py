@@ -24,7 +24,7 @@ import os
 from typing import Optional
 
 from slimtune import checkpoint, compat, distribute, metadata, optim, slim_engine
-from slimtune.data import pipeline
+from slimtune.data import pipeline, preprocessing
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
 from slimtune.progress import log as _log
@@ -253,6 +253,11 @@ def _train(cfg, log):
         seed=cfg.seed, deterministic=deterministic(cfg),
         files=getattr(trainer, "files", None)))
     log(_start_line(cfg, run, split, placement))
+    if cfg.preprocessing_name is None:
+        note = preprocessing.upstream_difference(run.model_name, run.preprocessing,
+                                                 run.image_size)
+        if note:
+            log(note)
     final, step, loss, seconds = trainer.train()
     if placement.is_chief or not keras_engine:  # a Keras run's model.keras is the chief's
         _report_doctor_findings(run, cfg.train_dir, final, log, reported)

@@ -107,10 +107,10 @@ def _train_eval_export(tmp_path, digits_dir, model_name, size):
     from slimtune import evaluate, export, train
 
     train_dir = str(tmp_path / "run")
-    # "lenet" preprocessing for both: research/slim's "cifarnet" one is not in slimtune yet
+    # Each net's own preprocessing (the registry's default: lenet, cifarnet).
     result = train.train(train.TrainConfig(
         train_dir=train_dir, dataset_name="digits", dataset_dir=digits_dir,
-        model_name=model_name, preprocessing_name="lenet", train_image_size=size,
+        model_name=model_name, train_image_size=size,
         batch_size=8, max_number_of_steps=2, weight_decay=4e-5, seed=0),
         log=lambda line: None)
     assert result.global_step == 2 and np.isfinite(result.loss)
@@ -172,7 +172,7 @@ def test_a_keras_engine_step(tmp_path, digits_dir, model_name):
     def run(steps):
         return train.train(train.TrainConfig(
             train_dir=str(tmp_path / "run"), dataset_name="digits", dataset_dir=digits_dir,
-            model_name=model_name, preprocessing_name="lenet",
+            model_name=model_name,
             train_image_size=registry.get(model_name).default_image_size, batch_size=8,
             max_number_of_steps=steps, weight_decay=4e-5, seed=0, engine="keras"),
             log=lambda line: None)

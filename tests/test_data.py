@@ -169,7 +169,50 @@ _RANGES = {
     "lenet": (np.full(3, -1.0), np.full(3, 127.0 / 128.0)),
     "densenet": (-np.array(preprocessing.VGG_MEANS) * preprocessing.DENSENET_SCALE,
                  (255.0 - np.array(preprocessing.VGG_MEANS)) * preprocessing.DENSENET_SCALE),
+    # Standardised to mean 0, variance 1 over the 48x40x3 values: |x| < sqrt(n).
+    "cifarnet": (np.full(3, -np.sqrt(48 * 40 * 3)), np.full(3, np.sqrt(48 * 40 * 3))),
 }
+
+
+def test_cifarnet_standardises_each_image_and_seeded_draws_repeat():
+    """research/slim's cifarnet: eval crops or pads to size; both modes standardise the
+    image (mean 0, variance 1); training pads 4, crops, flips and jitters, the same for
+    the same stateless seed."""
+    image = _photo(32, 32)
+    out = preprocessing.preprocess("cifarnet", image, 32, 32, is_training=False).numpy()
+    assert abs(out.mean()) < 1e-4 and abs(out.std() - 1) < 1e-3
+    seed = tf.constant([3, 7], tf.int64)
+    draws = [preprocessing.preprocess("cifarnet", image, 32, 32, True, seed).numpy()
+             for _ in range(2)]
+    other = preprocessing.preprocess("cifarnet", image, 32, 32, True, seed + 1).numpy()
+    np.testing.assert_array_equal(draws[0], draws[1])  # the same op, the same seed
+    assert not np.array_equal(draws[0], other) and abs(draws[0].std() - 1) < 1e-3
+
+
+@pytest.mark.parametrize("alias,meaning", [("resnet_v2_50", "vgg"), ("inception_v3", "inception"),
+                                           ("mobilenet_v1", "inception"), ("vgg_a", "vgg")])
+def test_research_slim_factory_names_mean_what_they_mean_there(alias, meaning):
+    """--preprocessing_name=<a network's name>, as research/slim's preprocessing_factory."""
+    image = _photo()
+    got = preprocessing.preprocess(alias, image, 40, 40, is_training=False).numpy()
+    want = preprocessing.preprocess(meaning, image, 40, 40, is_training=False).numpy()
+    np.testing.assert_array_equal(got, want)
+    assert preprocessing.canonical(alias) == meaning
+
+
+def test_resnet_v2_defaults_are_kept_and_their_difference_is_named():
+    """slimtune's resnet_v2 default is inception at 299 (the published checkpoints');
+    research/slim's factory would use vgg at 224: one line says so, none for resnet_v1."""
+    from slimtune import metadata
+
+    run = metadata.resolve(metadata.RunInfo(model_name="resnet_v2_50"))
+    assert (run.preprocessing, run.image_size) == ("inception", 299)
+    note = preprocessing.upstream_difference("resnet_v2_50", run.preprocessing, run.image_size)
+    assert note.startswith("resnet_v2_50: inception preprocessing at 299 px") and "vgg at 224" in note
+    assert preprocessing.upstream_difference("resnet_v1_50", "vgg", 224) is None
+    aliased = metadata.resolve(metadata.RunInfo(model_name="resnet_v2_50",
+                                                preprocessing="resnet_v2_50"))
+    assert aliased.preprocessing == "vgg"  # recorded as what it means
 
 
 def test_densenet_eval_is_vgg_eval_times_0_017():

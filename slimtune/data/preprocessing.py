@@ -12,6 +12,13 @@ Each function takes a uint8 ``[H, W, 3]`` image and returns float32 ``[h, w, 3]`
   1/std), as pudae/tensorflow-densenet's checkpoints were trained.
 - ``lenet``: crop or pad to the output size, then (x - 128) / 128.  No augmentation:
   for small centred images such as the built-in digits.
+- ``cifarnet``: train = pad 4 pixels of zeros on every side, random crop, flip, random
+  brightness (+-63) and contrast (0.2-1.8); eval = crop or pad to the output size; both
+  then standardise each image to mean 0 and variance 1.
+
+Every name research/slim's preprocessing factory takes is taken, as it maps them: a
+network's name means that network's preprocessing there (``--preprocessing_name=
+resnet_v2_50`` is ``vgg``, ``inception_v3`` is ``inception``), see :data:`ALIASES`.
 
 A training image given a ``seed`` (a stateless seed, ``[2]`` integers) draws every random
 choice from it with TensorFlow's stateless ops, so the same seed gives the same crop,
@@ -142,19 +149,77 @@ def _lenet(image, height, width, seed=None):
     return (image - 128.0) / 128.0
 
 
+def _cifarnet_train(image, height, width, seed=None):
+    tf = _tf()
+    crop, flip, brightness, contrast = _seeds(seed, 4)
+    image = tf.pad(tf.cast(image, tf.float32), [[4, 4], [4, 4], [0, 0]])
+    if crop is None:
+        image = tf.image.random_crop(image, [height, width, 3])
+        image = tf.image.random_brightness(_flip(image, flip), max_delta=63.0)
+        image = tf.image.random_contrast(image, lower=0.2, upper=1.8)
+    else:
+        image = tf.image.stateless_random_crop(image, [height, width, 3], crop)
+        image = tf.image.stateless_random_brightness(_flip(image, flip), 63.0, brightness)
+        image = tf.image.stateless_random_contrast(image, 0.2, 1.8, contrast)
+    return tf.image.per_image_standardization(image)
+
+
+def _cifarnet_eval(image, height, width):
+    tf = _tf()
+    image = tf.image.resize_with_crop_or_pad(tf.cast(image, tf.float32), height, width)
+    return tf.image.per_image_standardization(image)
+
+
 _TRAIN = {"inception": _inception_train, "vgg": _vgg_train, "densenet": _densenet_train,
-          "lenet": _lenet}
+          "lenet": _lenet, "cifarnet": _cifarnet_train}
 _EVAL = {"inception": _inception_eval, "vgg": _vgg_eval, "densenet": _densenet_eval,
-         "lenet": _lenet}
+         "lenet": _lenet, "cifarnet": _cifarnet_eval}
+
+# research/slim's preprocessing_factory: the network names it takes as preprocessing
+# names, and the preprocessing each means there.
+ALIASES = {
+    **{name: "inception" for name in (
+        "inception_v1", "inception_v2", "inception_v3", "inception_v4", "inception_resnet_v2",
+        "mobilenet_v1", "mobilenet_v2", "mobilenet_v2_035", "mobilenet_v2_140",
+        "mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v3_small_minimalistic",
+        "mobilenet_v3_large_minimalistic", "mobilenet_edgetpu", "mobilenet_edgetpu_075",
+        "nasnet_mobile", "nasnet_large", "pnasnet_mobile", "pnasnet_large")},
+    **{f"resnet_v{v}_{depth}": "vgg" for v in (1, 2) for depth in (50, 101, 152, 200)},
+    **{name: "vgg" for name in ("vgg_a", "vgg_16", "vgg_19")},
+}
 NAMES = tuple(sorted(_TRAIN))
+# research/slim's default input size where the factory's preprocessing differs from the
+# one slimtune gives the architecture by default (its published checkpoints').
+_UPSTREAM_SIZES = {f"resnet_v2_{depth}": 224 for depth in (50, 101, 152, 200)}
+
+
+def canonical(name):
+    """The preprocessing ``name`` means: itself, or what research/slim's factory maps a
+    network's name to (None stays None)."""
+    return ALIASES.get(name, name)
+
+
+def upstream_difference(model_name, preprocessing, image_size):
+    """One line when ``model_name``'s default ``preprocessing`` and size (slimtune's, as
+    its published checkpoints were trained) differ from what research/slim's factory
+    would pick for it, or None."""
+    theirs = ALIASES.get(model_name)
+    if theirs is None or theirs == preprocessing:
+        return None
+    size = _UPSTREAM_SIZES.get(model_name, image_size)
+    return (f"{model_name}: {preprocessing} preprocessing at {image_size} px, as its published "
+            f"checkpoints were trained; research/slim's factory would use {theirs} at {size} "
+            f"px: pass --preprocessing_name={model_name} (and the size) for that")
 
 
 def preprocess(name, image, height, width, is_training, seed=None):
     """Apply preprocessing ``name``; an unknown name is a UsageError listing the choices.
     ``seed``: a training image's stateless seed (see above; None: stateful draws)."""
     table = _TRAIN if is_training else _EVAL
+    name = canonical(name)
     if name not in table:
-        raise UsageError(f"unknown preprocessing {name!r}: choose one of {', '.join(NAMES)} "
+        raise UsageError(f"unknown preprocessing {name!r}: choose one of {', '.join(NAMES)}, "
+                         "or a network's name as research/slim's factory takes it "
                          "(--preprocessing_name)")
     image = table[name](image, height, width, seed) if is_training else table[name](
         image, height, width)
