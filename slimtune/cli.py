@@ -20,13 +20,26 @@ RESEARCH_SLIM_DEPLOYMENT_FLAGS = {
     "master": "", "num_clones": 1, "clone_on_cpu": False, "worker_replicas": 1,
     "num_ps_tasks": 0, "task": 0, "sync_replicas": False, "replicas_to_aggregate": 1,
 }
-RESEARCH_SLIM_INPUT_FLAGS = {"num_readers": 4, "num_preprocessing_threads": 4}
+# research/slim's input parallelism: tf.data's here (slimtune.data.pipeline.parallelism).
+RESEARCH_SLIM_INPUT_FLAGS = {
+    "num_readers": "Shard files read at once: the tf.data interleave's cycle length and "
+                   "parallel reads (it sets the order of the files' records, so a seeded "
+                   "run repeats only with the same value). Default: 4 files, tf.data's "
+                   "AUTOTUNE parallel reads.",
+    "num_preprocessing_threads": "Images decoded and preprocessed at once: the tf.data "
+                                 "map's parallel calls (the order never depends on it). "
+                                 "Default: tf.data's AUTOTUNE.",
+}
 TRAINING_DEPLOYMENT_HELP = {
     "num_clones": "Replicas on this machine's devices (GPUs, or CPUs with --clone_on_cpu): "
                   "each takes --batch_size images per step and the gradients are summed.",
     "clone_on_cpu": "Place the --num_clones replicas on CPU devices.",
     "worker_replicas": "Number of workers; optional, must match --worker_hosts.",
     "task": "This worker's index in --worker_hosts (0 is the chief).",
+    "sync_replicas": "research/slim's synchronous workers: slimtune's workers always are; "
+                     "the flag divides the decay steps by --replicas_to_aggregate as there.",
+    "replicas_to_aggregate": "With --sync_replicas: the number of workers (slimtune sums "
+                             "every worker's gradients at each step).",
     "num_ps_tasks": "Parameter servers are not supported (only 0): train on several "
                     "workers with --worker_hosts and --task (or TF_CONFIG) instead.",
 }
@@ -47,9 +60,43 @@ def define_research_slim_compat_flags(supported=()):
             flags.DEFINE_integer(name, default, help_text)
         else:
             flags.DEFINE_string(name, default, help_text)
-    for name, default in RESEARCH_SLIM_INPUT_FLAGS.items():
-        flags.DEFINE_integer(name, default, "Accepted for research/slim flag files; the "
-                             "tf.data pipeline tunes its own parallelism (AUTOTUNE).")
+    for name, help_text in RESEARCH_SLIM_INPUT_FLAGS.items():
+        flags.DEFINE_integer(name, None, help_text)
+
+
+def define_refused_flag(name, default, help_text):
+    """A research/slim flag slimtune cannot honour: accepted at ``default`` (flag files
+    parse), refused otherwise by :func:`refuse_set_flags`."""
+    from absl import flags
+
+    define = (flags.DEFINE_boolean if isinstance(default, bool) else flags.DEFINE_integer
+              if isinstance(default, int) else flags.DEFINE_string)
+    define(name, default, help_text)
+    _REFUSED[name] = default
+
+
+_REFUSED = {}
+# Why each refused flag is, and what to do instead: one line.
+REFUSED_WHY = {
+    "quantize": "TF 2 has no quantize rewrite for TF1 graphs (tf.contrib.quantize is gone): "
+                "evaluate the float model, and quantize with the TFLite converter",
+    "quantize_delay": "TF 2 has no rewrite of a TF1 graph for quantization-aware training "
+                      "(tf.contrib.quantize is gone): train the float model and quantize "
+                      "after training with the TFLite converter",
+    "master": "slimtune runs its own session (several workers: --worker_hosts and --task)",
+}
+
+
+def refuse_set_flags():
+    """Refuse every :func:`define_refused_flag` flag set to another value than its
+    default, with one line naming it and what to do."""
+    from absl import flags
+
+    for name, default in _REFUSED.items():
+        value = flags.FLAGS[name].value
+        if value != default:
+            raise UsageError(f"--{name}={value} is not supported: {REFUSED_WHY[name]} "
+                             f"(remove the flag or set it to {default!r})")
 
 
 def check_compat_flags(supported=()):

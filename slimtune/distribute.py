@@ -372,6 +372,7 @@ def slim_strategy(placement_):
     import tensorflow as tf
 
     v1 = tf.compat.v1
+    _clones_on_cpu(placement_)
     if placement_.cluster:
         resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
             tf.train.ClusterSpec({"worker": list(placement_.cluster.workers)}),
@@ -389,6 +390,7 @@ def keras_strategy(placement_):
     Creates it, so call it before any other TensorFlow op runs."""
     import tensorflow as tf
 
+    _clones_on_cpu(placement_)
     if placement_.cluster:
         resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
             tf.train.ClusterSpec({"worker": list(placement_.cluster.workers)}),
@@ -397,6 +399,20 @@ def keras_strategy(placement_):
     if placement_.num_clones > 1:
         return tf.distribute.MirroredStrategy(_local_devices(placement_))
     return None
+
+
+def _clones_on_cpu(placement_):
+    """--clone_on_cpu: this process's GPUs are hidden, so its clone(s) and everything
+    else of the run go on the CPU (research/slim put the clones there), one clone too."""
+    import tensorflow as tf
+
+    if not placement_.clone_on_cpu or not tf.config.list_physical_devices("GPU"):
+        return
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:
+        raise UsageError("--clone_on_cpu has to take effect before TensorFlow uses a GPU: "
+                         "run the training in a new process") from None
 
 
 def _local_devices(placement_):

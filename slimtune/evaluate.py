@@ -30,7 +30,7 @@ from slimtune.progress import format_seconds, log as _log
 class EvalConfig:
     checkpoint_path: str
     dataset_name: str = "imagenet"
-    dataset_split_name: str = "validation"
+    dataset_split_name: str = "test"  # research/slim's default
     dataset_dir: Optional[str] = None
     dataset_file_pattern: Optional[str] = None
     model_name: Optional[str] = None  # default: from the training metadata
@@ -41,6 +41,9 @@ class EvalConfig:
     max_num_batches: Optional[int] = None
     moving_average_decay: Optional[float] = None
     batch_statistics: bool = False
+    # research/slim's: write the metrics as TensorBoard events here (None: nowhere)
+    eval_dir: Optional[str] = None
+    num_preprocessing_threads: Optional[int] = None  # None: tf.data's AUTOTUNE
 
 
 @dataclasses.dataclass
@@ -170,6 +173,38 @@ def _run_batches(cfg, g, prefix, started, log):
 
 
 def evaluate(cfg: EvalConfig, log=_log) -> EvalResult:
+    """Score ``cfg.checkpoint_path`` on the split (with ``eval_dir``, also written there as
+    TensorBoard events, see :func:`write_summaries`)."""
+    with pipeline.parallelism(num_threads=cfg.num_preprocessing_threads):
+        result = _evaluate(cfg, log)
+    if cfg.eval_dir:
+        write_summaries(cfg.eval_dir, result)
+        log(f"wrote eval/Accuracy, eval/Recall_5 and eval/Loss at step {result.global_step} "
+            f"to {cfg.eval_dir}")
+    return result
+
+
+# research/slim's summary names (its eval_image_classifier.py), then slimtune's own.
+SUMMARY_NAMES = {"eval/Accuracy": "top1", "eval/Recall_5": "top5", "eval/Loss": "loss"}
+
+
+def write_summaries(eval_dir, result):
+    """The metrics as TensorBoard scalars at the checkpoint's global step, under
+    research/slim's names (``eval/Accuracy`` top-1, ``eval/Recall_5`` top-5) and slimtune's
+    ``eval/Loss`` (the mean cross entropy), in an event file of ``eval_dir``."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    values = [v1.Summary.Value(tag=tag, simple_value=float(getattr(result, field)))
+              for tag, field in SUMMARY_NAMES.items()]
+    writer = tf.summary.create_file_writer(eval_dir)
+    with writer.as_default():
+        tf.summary.experimental.write_raw_pb(v1.Summary(value=values).SerializeToString(),
+                                             step=result.global_step)
+    writer.close()
+
+
+def _evaluate(cfg, log):
     import numpy as np
 
     compat.apply()

@@ -2,7 +2,10 @@
 
 ``decay_steps = num_samples_per_epoch / batch_size * num_epochs_per_decay``, as in
 research/slim's ``train_image_classifier.py``, so existing flag files give the same
-schedule.  Note research/slim's ``opt_epsilon`` default of 1.0, which makes Adam and
+schedule: ``batch_size`` is one clone's batch (with ``--num_clones=K`` the rate decays K
+times faster per epoch than one clone's, as there), and ``--sync_replicas`` divides the
+steps by ``--replicas_to_aggregate``, as there.  ``--decay_per_global_batch`` counts the
+epochs in global batches instead (every clone's and worker's images per step).  Note research/slim's ``opt_epsilon`` default of 1.0, which makes Adam and
 RMSProp much more conservative than their usual 1e-8; slimtune keeps it for
 compatibility, so set ``--opt_epsilon`` explicitly when you want the usual value.
 """
@@ -15,11 +18,58 @@ OPTIMIZERS = ("adadelta", "adagrad", "adam", "ftrl", "momentum", "rmsprop", "sgd
 
 def decay_steps(cfg, num_samples_per_epoch):
     """Steps between decays (exponential) or to the end rate (polynomial): research/slim's
-    ``int(num_samples_per_epoch / batch_size * num_epochs_per_decay)``, at least 1.
+    ``int(num_samples_per_epoch / batch_size * num_epochs_per_decay)``, at least 1, then
+    divided by ``replicas_to_aggregate`` under ``sync_replicas`` (a float when it does not
+    divide, as research/slim's ``/=`` gives under Python 3).
 
-    Both training engines' schedules use this one definition.
+    ``batch_size`` is ``cfg.decay_batch_size`` when set (see :func:`decay_batch_size`: an
+    engine may hand its schedule a cfg whose ``batch_size`` is the global batch), else
+    ``cfg.batch_size``.  Both training engines' schedules use this one definition.
     """
-    return max(1, int(num_samples_per_epoch / cfg.batch_size * cfg.num_epochs_per_decay))
+    batch = getattr(cfg, "decay_batch_size", None) or cfg.batch_size
+    steps = max(1, int(num_samples_per_epoch / batch * cfg.num_epochs_per_decay))
+    if getattr(cfg, "sync_replicas", False):
+        steps /= cfg.replicas_to_aggregate
+        steps = int(steps) if steps == int(steps) else steps
+    return steps
+
+
+def decay_batch_size(cfg, placement):
+    """The batch the schedule counts epochs in: one clone's ``batch_size`` (research/slim's),
+    or the global batch (``batch_size`` x clones x workers) with ``decay_per_global_batch``.
+    Refuses the replica flags whose meaning slimtune cannot give."""
+    workers = placement.num_workers
+    if cfg.sync_replicas and cfg.decay_per_global_batch:
+        raise UsageError("--sync_replicas divides research/slim's per-clone decay steps by "
+                         "--replicas_to_aggregate; --decay_per_global_batch already counts "
+                         "every replica's images: drop one of the two flags")
+    if cfg.sync_replicas and cfg.replicas_to_aggregate != workers:
+        raise UsageError(f"--replicas_to_aggregate={cfg.replicas_to_aggregate} with "
+                         f"--sync_replicas: slimtune sums every worker's gradients at each "
+                         f"step, so set it to the number of workers ({workers})")
+    if not cfg.sync_replicas and cfg.replicas_to_aggregate != 1:
+        raise UsageError(f"--replicas_to_aggregate={cfg.replicas_to_aggregate} without "
+                         "--sync_replicas does nothing (research/slim ignores it too): drop "
+                         "it, or add --sync_replicas to divide the decay steps by it")
+    return cfg.batch_size * (placement.num_replicas if cfg.decay_per_global_batch else 1)
+
+
+def describe_decay(cfg, num_samples_per_epoch):
+    """One line: the schedule and its effective decay steps, and what they count."""
+    kind = cfg.learning_rate_decay_type
+    if kind == "fixed":
+        return f"learning rate {cfg.learning_rate} fixed"
+    steps = decay_steps(cfg, num_samples_per_epoch)
+    batch = getattr(cfg, "decay_batch_size", None) or cfg.batch_size
+    what = ("the global batch" if cfg.decay_per_global_batch
+            else "one clone's batch, as research/slim")
+    how = (f"x{cfg.learning_rate_decay_factor} every {steps} steps" if kind == "exponential"
+           else f"to {cfg.end_learning_rate} over {steps} steps")
+    sync = (f", / --replicas_to_aggregate={cfg.replicas_to_aggregate} (--sync_replicas)"
+            if cfg.sync_replicas else "")
+    return (f"learning rate {cfg.learning_rate}, {kind} decay {how}: decay steps = "
+            f"{num_samples_per_epoch} images / batch {batch} ({what}) x "
+            f"{cfg.num_epochs_per_decay} epochs{sync}")
 
 
 def unknown_decay_type(cfg):

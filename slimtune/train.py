@@ -57,6 +57,14 @@ class TrainConfig:
     learning_rate_decay_type: str = "exponential"
     learning_rate_decay_factor: float = 0.94
     num_epochs_per_decay: float = 2.0
+    # research/slim's schedule counts epochs in one clone's batch (and --sync_replicas
+    # divides by --replicas_to_aggregate); True: in global batches (slimtune.optim).
+    decay_per_global_batch: bool = False
+    sync_replicas: bool = False
+    replicas_to_aggregate: int = 1
+    # Set by the command from the placement (optim.decay_batch_size): the batch the
+    # schedule counts in, kept when an engine gives its step the global batch.
+    decay_batch_size: Optional[int] = None
     end_learning_rate: float = 0.0001
     momentum: float = 0.9
     rmsprop_momentum: float = 0.9
@@ -102,6 +110,9 @@ class TrainConfig:
     num_clones: int = 1
     clone_on_cpu: bool = False
     num_ps_tasks: int = 0
+    # Input parallelism (slimtune.data.pipeline.parallelism; None: its defaults)
+    num_readers: Optional[int] = None
+    num_preprocessing_threads: Optional[int] = None
     # What trains: "slim" (the TF1 graph, slimtune.slim_engine) or "keras" (the Keras 3
     # mirror with slim's training semantics, slimtune.keras_engine).
     engine: str = metadata.SLIM_ENGINE
@@ -229,7 +240,8 @@ def _replicas_text(cfg, placement):
 
 def train(cfg: TrainConfig, log=_log) -> TrainResult:
     """Run training to ``max_number_of_steps``; returns the final checkpoint and step."""
-    with compat.op_determinism(deterministic(cfg)):
+    with compat.op_determinism(deterministic(cfg)), pipeline.parallelism(
+            cfg.num_readers, cfg.num_preprocessing_threads):
         return _train(cfg, log)
 
 
@@ -237,6 +249,7 @@ def _train(cfg, log):
     compat.apply()
     _validate(cfg)
     placement = distribute.placement(cfg)
+    cfg = dataclasses.replace(cfg, decay_batch_size=optim.decay_batch_size(cfg, placement))
     keras_engine = cfg.engine == metadata.KERAS_ENGINE
     if placement.distributed:
         cfg = dataclasses.replace(cfg, train_dir=placement.own_dir(cfg.train_dir))
@@ -253,6 +266,7 @@ def _train(cfg, log):
         seed=cfg.seed, deterministic=deterministic(cfg),
         files=getattr(trainer, "files", None)))
     log(_start_line(cfg, run, split, placement))
+    log(optim.describe_decay(cfg, split.num_samples))
     if cfg.preprocessing_name is None:
         note = preprocessing.upstream_difference(run.model_name, run.preprocessing,
                                                  run.image_size)
@@ -267,6 +281,9 @@ def _train(cfg, log):
 def _open(cfg, log, placement=None, strategy=None):
     """``(trainer, run, split)``: the run resolved on its data and its engine's trainer
     built, resumed or warm-started; nothing trained or written yet."""
+    if cfg.decay_batch_size is None:
+        cfg = dataclasses.replace(cfg, decay_batch_size=optim.decay_batch_size(
+            cfg, placement or distribute.Placement()))
     run = _resolve(cfg)
     split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
                                 cfg.dataset_file_pattern)

@@ -103,7 +103,8 @@ def check_tools_path(tmp_path, model_name, pretrained_classes, image_size=32, au
         log=lambda line: None)
     assert result.global_step == 3
     scores = evaluate.evaluate(evaluate.EvalConfig(
-        checkpoint_path=train_dir, dataset_name="digits", max_num_batches=1, batch_size=16),
+        checkpoint_path=train_dir, dataset_name="digits",
+        dataset_split_name="validation", max_num_batches=1, batch_size=16),
         log=lambda line: None)
     assert scores.count == 16
     meta = convert.convert(convert.ConvertConfig(checkpoint_path=train_dir,

@@ -80,7 +80,8 @@ def test_aux_less_v3_evaluates_exports_and_is_measured_by_the_doctor(aux_less_v3
 
 
     scores = evaluate.evaluate(evaluate.EvalConfig(
-        checkpoint_path=aux_less_v3, dataset_name="digits", model_name=V3.name,
+        checkpoint_path=aux_less_v3, dataset_name="digits",
+        dataset_split_name="validation", model_name=V3.name,
         eval_image_size=SIZE, batch_size=4, max_num_batches=1), log=_quiet)
     assert scores.count == 4 and np.isfinite(scores.loss)
     frozen = str(tmp_path / "frozen.pb")
@@ -228,7 +229,8 @@ def test_a_checkpoint_computing_nan_is_named_by_every_tool(overflowing, digits_d
     spec = registry.get("resnet_v1_50")
     with pytest.raises(BrokenCheckpoint) as error:
         evaluate.evaluate(evaluate.EvalConfig(
-            checkpoint_path=overflowing, dataset_name="digits", model_name=spec.name,
+            checkpoint_path=overflowing, dataset_name="digits",
+            dataset_split_name="validation", model_name=spec.name,
             eval_image_size=32, batch_size=8, max_num_batches=1), log=_quiet)
     _says_broken(error.value, overflowing)
     with pytest.raises(BrokenCheckpoint) as error:
@@ -376,6 +378,7 @@ def test_a_keras_model_computing_nan_is_named_as_a_checkpoint_is(tiny_converted,
     model.save(path)
     with pytest.raises(BrokenCheckpoint) as error:
         evaluate.evaluate(evaluate.EvalConfig(checkpoint_path=str(broken), dataset_name="digits",
+                                              dataset_split_name="validation",
                                               batch_size=8, max_num_batches=1), log=_quiet)
     first = str(error.value).splitlines()[0]
     print(first)
@@ -486,7 +489,8 @@ def test_eval_export_verify_and_the_doctor_name_the_broken_tensor(broken, digits
     prefix = broken[0]
     with pytest.raises(BrokenCheckpoint) as error:
         evaluate.evaluate(evaluate.EvalConfig(
-            checkpoint_path=prefix, dataset_name="digits", model_name="resnet_v1_50",
+            checkpoint_path=prefix, dataset_name="digits",
+            dataset_split_name="validation", model_name="resnet_v1_50",
             eval_image_size=32, batch_size=8, max_num_batches=1), log=_quiet)
     _names_the_tensor(error.value, broken)
     with pytest.raises(BrokenCheckpoint) as error:

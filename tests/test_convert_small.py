@@ -115,7 +115,8 @@ def _train_eval_export(tmp_path, digits_dir, model_name, size):
         log=lambda line: None)
     assert result.global_step == 2 and np.isfinite(result.loss)
     scores = evaluate.evaluate(evaluate.EvalConfig(
-        checkpoint_path=train_dir, dataset_name="digits", dataset_dir=digits_dir,
+        checkpoint_path=train_dir, dataset_name="digits",
+        dataset_split_name="validation", dataset_dir=digits_dir,
         max_num_batches=1, batch_size=16), log=lambda line: None)
     assert scores.count == 16
     frozen = str(tmp_path / "frozen.pb")

@@ -26,7 +26,8 @@ def digits_checkpoint(digits_dir, tmp_path_factory):
 
 def test_eval_reads_settings_from_metadata_and_counts_every_image(digits_checkpoint):
     result = evaluate.evaluate(evaluate.EvalConfig(
-        checkpoint_path=digits_checkpoint, dataset_name="digits", batch_size=64), log=print)
+        checkpoint_path=digits_checkpoint, dataset_name="digits",
+        dataset_split_name="validation", batch_size=64), log=print)
     assert result.count == 359  # the whole validation split, last batch short
     assert result.global_step == 1000
     assert 0.0 <= result.top1 <= result.top5 <= 1.0 and np.isfinite(result.loss)
@@ -40,9 +41,11 @@ def test_eval_graph_is_inference_mode(digits_checkpoint, digits_dir):
     two may name a different class only where the checkpoint's two best logits are
     within rounding (1e-5 of the largest logit) of each other."""
     r1 = evaluate.evaluate(evaluate.EvalConfig(checkpoint_path=digits_checkpoint,
-                                               dataset_name="digits", batch_size=7))
+                                               dataset_name="digits",
+                                               dataset_split_name="validation", batch_size=7))
     r2 = evaluate.evaluate(evaluate.EvalConfig(checkpoint_path=digits_checkpoint,
-                                               dataset_name="digits", batch_size=100))
+                                               dataset_name="digits",
+                                               dataset_split_name="validation", batch_size=100))
     assert r1.loss == pytest.approx(r2.loss, rel=1e-5)
     images, _ = pipeline.load_eval_arrays("digits", digits_dir, "validation", "lenet", 32)
     logits = forms.open_form(digits_checkpoint).run(images)
@@ -52,7 +55,8 @@ def test_eval_graph_is_inference_mode(digits_checkpoint, digits_dir):
           f"differ, {ties} near ties")
     assert differ <= ties
     batch_mode = evaluate.evaluate(evaluate.EvalConfig(
-        checkpoint_path=digits_checkpoint, dataset_name="digits", batch_size=100,
+        checkpoint_path=digits_checkpoint, dataset_name="digits",
+        dataset_split_name="validation", batch_size=100,
         batch_statistics=True))
     assert batch_mode.loss != pytest.approx(r2.loss, rel=1e-3)
 
@@ -60,7 +64,9 @@ def test_eval_graph_is_inference_mode(digits_checkpoint, digits_dir):
 def test_model_name_contradicting_metadata_is_refused(digits_checkpoint):
     with pytest.raises(UsageError, match="trained as resnet_v1_50"):
         evaluate.evaluate(evaluate.EvalConfig(checkpoint_path=digits_checkpoint,
-                                              dataset_name="digits", model_name="resnet_v2_50"))
+                                              dataset_name="digits",
+                                              dataset_split_name="validation",
+                                              model_name="resnet_v2_50"))
 
 
 @pytest.mark.slow  # test_data locates bad records by default

@@ -93,7 +93,8 @@ def test_eval_export_verify_doctor_and_recalibrate_take_the_train_dir(keras_run,
 
     train_dir, result, _ = keras_run
     scores = evaluate.evaluate(evaluate.EvalConfig(
-        checkpoint_path=train_dir, dataset_name="digits", dataset_dir=digits_dir,
+        checkpoint_path=train_dir, dataset_name="digits",
+        dataset_split_name="validation", dataset_dir=digits_dir,
         batch_size=50), log=lambda line: None)
     assert scores.count > 100 and scores.global_step >= STEPS
     # The same top-1 as the model itself on the evaluation pipeline's images.

@@ -50,7 +50,8 @@ def test_a_v1_archive_goes_through_every_command(v1_archive, digits_dir, tmp_pat
     assert report["passed"], report
 
     scores = evaluate.evaluate(evaluate.EvalConfig(
-        checkpoint_path=prefix, dataset_name="digits", dataset_dir=digits_dir,
+        checkpoint_path=prefix, dataset_name="digits",
+        dataset_split_name="validation", dataset_dir=digits_dir,
         eval_image_size=SIZE, batch_size=60, max_num_batches=1), log=_quiet)
     assert scores.count == 60
 
@@ -101,7 +102,8 @@ def test_a_train_dir_copied_from_another_machine(digits_dir, tmp_path):
                      f"using {moved}/model.ckpt-2, the same file name in this directory "
                      "(the train dir was moved)"]
     scores = evaluate.evaluate(evaluate.EvalConfig(
-        checkpoint_path=str(moved), dataset_name="digits", dataset_dir=digits_dir,
+        checkpoint_path=str(moved), dataset_name="digits",
+        dataset_split_name="validation", dataset_dir=digits_dir,
         batch_size=60, max_num_batches=1), log=_quiet)
     assert scores.global_step == 2
     convert.convert(convert.ConvertConfig(checkpoint_path=str(moved),

@@ -7,7 +7,10 @@ and BatchNorm parameters come from its slimtune.json; flags override them.
 Example:
 
   slimtune-eval --checkpoint_path=/tmp/digits_run --dataset_name=digits \\
-      --dataset_split_name=validation
+      --dataset_split_name=validation --eval_dir=/tmp/digits_run/eval
+
+The split defaults to research/slim's 'test'; a dataset without it is refused with the
+splits it has.
 
 Add --batch_statistics to normalise every batch with its own statistics instead:
 if that scores much higher, the moving statistics do not describe your data (the
@@ -22,7 +25,8 @@ F = flags
 F.DEFINE_string("checkpoint_path", None, "Checkpoint prefix, or a directory (its latest).")
 F.DEFINE_string("dataset_name", "imagenet", "'digits' or a TFRecord dataset name (see "
                 "slimtune-train --help).")
-F.DEFINE_string("dataset_split_name", "validation", "Split to evaluate.")
+F.DEFINE_string("dataset_split_name", "test", "Split to evaluate (research/slim's default "
+                "'test'; the built-in digits and ImageNet have 'validation').")
 F.DEFINE_string("dataset_dir", None, "Folder of TFRecord shards and labels.txt.")
 F.DEFINE_string("dataset_file_pattern", None, "Shard file pattern, %s = split.")
 F.DEFINE_string("model_name", None, "Architecture (default: from the checkpoint's slimtune.json).")
@@ -35,12 +39,23 @@ F.DEFINE_float("moving_average_decay", None, "Evaluate the weights' moving avera
                "training with the same flag.")
 F.DEFINE_boolean("batch_statistics", False, "Diagnosis: BatchNorm on each batch's statistics "
                  "(what is_training=True does), dropout still off.")
+F.DEFINE_string("eval_dir", None, "Also write the metrics here as TensorBoard events, under "
+                "research/slim's names eval/Accuracy and eval/Recall_5 and slimtune's "
+                "eval/Loss, at the checkpoint's global step (default: none written; "
+                "research/slim's was /tmp/tfmodel/).")
+F.DEFINE_integer("num_preprocessing_threads", None, "Images decoded and preprocessed at once "
+                 "(the tf.data map's parallel calls). Default: tf.data's AUTOTUNE.")
+cli.define_refused_flag("master", "", "Accepted at its default '' for research/slim flag "
+                        "files; slimtune runs its own session.")
+cli.define_refused_flag("quantize", False, "Refused: TF 2 has no quantize rewrite for TF1 "
+                        "graphs.")
 flags.mark_flag_as_required("checkpoint_path")
 
 
 def main(argv):
     from slimtune import evaluate
 
+    cli.refuse_set_flags()
     evaluate.evaluate(cli.config_from_flags(evaluate.EvalConfig))
 
 

@@ -35,6 +35,19 @@ existing command lines and --flagfile files work.  Differences that matter:
     --num_clones=K trains K replicas on one machine's devices.  Parameter servers
     (--num_ps_tasks) are not supported.
 
+  * The learning-rate schedule is research/slim's: decay_steps = images / batch_size x
+    num_epochs_per_decay with one clone's --batch_size, printed at start.  With K clones
+    on one machine that is research/slim's --num_clones=K run step for step.  With W
+    workers (a step = every worker's batch, W x K x batch_size images):
+      - --sync_replicas --replicas_to_aggregate=W reproduces research/slim's synchronous
+        workers (--sync_replicas --replicas_to_aggregate=W --worker_replicas=W): the
+        same images per step and decay_steps / W;
+      - without it the decay steps are research/slim's asynchronous workers' number,
+        but there every worker's batch advanced the global step, here all W together:
+        the rate decays W times slower per epoch than there;
+      - --decay_per_global_batch decays every num_epochs_per_decay epochs of data, as
+        research/slim on one clone with --batch_size = W x K x batch_size.
+
 Example (the built-in handwritten digits, ResNet v1 50 at 32 px):
 
   slimtune-train --train_dir=/tmp/digits_run --dataset_name=digits \\
@@ -120,6 +133,12 @@ F.DEFINE_enum("learning_rate_decay_type", "exponential", ["fixed", "exponential"
 F.DEFINE_float("learning_rate_decay_factor", 0.94, "Exponential decay factor.")
 F.DEFINE_float("num_epochs_per_decay", 2.0, "Epochs per decay step (exponential) or to the "
                "end of the decay (polynomial).")
+F.DEFINE_boolean("decay_per_global_batch", False, "Count --num_epochs_per_decay in epochs of "
+                 "the global batch (batch_size x num_clones x workers): the rate then decays "
+                 "at the same point of the data whatever the number of replicas. Default: "
+                 "research/slim's decay_steps = images / batch_size x num_epochs_per_decay "
+                 "with one clone's batch (--num_clones=K decays K times faster per epoch), "
+                 "divided by --replicas_to_aggregate under --sync_replicas.")
 F.DEFINE_float("end_learning_rate", 0.0001, "Final rate of the polynomial decay.")
 F.DEFINE_float("momentum", 0.9, "Momentum of the momentum optimizer.")
 F.DEFINE_float("rmsprop_momentum", 0.9, "RMSProp momentum.")
@@ -157,14 +176,18 @@ F.DEFINE_string("worker_hosts", None, "Every worker's host:port, comma-separated
 F.DEFINE_enum("engine", "slim", ["slim", "keras"], "What trains: 'slim' (the TF1 graph of the "
               "slim network, research/slim's way) or 'keras' (its Keras 3 mirror, trained with "
               "slim's semantics; --checkpoint_path may also be a converted .keras).")
-DEPLOYMENT = ("num_clones", "clone_on_cpu", "worker_replicas", "task", "num_ps_tasks")
+DEPLOYMENT = ("num_clones", "clone_on_cpu", "worker_replicas", "task", "num_ps_tasks",
+              "sync_replicas", "replicas_to_aggregate")
 cli.define_research_slim_compat_flags(supported=DEPLOYMENT)
+cli.define_refused_flag("quantize_delay", -1, "Refused unless -1: research/slim's "
+                        "quantization-aware training has no TF 2 rewrite of a TF1 graph.")
 
 
 def main(argv):
     from slimtune import train
 
     cli.check_compat_flags(supported=DEPLOYMENT)
+    cli.refuse_set_flags()
     train.train(cli.config_from_flags(train.TrainConfig))
 
 

@@ -54,6 +54,7 @@ def main(argv):
     from slimtune import train, training_parity
 
     cli.check_compat_flags(supported=())
+    cli.refuse_set_flags()
     train_dir = flags.FLAGS.train_dir if flags.FLAGS["train_dir"].present else None
     parity = training_parity.verify_training(
         cli.config_from_flags(train.TrainConfig, train_dir=train_dir),

@@ -6,6 +6,7 @@ shuffle, prefetch).  Each element keeps the shard path and record index it came 
 so a bad label can be reported by name.
 """
 
+import contextlib
 import dataclasses
 import os
 
@@ -53,6 +54,36 @@ def open_split(dataset_name, dataset_dir, split, file_pattern=None):
     return Split(dataset_name, dataset_dir, split, files, num_classes, labels)
 
 
+@dataclasses.dataclass(frozen=True)
+class Parallelism:
+    """research/slim's ``--num_readers`` (shard files read at once: the interleave's cycle
+    length and parallel calls) and ``--num_preprocessing_threads`` (images decoded and
+    preprocessed at once: the map's parallel calls).  None: 4 files at a time, and
+    tf.data's AUTOTUNE for both parallel calls."""
+
+    num_readers: int = None
+    num_threads: int = None
+
+
+_parallelism = Parallelism()
+
+
+@contextlib.contextmanager
+def parallelism(num_readers=None, num_threads=None):
+    """Within it, :func:`batches` reads and preprocesses with this parallelism (what a
+    command sets once from its flags for every pipeline its run builds)."""
+    global _parallelism
+    for name, value in (("num_readers", num_readers),
+                        ("num_preprocessing_threads", num_threads)):
+        if value is not None and value < 1:
+            raise UsageError(f"--{name}={value} must be 1 or more")
+    before, _parallelism = _parallelism, Parallelism(num_readers, num_threads)
+    try:
+        yield
+    finally:
+        _parallelism = before
+
+
 def batches(split, preprocessing_name, image_size, batch_size, is_training,
             num_classes, labels_offset=0, num_epochs=None, seed=None, deterministic=None,
             augment=None, skip_batches=0):
@@ -67,7 +98,9 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
     picks the training (random crops, flips) or evaluation preprocessing; by default it
     follows ``is_training``.  ``skip_batches`` starts the training data that many batches
     in (a resumed run reads on where the interrupted one stopped; the records are skipped
-    before decoding).  Seeded training data draws each image's augmentation from a
+    before decoding).  The reads' and maps' parallelism is :func:`parallelism`'s (the
+    readers also set how many shard files interleave, so the order of a seeded run's
+    data depends on it; the threads never change the order).  Seeded training data draws each image's augmentation from a
     stateless seed of (``seed``, its shard file, its place in the stream), so a resumed
     run augments every image as the uninterrupted run did, to the bit.
     """
@@ -86,8 +119,10 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
         return tf.data.TFRecordDataset(path).enumerate().map(
             lambda index, record: (path, index, record))
 
-    data = files.interleave(records_of, cycle_length=min(4, len(split.files)),
-                            num_parallel_calls=tf.data.AUTOTUNE,
+    readers, threads = _parallelism.num_readers, _parallelism.num_threads
+    cycle = min(readers or 4, len(split.files))
+    data = files.interleave(records_of, cycle_length=cycle,
+                            num_parallel_calls=cycle if readers else tf.data.AUTOTUNE,
                             deterministic=in_order)
     keyed = is_training and augment and seed is not None
     if is_training:
@@ -98,7 +133,8 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
             data = data.skip(skip_batches * batch_size)
     load = _loader(preprocessing_name, image_size, num_classes, labels_offset, augment,
                    seed if keyed else None)
-    data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=in_order)
+    data = data.map(load, num_parallel_calls=threads or tf.data.AUTOTUNE,
+                    deterministic=in_order)
     data = data.batch(batch_size, drop_remainder=is_training)
     return data.prefetch(tf.data.AUTOTUNE)
 

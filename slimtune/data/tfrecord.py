@@ -124,10 +124,38 @@ def split_files(dataset_dir, split, dataset_name="", file_pattern=None):
     files = sorted(f for f in glob.glob(os.path.join(dataset_dir, pattern))
                    if ".tmp" not in os.path.basename(f))
     if not files:
+        found = splits_in(dataset_dir, file_pattern or FILE_PATTERNS.get(
+            dataset_name, DEFAULT_FILE_PATTERN))
+        if found:
+            raise DataError(
+                f"no shards of split {split!r} in {dataset_dir} (looked for {pattern!r}): "
+                f"its splits are {', '.join(found)}: pass one with --dataset_split_name "
+                "(or set --dataset_file_pattern)")
         raise DataError(
             f"no shards of split {split!r} in {dataset_dir} (looked for {pattern!r}): check "
             "--dataset_split_name and --dataset_dir, or set --dataset_file_pattern")
     return files
+
+
+def splits_in(dataset_dir, pattern):
+    """The split names whose shards ``pattern`` (``%s`` = the split) finds in
+    ``dataset_dir``, sorted; none when the pattern has no ``%s``."""
+    import fnmatch
+    import re
+
+    if "%s" not in pattern:
+        return []
+    head, tail = pattern.split("%s", 1)
+    # fnmatch.translate ends each part with \Z: the head's is cut off.
+    shape = re.compile(fnmatch.translate(head)[:-2] + "(.+?)"
+                       + fnmatch.translate(tail.replace("%s", "*")))
+    names = set()
+    for path in glob.glob(os.path.join(dataset_dir, pattern.replace("%s", "*"))):
+        base = os.path.basename(path)
+        match = shape.match(base)
+        if match and ".tmp" not in base:
+            names.add(match.group(1))
+    return sorted(names)
 
 
 def count_records(files):
