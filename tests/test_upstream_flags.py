@@ -139,6 +139,7 @@ def test_eval_defaults_to_the_test_split_and_names_the_splits_a_dataset_has(tiny
 @pytest.mark.parametrize("name,flags,refused", [
     ("eval_image_classifier", ["--quantize"], "--quantize=True is not supported: TF 2"),
     ("eval_image_classifier", ["--master=grpc://h:1"], "--master=grpc://h:1 is not supported"),
+    ("eval_image_classifier", ["--use_grayscale"], "--use_grayscale=True is not supported"),
     ("train_image_classifier", ["--quantize_delay=100"], "--quantize_delay=100 is not "
                                                         "supported: TF 2 has no rewrite"),
 ])

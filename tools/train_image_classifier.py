@@ -179,6 +179,8 @@ F.DEFINE_enum("engine", "slim", ["slim", "keras"], "What trains: 'slim' (the TF1
 DEPLOYMENT = ("num_clones", "clone_on_cpu", "worker_replicas", "task", "num_ps_tasks",
               "sync_replicas", "replicas_to_aggregate")
 cli.define_research_slim_compat_flags(supported=DEPLOYMENT)
+cli.define_refused_flag("use_grayscale", False, "Refused so far: research/slim's 1-channel "
+                        "input (rgb_to_grayscale) is not implemented yet.")
 cli.define_refused_flag("quantize_delay", -1, "Refused unless -1: research/slim's "
                         "quantization-aware training has no TF 2 rewrite of a TF1 graph.")
 
