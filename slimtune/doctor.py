@@ -142,7 +142,9 @@ def _live_checks(report, cfg):
                                                    cfg.dataset_split_name, preprocessing,
                                                    size, cfg.max_images)
     for form in opened:
-        report.checked.append(f"{len(images)} images through {form.kind} {form.path}")
+        note = form.output_note()
+        report.checked.append(f"{len(images)} images through {form.kind} {form.path}"
+                              + (f" ({note})" if note else ""))
         try:
             report.add(data_checks.check_form(form, images, labels), form.path)
             if form.kind == "checkpoint":

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from slimtune import bn_layers, checkpoint, metadata, registry, slim_run
+from slimtune import bn_layers, checkpoint, graph_outputs, metadata, registry, slim_run
 from slimtune.errors import BrokenCheckpoint, SlimtuneError, UnusableInput
 
 
@@ -37,19 +37,37 @@ class Form:
     graph_def: object = None
     outputs: Optional[list] = None
     bn_statistics: Optional[Callable] = None
+    # What ``run`` returns when it is not plain logits (``graph_outputs.Output``): a
+    # graph read at its probabilities, walked back to its logits, squeezed.
+    output: object = None
+
+    @property
+    def probabilities(self):
+        """``run`` returns probabilities, not logits (compare them with a softmax)."""
+        return bool(self.output and self.output.probabilities)
+
+    def output_note(self):
+        """What was done to make this form's output comparable, in one line, or None."""
+        return self.output.note() if self.output else None
 
 
 def read_graph_def(path):
     """The ``GraphDef`` in a frozen ``.pb`` file."""
     import tensorflow as tf
 
+    from google.protobuf import text_format
+
     graph_def = tf.compat.v1.GraphDef()
     try:
         with open(path, "rb") as f:
-            graph_def.ParseFromString(f.read())
+            data = f.read()
+        graph_def.ParseFromString(data)
     except Exception as e:
-        raise UnusableInput(f"{path} is not a frozen GraphDef (.pb): "
-                            f"{str(e).splitlines()[0]}") from None
+        try:  # a text GraphDef (export --write_text_graphdef)
+            text_format.Parse(data.decode("utf-8"), graph_def)
+        except Exception:
+            raise UnusableInput(f"{path} is not a frozen GraphDef (.pb): "
+                                f"{str(e).splitlines()[0]}") from None
     return graph_def
 
 
@@ -127,28 +145,41 @@ def _open_frozen(path, input_node, output_node):
     side = metadata.recorded_beside(path)
     serving = side.serving or metadata.Serving()
     input_node = input_node or serving.input_node or "input"
-    output_node = output_node or (serving.output_nodes or ["logits"])[0]
     names = {n.name for n in graph_def.node}
-    for node, flag in ((input_node, "--input_node"), (output_node, "--output_node")):
-        if node not in names:
-            raise UnusableInput(f"{path} has no node {node!r}: pass {flag} (nodes include "
-                                f"{', '.join(sorted(names)[:8])} ...)")
+    if input_node not in names:
+        raise UnusableInput(f"{path} has no node {input_node!r}: pass --input_node (nodes "
+                            f"include {', '.join(sorted(names)[:8])} ...)")
     graph = tf.Graph()
     with graph.as_default():
         tf.graph_util.import_graph_def(graph_def, name="")
+    output = _frozen_output(graph, path, names, output_node, serving)
     shape = graph.get_tensor_by_name(input_node + ":0").shape
     session = []  # one session for every call: graph optimisation runs once
 
     def run(images):
         if not session:
             session.append(tf.compat.v1.Session(graph=graph))
-        return session[0].run(output_node + ":0", {input_node + ":0": images})
+        return output.fetched(session[0].run(output.tensor, {input_node + ":0": images}))
 
     size = shape[1] if shape.rank == 4 else None
     return Form("frozen", path, run, side.model_name, size, side.preprocessing,
                 trained_size=(serving.input_shape or (None, None))[1],
-                graph_def=graph_def, outputs=[output_node],
-                bn_statistics=lambda: bn_layers.graph_statistics(graph_def))
+                graph_def=graph_def, outputs=[output.node],
+                bn_statistics=lambda: bn_layers.graph_statistics(graph_def), output=output)
+
+
+def _frozen_output(graph, path, names, output_node, serving):
+    """The :class:`~slimtune.graph_outputs.Output` to read: ``--output_node``, else the
+    sidecar's, else ``logits``, else the graph's only classifier output."""
+    output_node = output_node or (serving.output_nodes or [None])[0]
+    if output_node is None and "logits" in names:
+        output_node = "logits"
+    if output_node is None:
+        return graph_outputs.choose(graph, path)
+    if output_node not in names:
+        raise UnusableInput(f"{path} has no node {output_node!r}: pass --output_node "
+                            f"({graph_outputs.listing(graph)})")
+    return graph_outputs.resolve(graph, output_node)
 
 
 def _open_saved_model(path, signature_name):

@@ -35,12 +35,36 @@ def check(reference, candidate, images, atol=1e-4, rtol=1e-5, reference_logits=N
     """
     ref = reference.run(images) if reference_logits is None else reference_logits
     cand = candidate.run(images)
-    report = compare.compare(ref, cand, atol, rtol)
+    report = compare.compare(*comparable(reference, ref, candidate, cand), atol, rtol)
     report.add(_non_finite_findings(((reference, "reference", ref), (candidate, "candidate",
                                                                       cand)), images))
     report.add(data_checks.form_findings(reference, "reference", images, ref, rtol)
                + data_checks.form_findings(candidate, "candidate", images, cand, rtol))
     return report
+
+
+def comparable(reference, ref, candidate, cand):
+    """``(ref, cand)`` of one kind: when one form gives probabilities (a graph frozen at
+    its Softmax with no logits behind it, see ``slimtune.graph_outputs``), the other's
+    logits go through a softmax."""
+    if reference.probabilities == candidate.probabilities:
+        return ref, cand
+    if reference.probabilities:
+        return ref, _softmax(cand)
+    return _softmax(ref), cand
+
+
+def _softmax(logits):
+    logits = np.asarray(logits, np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def output_notes(pairs):
+    """One line per form whose output was made comparable (``pairs``: ``(role,
+    form)``): walked back to logits, compared as probabilities, squeezed."""
+    return [f"{role} output: {form.output_note()}" for role, form in pairs
+            if form.output_note()]
 
 
 def _non_finite_findings(sides, images):
@@ -151,10 +175,14 @@ def verify(cfg: VerifyConfig, log=_log):
     images = inputs(cfg.images, cfg.random, cfg.seed, size, preprocessing, dataset)
     log(f"reference {ref.kind} {ref.path}\ncandidate {cand.kind} {cand.path}\n"
         f"{len(images)} images at {size}px, {preprocessing} preprocessing")
+    notes = output_notes((("reference", ref), ("candidate", cand)))
+    for line in notes:
+        log(line)
     report = check(ref, cand, images, cfg.atol, cfg.rtol)
     for line in report.lines():
         log(line)
-    result = {"reference": ref.path, "candidate": cand.path, **report.as_dict()}
+    result = {"reference": ref.path, "candidate": cand.path, "output_notes": notes,
+              **report.as_dict()}
     if cfg.layerwise:
         result.update(_layerwise_report(cfg, images, log))
     if cfg.report_json:

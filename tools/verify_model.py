@@ -45,7 +45,10 @@ F.DEFINE_float("atol", 1e-4, "Pass when max abs difference <= atol ...")
 F.DEFINE_float("rtol", 1e-5, "... or max abs / max(1, max |reference|) <= rtol.")
 F.DEFINE_boolean("layerwise", False, "Checkpoint vs .keras: compare every end point.")
 F.DEFINE_string("input_node", None, "Input node of a frozen .pb (default: its JSON, 'input').")
-F.DEFINE_string("output_node", None, "Output node of a frozen .pb (default: 'logits').")
+F.DEFINE_string("output_node", None, "Output node of a frozen .pb (default: its JSON's, else "
+                "'logits', else the graph's only classifier output, e.g. research/slim's "
+                "<Scope>/Predictions/Reshape_1). Probabilities are walked back to the "
+                "logits behind their Softmax; [B,1,1,C] is squeezed.")
 F.DEFINE_string("signature", "serving_default", "SavedModel signature to call.")
 F.DEFINE_string("report_json", None, "Also write the report to this JSON file.")
 flags.mark_flags_as_required(["reference", "candidate"])
