@@ -15,7 +15,7 @@ import dataclasses
 import os
 from typing import Optional
 
-from slimtune import checkpoint, files, forms, metadata, probe
+from slimtune import checkpoint, files, forms, metadata, probe, upstream_export
 from slimtune.errors import UsageError
 from slimtune.progress import log as _log
 
@@ -26,7 +26,7 @@ PROBABILITIES_NODE = "probabilities"
 
 @dataclasses.dataclass
 class ExportConfig:
-    checkpoint_path: str
+    checkpoint_path: Optional[str] = None  # None: research/slim's architecture-only graph
     output_file: Optional[str] = None  # frozen .pb
     output_dir: Optional[str] = None  # SavedModel directory
     model_name: Optional[str] = None  # default: the checkpoint's slimtune.json
@@ -34,6 +34,13 @@ class ExportConfig:
     batch_size: Optional[int] = None  # None: dynamic batch
     num_classes: Optional[int] = None  # default: as trained, else the checkpoint's logits
     labels_offset: Optional[int] = None  # informational, stored in the sidecar JSON
+    # research/slim's export_inference_graph.py flags (slimtune.upstream_export).
+    is_training: bool = False
+    dataset_name: Optional[str] = None  # for the class count; default imagenet (1001)
+    dataset_dir: Optional[str] = None
+    write_text_graphdef: bool = False
+    quantize: bool = False
+    use_grayscale: bool = False
 
 
 def _run_info(cfg, prefix):
@@ -106,9 +113,12 @@ def _frozen_graph(spec, prefix, size, num_classes, bn, batch_size):
     return frozen
 
 
-def _write_pb(frozen, path, sidecar):
+def _write_pb(frozen, path, sidecar, text=False):
     with files.staged(path) as tmp:
-        files.write_text(tmp, frozen.SerializeToString(), mode="wb")
+        if text:  # --write_text_graphdef
+            files.write_text(tmp, str(frozen))
+        else:
+            files.write_text(tmp, frozen.SerializeToString(), mode="wb")
         files.write_json(path + ".json", sidecar, indent=2, sort_keys=True)
 
 
@@ -140,7 +150,14 @@ def _write_saved_model(frozen, directory, sidecar):
 
 
 def export(cfg: ExportConfig, log=_log):
-    """Write the requested forms; returns the sidecar dict."""
+    """Write the requested forms; returns the sidecar dict (None for an
+    architecture-only graph, which has no sidecar, as research/slim's has none)."""
+    if cfg.quantize:
+        raise UsageError(upstream_export.NO_QUANTIZE)
+    if not cfg.checkpoint_path:
+        upstream_export.write(cfg, log)
+        return None
+    cfg = upstream_export.checkpoint_config(cfg)
     if not cfg.output_file and not cfg.output_dir:
         raise UsageError("nothing to write: pass --output_file (frozen .pb) and/or "
                          "--output_dir (SavedModel)")
@@ -165,7 +182,7 @@ def export(cfg: ExportConfig, log=_log):
         serving=metadata.Serving(INPUT_NODE, (LOGITS_NODE, PROBABILITIES_NODE),
                                  (cfg.batch_size, size, size, 3)))
     if cfg.output_file:
-        _write_pb(frozen, cfg.output_file, sidecar)
+        _write_pb(frozen, cfg.output_file, sidecar, cfg.write_text_graphdef)
         log(f"wrote {cfg.output_file} (input node '{INPUT_NODE}', output nodes "
             f"'{LOGITS_NODE}', '{PROBABILITIES_NODE}') and {cfg.output_file}.json")
     if cfg.output_dir:
