@@ -50,9 +50,12 @@ def build_train_graph(cfg, run, split, create_aux_logits=True, strategy=None,
     (None: one device) as ``placement`` (a :class:`slimtune.distribute.Placement`) says.
 
     Each replica reads its own share of the shard files and runs its own train op
-    (``create_train_op`` with its own BatchNorm updates); the optimizer sums the
-    replicas' gradients, so each replica's loss is its share of the global batch's
-    (:func:`_replica_loss`): a step is one process's step on the global batch.  The input starts at batch ``start_step`` (a resumed run).
+    (``create_train_op`` with its own BatchNorm updates, after which the replicas'
+    copies of the moving statistics are set to their mean:
+    :func:`_with_statistics_averaged`); the optimizer sums the replicas' gradients, so
+    each replica's loss is its share of the global batch's (:func:`_replica_loss`): a
+    step is one process's step on the global batch.  The input starts at batch
+    ``start_step`` (a resumed run).
     ``create_aux_logits=False`` leaves out an auxiliary head (see
     :func:`slimtune.slim_engine.start.with_aux_head`).
     """
@@ -216,7 +219,9 @@ def _losses(cfg, run, logits, end_points, labels):
 
 def _train_op(cfg, run, split, total_loss, global_step, update_ops, num_replicas):
     """``(train op, learning rate)``: one optimizer step that also runs the BatchNorm
-    updates (and the weights' moving averages with --moving_average_decay)."""
+    updates (with several replicas, then sets their copies to their mean:
+    :func:`_with_statistics_averaged`), and the weights' moving averages with
+    --moving_average_decay."""
     import tensorflow as tf
 
     slim = compat.apply()
@@ -235,9 +240,55 @@ def _train_op(cfg, run, split, total_loss, global_step, update_ops, num_replicas
     train_op = slim.training.create_train_op(
         total_loss, opt, global_step=global_step, update_ops=update_ops,
         variables_to_train=_variables_to_train(cfg), transform_grads_fn=clip)
+    if num_replicas > 1 and update_ops:
+        train_op = _with_statistics_averaged(train_op)
     if cfg.moving_average_decay:
         train_op = _with_moving_averages(cfg.moving_average_decay, train_op, global_step)
     return train_op, lr
+
+
+def _with_statistics_averaged(train_op):
+    """``train_op`` followed, in this replica, by setting its copy of every BatchNorm
+    moving statistic to the mean of all replicas' copies (one all-reduce per step, of
+    the statistics only: two numbers per channel of each BatchNorm).
+
+    Each replica keeps its own copy of a moving mean and variance (tf.keras' legacy
+    BatchNorm under ``slim.batch_norm`` makes them SyncOnRead, MEAN aggregation) and
+    updates it with its own batch, so without this the copies drift apart; a read or a
+    save gives their mean, and a restore sets every copy to that mean.  A resumed run
+    then starts from other copies than the uninterrupted run holds at that step:
+    measured on 2 workers (tiny net, decay 0.5), worker 0's copy of conv1's moving mean
+    summed to 0.2306 and worker 1's to 0.1314 at step 2, the checkpoint held their mean
+    0.1810, and a run resumed there differed at step 4 from the uninterrupted run in all
+    4 statistics (their mean is the same in exact arithmetic, not in float32).
+    Averaged every step, the copies are always equal, every save writes exactly what
+    each replica holds and a restore changes nothing: a resumed run is the
+    uninterrupted run to the bit, wherever it stopped.  Averaging only before saves
+    would not do: the uninterrupted run need not save where the other one stopped.
+
+    What a read or a save sees (the copies' mean) moves as before, up to float32
+    rounding; one device runs no such op.  The Keras engine averages its copies at log
+    steps and before saves (``keras_engine.trainer._statistics_averager``), every step
+    with --moving_average_decay; this averages before the moving averages' update too,
+    so they read the same statistics on every replica."""
+    import tensorflow as tf
+
+    statistics = [v for v in tf.compat.v1.global_variables()
+                  if getattr(v, "synchronization", None) == tf.VariableSynchronization.ON_READ
+                  and v.aggregation == tf.VariableAggregation.MEAN]
+    if not statistics:
+        return train_op
+    with tf.control_dependencies([train_op]):  # after the step's BatchNorm updates
+        # In a replica, a SyncOnRead variable reads as this replica's own copy.
+        local = [tf.reshape(v.read_value(), [-1]) for v in statistics]
+        sizes = [int(x.shape[0]) for x in local]
+        # One collective for all of them: the mean is taken element by element.
+        mean = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.MEAN, tf.concat(local, 0))
+        assigns = [v.assign(tf.reshape(part, v.shape))
+                   for v, part in zip(statistics, tf.split(mean, sizes))]
+    with tf.control_dependencies(assigns):
+        return tf.identity(train_op)
 
 
 def _with_moving_averages(decay, train_op, global_step):
