@@ -166,17 +166,22 @@ def test_sigterm_saves_the_step_and_a_resumed_run_is_the_uninterrupted_one(
     print(f"{engine}: exited {seconds:.1f} s after SIGTERM, saved step {step}")
 
 
-def test_a_resumed_run_of_two_local_replicas_is_the_uninterrupted_one(tmp_path, digits_dir):
-    """Slim engine, --num_clones=2 in one process with --moving_average_decay: stopped
-    at step 2 and resumed to 4, against a run straight to 4, BatchNorm statistics and
-    their averages included.  These once differed (8 tensors, weights equal): each
-    replica's copy of a statistic drifted with its own batches, a save wrote their mean
-    and a restore set every copy to it; the copies are now averaged every step."""
-    extra = {"num_clones": 2, "clone_on_cpu": True, "moving_average_decay": 0.9}
+@pytest.mark.parametrize("engine", ["slim", "keras"])
+def test_a_resumed_run_of_two_local_replicas_is_the_uninterrupted_one(tmp_path, digits_dir,
+                                                                      engine):
+    """--num_clones=2 in one process with --moving_average_decay: stopped at step 2 (no
+    log step: --log_every_n_steps=10) and resumed to 4, against a run straight to 4,
+    BatchNorm statistics and their averages included.  These once differed (slim: 8
+    tensors, Keras: 4, weights equal): each replica's copy of a statistic drifted with its
+    own batches, a save wrote their mean (slim) or one copy (Keras, averaged at log steps
+    only) and a restore set every copy to it; both engines now average the copies every
+    step."""
+    extra = {"num_clones": 2, "clone_on_cpu": True, "moving_average_decay": 0.9,
+             "log_every_n_steps": 10}
     run, fresh = str(tmp_path / "run"), str(tmp_path / "fresh")
-    reference = _start(_flags(fresh, digits_dir, "slim", steps=4, **extra))
-    _run(_flags(run, digits_dir, "slim", steps=2, **extra))
-    _run(_flags(run, digits_dir, "slim", steps=4, **extra))
+    reference = _start(_flags(fresh, digits_dir, engine, steps=4, **extra))
+    _run(_flags(run, digits_dir, engine, steps=2, **extra))
+    _run(_flags(run, digits_dir, engine, steps=4, **extra))
     out, _ = reference.communicate(timeout=TIMEOUT)
     assert reference.returncode == 0, out[-3000:]
     assert tf.train.latest_checkpoint(run).endswith("-4")

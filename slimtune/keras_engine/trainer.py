@@ -33,8 +33,10 @@ replica runs the step on its own batch (replica ``r`` of ``R`` reads shard files
 each replica's own copy of the BatchNorm moving statistics (they drift apart; a read or a
 save takes replica 0's): with --sync_batch_norm every replica normalises with the global
 batch's statistics (:class:`~.batch_norm.SlimBatchNormalization`), so the copies stay
-equal; otherwise the copies are all-reduced to their mean at every log step and before
-every save.  Every worker saves every checkpoint (to its own dir: the chief's is
+equal; otherwise the copies are all-reduced to their mean after every step, as the slim
+engine's are (a save then writes what every replica holds, so a resumed run equals the
+uninterrupted one: averaged only at log steps and saves, a run resumed from a step that
+was no log step differed in 4 statistics).  Every worker saves every checkpoint (to its own dir: the chief's is
 --train_dir, worker i's ``train_dir/worker_i``) at steps all agree on; the chief alone
 writes ``model.keras`` (every worker's dir gets a slimtune.json, a worker's naming the
 chief's ``../model.keras``).  The workers first exchange their settings and refuse to start
@@ -104,12 +106,12 @@ class Trainer:
             checkpoint_name=CHECKPOINT_BASENAME)
         with distribute.peers_guard(self.placement, 0, cfg.train_dir):
             self._restore_or_warm_start()
-        self.average_statistics, in_replica = _statistics_averager(
-            self.model, self.strategy, self.placement, cfg.sync_batch_norm)
+        average_statistics = _statistics_averager(
+            self.model, self.placement, cfg.sync_batch_norm)
         self.step_fn = make_train_step(
             self.model, self.optimizer, variables, run.num_classes, cfg.label_smoothing,
             cfg.clip_gradient_norm, self.strategy, cfg.batch_size * self.placement.num_replicas,
-            _averages_update(self.averages, in_replica))
+            _after_update(self.averages, average_statistics))
 
     def _agree(self):
         """Multi-worker runs: every worker's settings to every worker, as the first
@@ -308,7 +310,6 @@ class _Loop:
 
     def save(self):
         with self._peers_guard():
-            self.t.average_statistics()
             self.t.manager.save(checkpoint_number=self.schedule.step)
 
     def stop(self):
@@ -316,8 +317,6 @@ class _Loop:
         return self.t.manager.latest_checkpoint
 
     def progress(self):
-        with self._peers_guard():
-            self.t.average_statistics()
         return {"lr": f"{self.out['learning_rate']:.2e}", "acc": f"{self.out['accuracy']:.3f}"}
 
     def _peers_guard(self):
@@ -348,17 +347,16 @@ def _sum_over_replicas(value):
                                                           tf.identity(value))
 
 
-def _statistics_averager(model, strategy, placement, synchronized):
-    """``(average, replica_fn)``: functions that set every replica's copy of the trained
-    BatchNorm layers' moving statistics to their mean over the replicas, ``average``
-    from outside the step and ``replica_fn`` inside a replica (no-ops with one replica,
-    with --sync_batch_norm, or without such statistics)."""
+def _statistics_averager(model, placement, synchronized):
+    """A function, run inside each replica, that sets the replica's copy of the trained
+    BatchNorm layers' moving statistics to their mean over the replicas (a no-op with one
+    replica, with --sync_batch_norm, or without such statistics)."""
     import tensorflow as tf
 
     statistics = [v for layer in model_lib.batch_norm_layers(model) if layer.trainable
                   for v in (layer.moving_mean, layer.moving_variance)]
     if not placement.distributed or synchronized or not statistics:
-        return (lambda: None), (lambda: None)
+        return lambda: None
 
     def replica_fn():
         context = tf.distribute.get_replica_context()
@@ -367,25 +365,19 @@ def _statistics_averager(model, strategy, placement, synchronized):
         for variable, mean in zip(statistics, means):
             variable.assign(mean)
 
-    @tf.function
-    def average():
-        strategy.run(replica_fn)
-
-    return average, replica_fn
+    return replica_fn
 
 
-def _averages_update(averages, average_statistics):
-    """What each replica runs after the optimizer's update with --moving_average_decay
-    (None without): the replicas' BatchNorm statistics set to their mean first, since the
-    averages' update (TF1's, for mirrored variables) takes each replica's copy as the
-    value of all; one all-reduce of the statistics per step, as the slim engine's
-    BatchNorm updates have (without --sync_batch_norm, several replicas only)."""
-    if averages is None:
-        return None
-
+def _after_update(averages, average_statistics):
+    """What each replica runs after the optimizer's update: the replicas' BatchNorm
+    statistics set to their mean (several replicas without --sync_batch_norm: one
+    all-reduce per step, as the slim engine's), then with --moving_average_decay the
+    averages' update, which (TF1's, for mirrored variables) takes each replica's copy as
+    the value of all."""
     def update():
         average_statistics()
-        averages.update()
+        if averages is not None:
+            averages.update()
 
     return update
 

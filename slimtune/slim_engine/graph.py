@@ -267,10 +267,9 @@ def _with_statistics_averaged(train_op):
     would not do: the uninterrupted run need not save where the other one stopped.
 
     What a read or a save sees (the copies' mean) moves as before, up to float32
-    rounding; one device runs no such op.  The Keras engine averages its copies at log
-    steps and before saves (``keras_engine.trainer._statistics_averager``), every step
-    with --moving_average_decay; this averages before the moving averages' update too,
-    so they read the same statistics on every replica."""
+    rounding; one device runs no such op.  The Keras engine averages its copies after
+    every step too (``keras_engine.trainer._statistics_averager``); this averages before
+    the moving averages' update, so they read the same statistics on every replica."""
     import tensorflow as tf
 
     statistics = [v for v in tf.compat.v1.global_variables()
