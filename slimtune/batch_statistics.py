@@ -262,8 +262,10 @@ def accumulate(run, batches, num_batches, log=None):
     return moments
 
 
-def image_batches(split, preprocessing, image_size, batch_size, seed, augment=False):
-    """Numpy image batches of ``split``, shuffled with ``seed`` and repeated as needed.
+def image_batches(split, preprocessing, image_size, batch_size, seed, augment=False,
+                  grayscale=False):
+    """Numpy image batches of ``split``, shuffled with ``seed`` and repeated as needed
+    (1-channel with ``grayscale``, research/slim's ``--use_grayscale``).
 
     Evaluation preprocessing unless ``augment``: the statistics serve inference, whose
     inputs are evaluation-preprocessed.  Labels are not used (any label is in range).
@@ -273,7 +275,8 @@ def image_batches(split, preprocessing, image_size, batch_size, seed, augment=Fa
     from slimtune.data import pipeline
 
     data = pipeline.batches(split, preprocessing, image_size, batch_size, is_training=True,
-                            num_classes=split.num_classes, seed=seed, augment=augment)
+                            num_classes=split.num_classes, seed=seed, augment=augment,
+                            grayscale=grayscale)
     return (images.numpy() for images, _ in data)
 
 

@@ -173,6 +173,20 @@ def logits_classes(spec, shapes, where="checkpoint"):
     return int(shape[-1] if isinstance(shape, (list, tuple)) else shape.shape[-1])
 
 
+def input_channels(shapes):
+    """The channels of the images a checkpoint's network takes, from ``{name: shape}``
+    (or ``{name: array}``): 1 when a convolution kernel (a 4-D ``.../weights``) has input
+    depth 1, which only the first convolution of a network trained with research/slim's
+    ``--use_grayscale`` has; else 3."""
+    for name, shape in shapes.items():
+        if not name.endswith("/weights"):
+            continue
+        shape = tuple(shape if isinstance(shape, (list, tuple)) else shape.shape)
+        if len(shape) == 4 and shape[2] == 1:
+            return 1
+    return 3
+
+
 def split_scopes(text):
     return [s.strip() for s in (text or "").split(",") if s.strip()]
 

@@ -83,8 +83,6 @@ REFUSED_WHY = {
     "quantize_delay": "TF 2 has no rewrite of a TF1 graph for quantization-aware training "
                       "(tf.contrib.quantize is gone): train the float model and quantize "
                       "after training with the TFLite converter",
-    "use_grayscale": "slimtune's input pipeline and Keras mirrors take 3-channel RGB "
-                     "images so far (gray images stored as RGB train as they are)",
     "master": "slimtune runs its own session (several workers: --worker_hosts and --task)",
 }
 

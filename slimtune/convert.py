@@ -68,16 +68,23 @@ class ConvertConfig:
     overwrite: bool = False
 
 
-def _run_info(cfg, src):
+def _run_info(cfg, src, log=_log):
     """Flags, else the checkpoint's slimtune.json, else the architecture's defaults; the
-    architecture is checked against (or read from) the checkpoint's variables.  BatchNorm
-    follows the network: freezing is the user's ``trainable=False`` later."""
+    architecture is checked against (or read from) the checkpoint's variables, and so is
+    a grayscale input when no file says it (a research/slim ``--use_grayscale``
+    checkpoint: its first convolution takes 1 channel).  BatchNorm follows the network:
+    freezing is the user's ``trainable=False`` later."""
     flags = metadata.RunInfo(
         model_name=cfg.model_name, image_size=cfg.image_size,
         batch_norm=metadata.batch_norm_flags(cfg.batch_norm_decay, cfg.batch_norm_epsilon,
                                              cfg.batch_norm_scale))
-    return metadata.resolve(flags, src.recorded,
-                            identify=lambda name: registry.identify(src.tensors, name))
+    run = metadata.resolve(flags, src.recorded,
+                           identify=lambda name: registry.identify(src.tensors, name))
+    if not run.grayscale and checkpoint.input_channels(src.tensors) == 1:
+        log("the checkpoint's first convolution takes 1 input channel: a grayscale model "
+            "(research/slim's --use_grayscale), converted with a 1-channel input")
+        run = dataclasses.replace(run, grayscale=True)
+    return run
 
 
 def _class_count(spec, tensors, cfg):
@@ -190,9 +197,10 @@ def check_parity(run, src, serve, num_classes, cfg, variable_map, log, model=Non
     import tensorflow as tf
 
     spec, bn, size = run.spec, run.batch_norm, run.image_size
-    inputs = {"random": probe.random_images(cfg.random_images, size, cfg.seed)}
+    inputs = {"random": probe.random_images(cfg.random_images, size, cfg.seed, run.channels)}
     if cfg.images:
-        inputs["images"] = pipeline.load_images(cfg.images, run.preprocessing, size)
+        inputs["images"] = pipeline.load_images(cfg.images, run.preprocessing, size,
+                                                run.grayscale)
     report = {"image_size": size, "rtol": cfg.rtol}
     failures = []
     first = 1 if cfg.drop_background else 0
@@ -269,7 +277,7 @@ def _port(run, src, num_classes, cfg):
         model = run.spec.keras_from_tensors(
             tensors, num_classes, run.batch_norm, drop_background=cfg.drop_background,
             include_aux_logits=cfg.include_aux_logits,
-            image_size=run.image_size if fixed else None)
+            image_size=run.image_size if fixed else None, channels=run.channels)
     except CheckpointError as e:
         raise _hint_for(e, tensors) from None
     return model, variable_map
@@ -303,7 +311,7 @@ def convert(cfg: ConvertConfig, log=_log):
     _check_output_dir(cfg)
     src = read_source(checkpoint.resolve(cfg.checkpoint_path))
     checkpoint.refuse_broken(src.prefix, averages=cfg.use_moving_averages, tensors=src.tensors)
-    run = _run_info(cfg, src)
+    run = _run_info(cfg, src, log)
     in_checkpoint, num_classes = _class_count(run.spec, src.tensors, cfg)
     _check_aux_logits(run.spec, src, cfg)
     bn = run.batch_norm

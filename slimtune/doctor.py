@@ -135,12 +135,14 @@ def _live_checks(report, cfg):
     if not opened:
         return
     size, preprocessing = forms.input_settings(cfg, opened)
+    gray = forms.input_channels(opened) == 1
     if cfg.images:
-        images, labels = pipeline.load_images(list(cfg.images), preprocessing, size), None
+        images, labels = pipeline.load_images(list(cfg.images), preprocessing, size,
+                                              gray), None
     else:
         images, labels = pipeline.load_eval_arrays(cfg.dataset_name, cfg.dataset_dir,
                                                    cfg.dataset_split_name, preprocessing,
-                                                   size, cfg.max_images)
+                                                   size, cfg.max_images, grayscale=gray)
     for form in opened:
         note = form.output_note()
         report.checked.append(f"{len(images)} images through {form.kind} {form.path}"

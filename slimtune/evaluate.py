@@ -36,6 +36,7 @@ class EvalConfig:
     model_name: Optional[str] = None  # default: from the training metadata
     preprocessing_name: Optional[str] = None
     eval_image_size: Optional[int] = None
+    use_grayscale: bool = False  # default: as trained (slimtune.json, else the weights)
     batch_size: int = 100
     labels_offset: Optional[int] = None
     max_num_batches: Optional[int] = None
@@ -74,6 +75,7 @@ def _run_info(cfg, on_file, keras=False):
     flags = metadata.RunInfo(
         model_name=cfg.model_name, preprocessing=cfg.preprocessing_name,
         image_size=cfg.eval_image_size, labels_offset=cfg.labels_offset,
+        grayscale=cfg.use_grayscale or None,
         batch_norm=metadata.batch_norm_flags(
             mode=bn_lib.BATCH_STATS if cfg.batch_statistics else None))
     return metadata.resolve(flags, on_file, size_flag="--eval_image_size",
@@ -104,7 +106,7 @@ def _build(cfg, run, split, num_classes, prefix):
     graph = tf.Graph()
     with graph.as_default():
         data = pipeline.batches(split, run.preprocessing, run.image_size, cfg.batch_size, False,
-                                num_classes, run.labels_offset)
+                                num_classes, run.labels_offset, grayscale=run.grayscale)
         images, labels = v1.data.make_one_shot_iterator(data).get_next()
         names = checkpoint.read_shapes(prefix)
         logits, end_points = spec.build(images, num_classes, is_training=False,
@@ -204,6 +206,20 @@ def write_summaries(eval_dir, result):
     writer.close()
 
 
+def _grayscale_if(run, channels, what, log):
+    """``run``, grayscale when the model takes 1 channel though nothing said so (a
+    research/slim ``--use_grayscale`` checkpoint without slimtune.json); a grayscale run
+    of a model taking 3 channels is a UsageError."""
+    if run.grayscale and channels == 3:
+        raise UsageError(f"--use_grayscale, but the {what} takes 3 channels: the model was "
+                         "trained on RGB images; drop the flag")
+    if run.grayscale or channels != 1:
+        return run
+    log(f"the {what} takes 1 channel: evaluating on grayscale images (research/slim's "
+        "--use_grayscale)")
+    return dataclasses.replace(run, grayscale=True)
+
+
 def _evaluate(cfg, log):
     import numpy as np
 
@@ -217,6 +233,8 @@ def _evaluate(cfg, log):
         prefix = checkpoint.resolve(cfg.checkpoint_path)
         checkpoint.refuse_broken(prefix, averages=bool(cfg.moving_average_decay))
         run = _run_info(cfg, metadata.recorded(prefix))
+        run = _grayscale_if(run, checkpoint.input_channels(checkpoint.read_shapes(prefix)),
+                            "checkpoint's first convolution", log)
     split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
                                 cfg.dataset_file_pattern)
     num_classes = run.num_classes or (split.num_classes - run.labels_offset)
@@ -243,8 +261,9 @@ def _run_keras(cfg, run, split, num_classes, path, started, log):
 
     model = forms.load_keras(path)
     spec = run.spec if run.model_name else None  # names its layers' slim scopes
+    run = _grayscale_if(run, model.inputs[0].shape[-1], "Keras model's input", log)
     data = pipeline.batches(split, run.preprocessing, run.image_size, cfg.batch_size, False,
-                            num_classes, run.labels_offset)
+                            num_classes, run.labels_offset, grayscale=run.grayscale)
     totals, count, correct = np.zeros(3), 0, []
     for batch, (images, labels) in enumerate(data):
         if cfg.max_num_batches is not None and batch >= cfg.max_num_batches:

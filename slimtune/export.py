@@ -45,10 +45,16 @@ class ExportConfig:
 
 def _run_info(cfg, prefix):
     """Flags, else the checkpoint's slimtune.json, else the architecture's defaults; the
-    class count, when neither flag nor file says it, is the checkpoint's logits'."""
+    class count, when neither flag nor file says it, is the checkpoint's logits'; the
+    input is 1-channel with ``--use_grayscale``, a grayscale run's file, or a checkpoint
+    whose first convolution takes 1 channel."""
     flags = metadata.RunInfo(model_name=cfg.model_name, image_size=cfg.image_size,
-                             num_classes=cfg.num_classes, labels_offset=cfg.labels_offset)
+                             num_classes=cfg.num_classes, labels_offset=cfg.labels_offset,
+                             grayscale=cfg.use_grayscale or None)
     run = metadata.resolve(flags, metadata.recorded(prefix))
+    if not run.grayscale and not prefix.endswith(".keras") and checkpoint.input_channels(
+            checkpoint.read_shapes(prefix)) == 1:
+        run = dataclasses.replace(run, grayscale=True)
     num_classes = run.num_classes
     if num_classes is None and prefix.endswith(".keras"):
         raise UsageError(f"{prefix} has no slimtune.json saying its class count: pass "
@@ -58,7 +64,7 @@ def _run_info(cfg, prefix):
     return dataclasses.replace(run, num_classes=int(num_classes))
 
 
-def _frozen_keras(path, size, batch_size, spec):
+def _frozen_keras(path, size, batch_size, spec, channels=3):
     """The frozen inference graph of the Keras model at ``path`` (a mirror of ``spec``),
     under the same node names as a checkpoint's (``training=False``: moving statistics, no
     dropout)."""
@@ -68,8 +74,8 @@ def _frozen_keras(path, size, batch_size, spec):
 
     model = forms.load_keras(path)
 
-    @tf.function(input_signature=[tf.TensorSpec([batch_size, size, size, 3], tf.float32,
-                                                 name=INPUT_NODE)])
+    @tf.function(input_signature=[tf.TensorSpec([batch_size, size, size, channels],
+                                                 tf.float32, name=INPUT_NODE)])
     def serve(images):
         logits = model(images, training=False)
         logits = tf.identity(logits[0] if isinstance(logits, (list, tuple)) else logits,
@@ -78,13 +84,13 @@ def _frozen_keras(path, size, batch_size, spec):
                                                                  name=PROBABILITIES_NODE)}
 
     # A model computing NaN would export a graph that serves NaN: refuse it.
-    probe_images = probe.random_images(batch_size or 2, size)
+    probe_images = probe.random_images(batch_size or 2, size, channels=channels)
     probe.check_keras(path, model, serve(tf.constant(probe_images))["logits"], probe_images,
                       spec)
     return compat.frozen_graph_def(serve.get_concrete_function())
 
 
-def _frozen_graph(spec, prefix, size, num_classes, bn, batch_size):
+def _frozen_graph(spec, prefix, size, num_classes, bn, batch_size, channels=3):
     """(GraphDef with constants, dict of node names) of the inference network."""
     import tensorflow as tf
 
@@ -94,7 +100,8 @@ def _frozen_graph(spec, prefix, size, num_classes, bn, batch_size):
     v1 = tf.compat.v1
     aux = spec.holds_aux_logits(checkpoint.read_shapes(prefix))
     with tf.Graph().as_default() as graph:
-        images = v1.placeholder(tf.float32, [batch_size, size, size, 3], name=INPUT_NODE)
+        images = v1.placeholder(tf.float32, [batch_size, size, size, channels],
+                                name=INPUT_NODE)
         logits, end_points = spec.build(images, num_classes, is_training=False,
                                         batch_norm=bn, create_aux_logits=aux)
         tf.identity(logits, name=LOGITS_NODE)
@@ -105,7 +112,7 @@ def _frozen_graph(spec, prefix, size, num_classes, bn, batch_size):
         with v1.Session(graph=graph, config=compat.session_config(fuse=False)) as sess:
             saver.restore(sess, prefix)
             # A checkpoint computing NaN would export a graph that serves NaN: refuse it.
-            probe_images = probe.random_images(batch_size or 2, size)
+            probe_images = probe.random_images(batch_size or 2, size, channels=channels)
             probe.check(prefix, sess, sess.run(logits, {images: probe_images}), end_points,
                         images, probe_images, logits)
             frozen = v1.graph_util.convert_variables_to_constants(
@@ -171,16 +178,17 @@ def export(cfg: ExportConfig, log=_log):
     run = _run_info(cfg, prefix)
     spec, size = run.spec, run.image_size
     log(f"exporting {prefix}: {spec.name}, {run.num_classes} classes, {size}px, batch "
-        f"{cfg.batch_size or 'dynamic'}, is_training=False")
+        f"{cfg.batch_size or 'dynamic'}, {run.channels} input channel"
+        f"{'s' if run.channels > 1 else ' (grayscale)'}, is_training=False")
     if keras_path:
-        frozen = _frozen_keras(keras_path, size, cfg.batch_size, spec)
+        frozen = _frozen_keras(keras_path, size, cfg.batch_size, spec, run.channels)
     else:
         frozen = _frozen_graph(spec, prefix, size, run.num_classes, run.batch_norm,
-                               cfg.batch_size)
+                               cfg.batch_size, run.channels)
     sidecar = metadata.export_document(
         run, checkpoint=prefix,
         serving=metadata.Serving(INPUT_NODE, (LOGITS_NODE, PROBABILITIES_NODE),
-                                 (cfg.batch_size, size, size, 3)))
+                                 (cfg.batch_size, size, size, run.channels)))
     if cfg.output_file:
         _write_pb(frozen, cfg.output_file, sidecar, cfg.write_text_graphdef)
         log(f"wrote {cfg.output_file} (input node '{INPUT_NODE}', output nodes "

@@ -40,6 +40,7 @@ class Form:
     # What ``run`` returns when it is not plain logits (``graph_outputs.Output``): a
     # graph read at its probabilities, walked back to its logits, squeezed.
     output: object = None
+    channels: Optional[int] = None  # the input's channels (1: a grayscale model), if known
 
     @property
     def probabilities(self):
@@ -127,9 +128,11 @@ def open_checkpoint(path, model_name=None):
     def run(images):
         return slim_run.slim_outputs(spec, prefix, images, num_classes, bn)[0]
 
+    channels = 1 if run_info.grayscale else checkpoint.input_channels(
+        checkpoint.read_shapes(prefix))
     return Form("checkpoint", prefix, run, spec.name, None, run_info.preprocessing,
                 trained_size=recorded.image_size, deterministic_by_construction=True,
-                bn_statistics=lambda: _checkpoint_statistics(prefix))
+                bn_statistics=lambda: _checkpoint_statistics(prefix), channels=channels)
 
 
 def _checkpoint_statistics(prefix):
@@ -165,7 +168,8 @@ def _open_frozen(path, input_node, output_node):
     return Form("frozen", path, run, side.model_name, size, side.preprocessing,
                 trained_size=(serving.input_shape or (None, None))[1],
                 graph_def=graph_def, outputs=[output.node],
-                bn_statistics=lambda: bn_layers.graph_statistics(graph_def), output=output)
+                bn_statistics=lambda: bn_layers.graph_statistics(graph_def), output=output,
+                channels=shape[3] if shape.rank == 4 else None)
 
 
 def _frozen_output(graph, path, names, output_node, serving):
@@ -206,7 +210,8 @@ def _open_saved_model(path, signature_name):
     size = spec.shape[1] if spec.shape.rank == 4 else None
     return Form("saved_model", path, run, side.model_name, size, side.preprocessing,
                 graph_def=graph_def, outputs=[t.name for t in fn.outputs],
-                bn_statistics=lambda: bn_layers.graph_statistics(graph_def))
+                bn_statistics=lambda: bn_layers.graph_statistics(graph_def),
+                channels=spec.shape[3] if spec.shape.rank == 4 else None)
 
 
 def _open_keras(path):
@@ -219,7 +224,8 @@ def _open_keras(path):
 
     return Form("keras", path, run, side.model_name, model.input_shape[1],
                 side.preprocessing, trained_size=side.image_size,
-                bn_statistics=lambda: bn_layers.keras_statistics(model))
+                bn_statistics=lambda: bn_layers.keras_statistics(model),
+                channels=model.input_shape[-1])
 
 
 def keras_model_path(path):
@@ -258,6 +264,16 @@ def open_form(path, model_name=None, input_node=None, output_node=None,
     except SlimtuneError as e:
         raise UnusableInput(f"{path} is not a .keras file, a frozen .pb, a SavedModel or a "
                             f"usable slim checkpoint ({e})") from None
+
+
+def input_channels(forms):
+    """The channels the ``forms`` take: 1 (images converted to grayscale, research/slim's
+    ``--use_grayscale``) or 3; forms taking different counts are unusable together."""
+    known = {f.channels for f in forms if f.channels}
+    if len(known) > 1:
+        raise UnusableInput(f"the two models take different input channels "
+                            f"({sorted(known)}): one was trained on grayscale images")
+    return known.pop() if known else 3
 
 
 def input_settings(cfg, forms):

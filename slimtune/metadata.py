@@ -95,6 +95,9 @@ class RunInfo:
     batch_norm: Optional[BatchNormConfig] = None
     image_size: Optional[int] = None
     preprocessing: Optional[str] = None
+    # research/slim's --use_grayscale: images converted to one channel (the network's
+    # input has 1 channel).  Resolved: a bool.
+    grayscale: Optional[bool] = None
     engine: Optional[str] = None
     dataset: Optional[Dataset] = None  # the data a training run read
     warm_start: Optional[str] = None  # the checkpoint a training run started from
@@ -112,6 +115,11 @@ class RunInfo:
         """The registry entry of ``model_name``."""
         return registry.get(self.model_name)
 
+    @property
+    def channels(self):
+        """The network input's channels: 1 for a grayscale run, else 3."""
+        return 1 if self.grayscale else 3
+
     def as_dict(self):
         """The run's own fields as ``slimtune.json`` spells them."""
         out = {
@@ -124,6 +132,8 @@ class RunInfo:
             "image_size": self.image_size,
             "preprocessing": self.preprocessing,
         }
+        if self.grayscale:  # RGB runs' files stay as they were before the field
+            out["grayscale"] = True
         if self.engine not in (None, SLIM_ENGINE):
             # Files of slim runs stay as they were before there was a second engine.
             out["engine"] = self.engine
@@ -152,6 +162,7 @@ def from_dict(document):
                                     bn.get("mode")) if bn else None),
         image_size=get("image_size"),
         preprocessing=get("preprocessing"),
+        grayscale=get("grayscale"),
         engine=get("engine"),
         dataset=(Dataset(dataset.get("name"), dataset.get("dir"), dataset.get("split"))
                  if dataset else None),
@@ -225,6 +236,7 @@ def resolve(flags=RunInfo(), on_file=RunInfo(), *, identify=None,
         image_size=size,
         preprocessing=canonical_preprocessing(_first(asked.preprocessing, found.preprocessing,
                                                      spec and spec.preprocessing)),
+        grayscale=bool(_first(asked.grayscale, found.grayscale, False)),
         engine=_first(asked.engine, found.engine, SLIM_ENGINE),
         dataset=_dataset(asked.dataset, found.dataset),
         warm_start=_first(asked.warm_start, found.warm_start),
@@ -351,7 +363,8 @@ def published_document(run, name):
 
 # What a file derived from another (a recalibrated checkpoint or .keras) gets from the
 # resolved run when the source's file does not say it: what later tools need.
-_COMPLETED = ("model_name", "num_classes", "image_size", "preprocessing", "batch_norm")
+_COMPLETED = ("model_name", "num_classes", "image_size", "preprocessing", "grayscale",
+              "batch_norm")
 
 
 def completed(found, run, files=None):

@@ -20,10 +20,11 @@ FIX = ("retrain with a lower --learning_rate or with --clip_gradient_norm, a lar
        "--batch_size or --train_image_size, or use an earlier checkpoint of the run")
 
 
-def random_images(batch, size, seed=0):
-    """A seeded batch in [-1, 1], the range both preprocessings roughly produce."""
+def random_images(batch, size, seed=0, channels=3):
+    """A seeded batch in [-1, 1], the range both preprocessings roughly produce
+    (``channels`` 1 for a grayscale run's network)."""
     rng = np.random.RandomState(seed)
-    return rng.uniform(-1.0, 1.0, (batch, size, size, 3)).astype(np.float32)
+    return rng.uniform(-1.0, 1.0, (batch, size, size, channels)).astype(np.float32)
 
 
 def first_non_finite(sess, tensors, feed):

@@ -99,9 +99,9 @@ def _run_info(cfg, on_file, identify):
     return metadata.resolve(flags, on_file, identify=identify)
 
 
-def _batches(cfg, split, preprocessing, size):
+def _batches(cfg, split, preprocessing, size, grayscale=False):
     return batch_statistics.image_batches(split, preprocessing, size, cfg.batch_size,
-                                          cfg.seed, cfg.train_preprocessing)
+                                          cfg.seed, cfg.train_preprocessing, grayscale)
 
 
 def _announce(cfg, split, preprocessing, size, what, log):
@@ -159,7 +159,9 @@ def recalibrate_slim(cfg, log=_log):
     started = time.monotonic()
     new, layers, note = batch_statistics.recalibrated_checkpoint(
         spec, prefix, tensors, run.num_classes, run.batch_norm,
-        _batches(cfg, split, run.preprocessing, run.image_size), cfg.num_batches, log)
+        _batches(cfg, split, run.preprocessing, run.image_size,
+                 run.grayscale or checkpoint.input_channels(tensors) == 1),
+        cfg.num_batches, log)
     name = os.path.basename(prefix)
     entry = _record(cfg, name, prefix, split, run.preprocessing, run.image_size, layers,
                     note=note)
@@ -215,7 +217,8 @@ def recalibrate_keras(cfg, log=_log):
     _announce(cfg, split, preprocessing, size, f"Keras model {path}", log)
     started = time.monotonic()
     layers, left_alone = batch_statistics.recalibrate_keras_model(
-        model, _batches(cfg, split, preprocessing, size), cfg.num_batches,
+        model, _batches(cfg, split, preprocessing, size,
+                        run.grayscale or model.input_shape[-1] == 1), cfg.num_batches,
         cfg.include_frozen, log)
     entry = _record(cfg, KERAS_FILE, path, split, preprocessing, size, layers, left_alone)
     # Only the .keras is written; a SavedModel beside the source would be stale.

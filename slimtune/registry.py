@@ -22,6 +22,7 @@ from typing import Callable, Optional
 from slimtune.errors import CheckpointError, UsageError
 from slimtune.keras_nets import densenet as densenet_keras
 from slimtune.keras_nets import inception as inception_keras
+from slimtune.keras_nets import layers as keras_layers
 from slimtune.keras_nets import mobilenet as mobilenet_keras
 from slimtune.keras_nets import resnet as resnet_keras
 from slimtune.keras_nets import small as small_keras
@@ -130,11 +131,11 @@ class ModelSpec:
         return net, end_points
 
     def build_keras(self, num_classes, batch_norm=None, include_aux_logits=False,
-                    image_size=None, weight_decay=0.0, dropout_keep_prob=None):
+                    image_size=None, weight_decay=0.0, dropout_keep_prob=None, channels=3):
         """The Keras 3 mirror with random weights, named ``scope``.
 
-        Input ``[B, H, W, 3]`` float32 (``H = W = image_size``, or open when ``None`` and
-        the architecture allows it); output the logits ``[B, num_classes]``, or
+        Input ``[B, H, W, channels]`` float32 (``H = W = image_size``, or open when
+        ``None`` and the architecture allows it; ``channels`` 1 for a grayscale run); output the logits ``[B, num_classes]``, or
         ``[logits, aux_logits]`` with ``include_aux_logits``.  ``batch_norm`` overrides
         the BatchNorm defaults (decay, epsilon, scale); ``weight_decay`` is slim's;
         ``dropout_keep_prob`` overrides the architecture's (1.0: no dropout).
@@ -152,20 +153,22 @@ class ModelSpec:
                                             else dropout_keep_prob)
         if self.aux_logits:
             options["include_aux_logits"] = include_aux_logits
-        return self.keras_fn(num_classes=num_classes, image_size=image_size,
-                             weight_decay=weight_decay, name=self.scope, **options)
+        with keras_layers.input_channels(channels):
+            return self.keras_fn(num_classes=num_classes, image_size=image_size,
+                                 weight_decay=weight_decay, name=self.scope, **options)
 
     def keras_from_tensors(self, tensors, num_classes, batch_norm=None, drop_background=False,
                            include_aux_logits=False, image_size=None, source="checkpoint",
-                           weight_decay=0.0):
-        """The Keras mirror holding ``tensors`` (``{checkpoint name: array}``).
+                           weight_decay=0.0, channels=3):
+        """The Keras mirror holding ``tensors`` (``{checkpoint name: array}``), on
+        ``channels``-channel input (1: a grayscale run's, see :func:`input_channels`).
 
         Raises :class:`~slimtune.errors.CheckpointError` listing every unmatched name
         unless each Keras weight got exactly one tensor of the same shape and each tensor
         was used or deliberately skipped.
         """
         model = self.build_keras(num_classes, batch_norm, include_aux_logits, image_size,
-                                 weight_decay)
+                                 weight_decay, channels=channels)
         porter = Porter(model, tensors, self.scope, source=source)
         aux = {"include_aux_logits": include_aux_logits} if self.aux_logits else {}
         self.port_fn(porter, drop_background=drop_background, **aux)

@@ -18,7 +18,7 @@ class Restored:
     """The restored inference graph: feed ``images``, fetch ``logits``/``end_points``."""
 
     sess: object
-    images: object  # the placeholder, [None, H, W, 3]
+    images: object  # the placeholder, [None, H, W, C]
     logits: object
     end_points: dict
     graph: object
@@ -27,7 +27,7 @@ class Restored:
 @contextlib.contextmanager
 def restored(spec, prefix, image_shape, num_classes, bn, variable_map=None):
     """Yield :class:`Restored` for checkpoint ``prefix``, images of ``image_shape``
-    ``(H, W, 3)``; the session closes when the block ends.
+    ``(H, W, C)`` (C = 1 for a grayscale run); the session closes when the block ends.
 
     ``variable_map`` (``{graph variable name: checkpoint name}``) restores some
     variables from other tensors than their own, e.g. ExponentialMovingAverage shadows.

@@ -42,6 +42,7 @@ class TrainConfig:
     model_name: str = "inception_v3"
     preprocessing_name: Optional[str] = None
     train_image_size: Optional[int] = None
+    use_grayscale: bool = False  # research/slim's: images converted to one channel
     batch_size: int = 32
     max_number_of_steps: Optional[int] = None
     labels_offset: int = 0
@@ -175,6 +176,7 @@ def _resolve(cfg):
     flags = metadata.RunInfo(
         model_name=cfg.model_name, image_size=cfg.train_image_size,
         preprocessing=cfg.preprocessing_name, labels_offset=cfg.labels_offset,
+        grayscale=cfg.use_grayscale or None,
         batch_norm=metadata.batch_norm_flags(
             cfg.batch_norm_decay, cfg.batch_norm_epsilon,
             mode=bn_lib.FROZEN if cfg.freeze_batch_norm else None),
@@ -212,7 +214,9 @@ def _check_resume_compatible(train_dir, run):
     for key, was, now in (("model_name", old.model_name, run.model_name),
                           ("num_classes", old.num_classes, run.num_classes),
                           ("engine", old.model_name and (old.engine or metadata.SLIM_ENGINE),
-                           run.engine)):
+                           run.engine),
+                          ("grayscale", old.model_name and bool(old.grayscale),
+                           run.grayscale)):
         if was is not None and was != now:
             raise UsageError(
                 f"{train_dir} holds a run with {key}={was!r}, this command asks for "
@@ -226,7 +230,7 @@ def _start_line(cfg, run, split, placement):
     return (f"Training {run.model_name} on {cfg.dataset_name}/{cfg.dataset_split_name} "
             f"({split.num_samples} images, {run.num_classes} classes) at {run.image_size}px, "
             f"batch {cfg.batch_size}{_replicas_text(cfg, placement)}, {run.preprocessing} "
-            f"preprocessing, {bn_text}"
+            f"preprocessing{' (grayscale)' if run.grayscale else ''}, {bn_text}"
             + ("" if cfg.seed is None else f", seed {cfg.seed}"
                + (" (deterministic)" if deterministic(cfg) else "")))
 

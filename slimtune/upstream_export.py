@@ -46,13 +46,13 @@ def dataset_classes(dataset_name, dataset_dir):
 
 
 def checkpoint_config(cfg):
-    """``cfg`` of an export from a checkpoint; flags that only make sense for the
-    architecture-only graph are refused, a dataset given sets the class count."""
-    if cfg.is_training or cfg.use_grayscale:
-        flag = "--is_training" if cfg.is_training else "--use_grayscale"
-        raise UsageError(f"{flag} applies to the architecture-only graph (no "
+    """``cfg`` of an export from a checkpoint; ``--is_training``, which only makes sense
+    for the architecture-only graph, is refused; a dataset given sets the class count
+    (``--use_grayscale`` applies to both: a 1-channel ``input``)."""
+    if cfg.is_training:
+        raise UsageError("--is_training applies to the architecture-only graph (no "
                          "--checkpoint_path); a frozen serving graph is built with "
-                         "is_training=False on RGB input")
+                         "is_training=False")
     if (cfg.dataset_name or cfg.dataset_dir) and cfg.num_classes is None:
         classes = dataset_classes(cfg.dataset_name, cfg.dataset_dir)
         return dataclasses.replace(cfg, num_classes=classes - (cfg.labels_offset or 0))

@@ -87,17 +87,18 @@ def _non_finite_findings(sides, images):
 
 
 def inputs(image_files: Sequence[str] = (), random=0, seed=0, size=224, preprocessing="inception",
-           dataset=None):
-    """The images both forms see: files (preprocessed for eval), random, or a split."""
-    batches = []
+           dataset=None, channels=3):
+    """The images both forms see: files (preprocessed for eval), random, or a split;
+    ``channels`` 1: converted to grayscale (models trained with ``--use_grayscale``)."""
+    batches, gray = [], channels == 1
     if image_files:
-        batches.append(pipeline.load_images(list(image_files), preprocessing, size))
+        batches.append(pipeline.load_images(list(image_files), preprocessing, size, gray))
     if dataset:
         name, directory, split_name, limit = dataset
         batches.append(pipeline.load_eval_arrays(name, directory, split_name, preprocessing,
-                                                 size, limit)[0])
+                                                 size, limit, grayscale=gray)[0])
     if random:
-        batches.append(probe.random_images(random, size, seed))
+        batches.append(probe.random_images(random, size, seed, channels))
     if not batches:
         raise UnusableInput("no inputs: pass --images, --dataset_dir/--dataset_name, or "
                             "--random N")
@@ -172,9 +173,11 @@ def verify(cfg: VerifyConfig, log=_log):
     size, preprocessing = forms.input_settings(cfg, (ref, cand))
     dataset = ((cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name, cfg.max_images)
                if cfg.dataset_name or cfg.dataset_dir else None)
-    images = inputs(cfg.images, cfg.random, cfg.seed, size, preprocessing, dataset)
+    channels = forms.input_channels((ref, cand))
+    images = inputs(cfg.images, cfg.random, cfg.seed, size, preprocessing, dataset, channels)
     log(f"reference {ref.kind} {ref.path}\ncandidate {cand.kind} {cand.path}\n"
-        f"{len(images)} images at {size}px, {preprocessing} preprocessing")
+        f"{len(images)} images at {size}px, {preprocessing} preprocessing"
+        + (" (grayscale)" if channels == 1 else ""))
     notes = output_notes((("reference", ref), ("candidate", cand)))
     for line in notes:
         log(line)

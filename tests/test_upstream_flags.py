@@ -139,7 +139,6 @@ def test_eval_defaults_to_the_test_split_and_names_the_splits_a_dataset_has(tiny
 @pytest.mark.parametrize("name,flags,refused", [
     ("eval_image_classifier", ["--quantize"], "--quantize=True is not supported: TF 2"),
     ("eval_image_classifier", ["--master=grpc://h:1"], "--master=grpc://h:1 is not supported"),
-    ("eval_image_classifier", ["--use_grayscale"], "--use_grayscale=True is not supported"),
     ("train_image_classifier", ["--quantize_delay=100"], "--quantize_delay=100 is not "
                                                         "supported: TF 2 has no rewrite"),
 ])
@@ -151,6 +150,21 @@ def test_flags_slimtune_cannot_honour_are_refused_in_one_line(name, flags, refus
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and refused in errors[0], result.stderr
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_use_grayscale_is_taken_by_eval_and_checked_against_the_model(tiny_run):
+    """research/slim's --use_grayscale is no longer refused (tests/test_grayscale.py runs
+    it end to end); on a model trained on RGB images it is one clear error."""
+    result = tool("eval_image_classifier", "--checkpoint_path=/nonexistent",
+                  "--dataset_name=digits", "--use_grayscale")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and errors, result.stderr
+    assert "use_grayscale" not in errors[0] and "/nonexistent" in errors[0], result.stderr
+    with pytest.raises(UsageError, match="--use_grayscale, but the checkpoint's first "
+                                         "convolution takes 3 channels"):
+        evaluate.evaluate(evaluate.EvalConfig(
+            checkpoint_path=tiny_run[0], dataset_name="digits", dataset_split_name="train",
+            use_grayscale=True), log=lambda line: None)
 
 
 def test_clone_on_cpu_hides_the_gpus_from_the_run(monkeypatch):

@@ -47,8 +47,9 @@ F.DEFINE_integer("num_preprocessing_threads", None, "Images decoded and preproce
                  "(the tf.data map's parallel calls). Default: tf.data's AUTOTUNE.")
 cli.define_refused_flag("master", "", "Accepted at its default '' for research/slim flag "
                         "files; slimtune runs its own session.")
-cli.define_refused_flag("use_grayscale", False, "Refused so far: research/slim's 1-channel "
-                        "input (rgb_to_grayscale) is not implemented yet.")
+F.DEFINE_boolean("use_grayscale", False, "Whether to convert input images to grayscale "
+                 "(default: as trained: slimtune.json, else the checkpoint's first "
+                 "convolution taking 1 channel).")
 cli.define_refused_flag("quantize", False, "Refused: TF 2 has no quantize rewrite for TF1 "
                         "graphs.")
 flags.mark_flag_as_required("checkpoint_path")

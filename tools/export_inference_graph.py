@@ -53,7 +53,9 @@ F.DEFINE_string("dataset_name", None, "Dataset whose class count the net gets (d
 F.DEFINE_string("dataset_dir", None, "Its directory: a labels.txt there gives the count.")
 F.DEFINE_boolean("write_text_graphdef", False, "Write the GraphDef as text.")
 F.DEFINE_boolean("quantize", False, "Refused: TF 2 has no quantize rewrite for TF1 graphs.")
-F.DEFINE_boolean("use_grayscale", False, "Architecture-only graph on 1-channel input.")
+F.DEFINE_boolean("use_grayscale", False, "A 1-channel 'input' (a network trained on "
+                 "grayscale images). With --checkpoint_path, default: as trained "
+                 "(slimtune.json, else the checkpoint's first convolution).")
 
 
 def main(argv):

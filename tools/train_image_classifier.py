@@ -179,8 +179,10 @@ F.DEFINE_enum("engine", "slim", ["slim", "keras"], "What trains: 'slim' (the TF1
 DEPLOYMENT = ("num_clones", "clone_on_cpu", "worker_replicas", "task", "num_ps_tasks",
               "sync_replicas", "replicas_to_aggregate")
 cli.define_research_slim_compat_flags(supported=DEPLOYMENT)
-cli.define_refused_flag("use_grayscale", False, "Refused so far: research/slim's 1-channel "
-                        "input (rgb_to_grayscale) is not implemented yet.")
+F.DEFINE_boolean("use_grayscale", False, "Whether to convert input images to grayscale "
+                 "(research/slim's rgb_to_grayscale at the point its preprocessing does; "
+                 "the network then takes 1 channel). Recorded in slimtune.json: eval, "
+                 "export, convert and verify of the run use it without the flag.")
 cli.define_refused_flag("quantize_delay", -1, "Refused unless -1: research/slim's "
                         "quantization-aware training has no TF 2 rewrite of a TF1 graph.")
 

@@ -86,8 +86,9 @@ def parallelism(num_readers=None, num_threads=None):
 
 def batches(split, preprocessing_name, image_size, batch_size, is_training,
             num_classes, labels_offset=0, num_epochs=None, seed=None, deterministic=None,
-            augment=None, skip_batches=0):
-    """A ``tf.data.Dataset`` of ``(images [B,S,S,3] float32, labels [B] int64)``.
+            augment=None, skip_batches=0, grayscale=False):
+    """A ``tf.data.Dataset`` of ``(images [B,S,S,3] float32, labels [B] int64)``
+    (``[B,S,S,1]`` with ``grayscale``: research/slim's ``--use_grayscale``).
 
     Training data is shuffled (with ``seed``) and repeated (forever, or ``num_epochs``
     times); eval data is read once in order, and its last batch may be short.  The
@@ -132,14 +133,15 @@ def batches(split, preprocessing_name, image_size, batch_size, is_training,
         if skip_batches:
             data = data.skip(skip_batches * batch_size)
     load = _loader(preprocessing_name, image_size, num_classes, labels_offset, augment,
-                   seed if keyed else None)
+                   seed if keyed else None, grayscale)
     data = data.map(load, num_parallel_calls=threads or tf.data.AUTOTUNE,
                     deterministic=in_order)
     data = data.batch(batch_size, drop_remainder=is_training)
     return data.prefetch(tf.data.AUTOTUNE)
 
 
-def _loader(preprocessing_name, image_size, num_classes, labels_offset, augment, seed):
+def _loader(preprocessing_name, image_size, num_classes, labels_offset, augment, seed,
+            grayscale=False):
     """The map from a record ``(shard path, index in the shard, bytes[, place in the
     stream])`` to ``(image, label)``; with ``seed`` (and a place), the augmentation's
     stateless seed is (``seed`` + the shard path's hash, the place)."""
@@ -158,21 +160,23 @@ def _loader(preprocessing_name, image_size, num_classes, labels_offset, augment,
         key = None
         if seed is not None:
             key = tf.stack([tf.strings.to_hash_bucket_fast(path, 2 ** 31) + seed, place])
-        image = preprocess(preprocessing_name, image, image_size, image_size, augment, key)
+        image = preprocess(preprocessing_name, image, image_size, image_size, augment, key,
+                           grayscale=grayscale)
         return image, label
 
     return load
 
 
 def load_eval_arrays(dataset_name, dataset_dir, split_name, preprocessing_name, image_size,
-                     limit=None, batch_size=60):
+                     limit=None, batch_size=60, grayscale=False):
     """``(images float32 [N,S,S,3], labels int64 [N])`` of a split, preprocessed for
-    evaluation, at most ``limit`` images: what checks that need numpy arrays run on."""
+    evaluation, at most ``limit`` images: what checks that need numpy arrays run on
+    (``[N,S,S,1]`` with ``grayscale``)."""
     import numpy as np
 
     split = open_split(dataset_name, dataset_dir, split_name)
     data = batches(split, preprocessing_name, image_size, batch_size, is_training=False,
-                   num_classes=split.num_classes)
+                   num_classes=split.num_classes, grayscale=grayscale)
     images, labels, count = [], [], 0
     for x, y in data:
         images.append(x.numpy())
@@ -184,8 +188,9 @@ def load_eval_arrays(dataset_name, dataset_dir, split_name, preprocessing_name, 
     return images[:limit].astype(np.float32), labels[:limit]
 
 
-def load_images(paths, preprocessing_name, size):
-    """Image files decoded and preprocessed for evaluation: float32 ``[N,S,S,3]``."""
+def load_images(paths, preprocessing_name, size, grayscale=False):
+    """Image files decoded and preprocessed for evaluation: float32 ``[N,S,S,3]``
+    (``[N,S,S,1]`` with ``grayscale``)."""
     import numpy as np
     import tensorflow as tf
 
@@ -197,5 +202,5 @@ def load_images(paths, preprocessing_name, size):
             raise UsageError(f"cannot decode image {path}: {str(e).splitlines()[0]}; pass "
                              "JPEG, PNG, GIF or BMP files") from None
         batch.append(preprocess(preprocessing_name, image, size, size,
-                                is_training=False).numpy())
+                                is_training=False, grayscale=grayscale).numpy())
     return np.stack(batch).astype(np.float32)

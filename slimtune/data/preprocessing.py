@@ -1,6 +1,7 @@
 """research/slim's image preprocessing, as TensorFlow ops usable in tf.data and graphs.
 
-Each function takes a uint8 ``[H, W, 3]`` image and returns float32 ``[h, w, 3]``:
+Each function takes a uint8 ``[H, W, 3]`` image and returns float32 ``[h, w, 3]``
+(``[h, w, 1]`` with ``grayscale``, see below):
 
 - ``inception``: train = random crop covering 5-100% of the area with aspect 3/4-4/3,
   bilinear resize, left-right flip, colour jitter; eval = central crop of 87.5% then
@@ -26,6 +27,15 @@ flip and colours wherever and whenever the image is drawn: the input pipeline ke
 by the run's seed and the image's place in the training stream, so a resumed run
 augments each image as the uninterrupted run would have.  Without one, the stateful ops
 draw (unseeded runs).
+
+``grayscale`` is research/slim's ``--use_grayscale``: ``tf.image.rgb_to_grayscale`` where
+its preprocessing applies it, so the network takes one channel.  ``inception`` converts
+after the colour distortion when training (brightness and saturation act on RGB) and
+right after the conversion to float when evaluating (before the central crop); ``vgg``
+and ``densenet`` after the crop, before the flip and the mean subtraction; ``lenet`` and
+``cifarnet`` first, right after the conversion to float.  ``vgg``'s mean subtraction
+then subtracts the means' gray value (the gray of the mean-subtracted RGB image, by
+linearity): upstream's subtracts three means from one channel and raises ValueError.
 """
 
 from slimtune.errors import UsageError
@@ -53,7 +63,11 @@ def _flip(image, seed):
     return tf.image.stateless_random_flip_left_right(image, seed)
 
 
-def _inception_train(image, height, width, seed=None):
+def _gray(image, grayscale):
+    return _tf().image.rgb_to_grayscale(image) if grayscale else image
+
+
+def _inception_train(image, height, width, seed=None, grayscale=False):
     tf = _tf()
     crop, flip, brightness, saturation = _seeds(seed, 4)
     image = tf.image.convert_image_dtype(image, tf.float32)
@@ -77,13 +91,13 @@ def _inception_train(image, height, width, seed=None):
     else:
         image = tf.image.stateless_random_brightness(image, 32.0 / 255.0, brightness)
         image = tf.image.stateless_random_saturation(image, 0.5, 1.5, saturation)
-    image = tf.clip_by_value(image, 0.0, 1.0)
+    image = _gray(tf.clip_by_value(image, 0.0, 1.0), grayscale)
     return (image - 0.5) * 2.0
 
 
-def _inception_eval(image, height, width, central_fraction=0.875):
+def _inception_eval(image, height, width, grayscale=False, central_fraction=0.875):
     tf = _tf()
-    image = tf.image.convert_image_dtype(image, tf.float32)
+    image = _gray(tf.image.convert_image_dtype(image, tf.float32), grayscale)
     image = tf.image.central_crop(image, central_fraction)
     image = tf.image.resize(image, [height, width], method="bilinear")
     return (image - 0.5) * 2.0
@@ -103,7 +117,16 @@ def _vgg_sides(height, width):
     return max(out, round(256 * out / 224)), max(out + 1, round(512 * out / 224))
 
 
-def _vgg_train(image, height, width, seed=None):
+def _vgg_means(image):
+    """research/slim's RGB means, or their gray value for a 1-channel image."""
+    tf = _tf()
+    means = tf.constant(VGG_MEANS)
+    if image.shape[-1] == 1:
+        means = tf.image.rgb_to_grayscale(means)
+    return means
+
+
+def _vgg_train(image, height, width, seed=None, grayscale=False):
     tf = _tf()
     resize, crop, flip = _seeds(seed, 3)
     low, high = _vgg_sides(height, width)
@@ -117,56 +140,60 @@ def _vgg_train(image, height, width, seed=None):
         image = tf.image.random_crop(image, [height, width, 3])
     else:
         image = tf.image.stateless_random_crop(image, [height, width, 3], crop)
-    image = _flip(image, flip)
-    return image - tf.constant(VGG_MEANS)
+    image = _flip(_gray(image, grayscale), flip)
+    return image - _vgg_means(image)
 
 
-def _vgg_eval(image, height, width):
+def _vgg_eval(image, height, width, grayscale=False):
     tf = _tf()
     low, _ = _vgg_sides(height, width)
     image = _resize_shorter_side(image, low)
     shape = tf.shape(image)
     top = (shape[0] - height) // 2
     left = (shape[1] - width) // 2
-    image = tf.slice(image, [top, left, 0], [height, width, 3])
-    return image - tf.constant(VGG_MEANS)
+    image = _gray(tf.slice(image, [top, left, 0], [height, width, 3]), grayscale)
+    return image - _vgg_means(image)
 
 
 DENSENET_SCALE = 0.017
 
 
-def _densenet_train(image, height, width, seed=None):
-    return _vgg_train(image, height, width, seed) * DENSENET_SCALE
+def _densenet_train(image, height, width, seed=None, grayscale=False):
+    return _vgg_train(image, height, width, seed, grayscale) * DENSENET_SCALE
 
 
-def _densenet_eval(image, height, width):
-    return _vgg_eval(image, height, width) * DENSENET_SCALE
+def _densenet_eval(image, height, width, grayscale=False):
+    return _vgg_eval(image, height, width, grayscale) * DENSENET_SCALE
 
 
-def _lenet(image, height, width, seed=None):
+def _lenet(image, height, width, seed=None, grayscale=False):
     tf = _tf()
-    image = tf.image.resize_with_crop_or_pad(tf.cast(image, tf.float32), height, width)
+    image = _gray(tf.cast(image, tf.float32), grayscale)
+    image = tf.image.resize_with_crop_or_pad(image, height, width)
     return (image - 128.0) / 128.0
 
 
-def _cifarnet_train(image, height, width, seed=None):
+def _cifarnet_train(image, height, width, seed=None, grayscale=False):
     tf = _tf()
     crop, flip, brightness, contrast = _seeds(seed, 4)
-    image = tf.pad(tf.cast(image, tf.float32), [[4, 4], [4, 4], [0, 0]])
+    image = _gray(tf.cast(image, tf.float32), grayscale)
+    image = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+    size = [height, width, 1 if grayscale else 3]
     if crop is None:
-        image = tf.image.random_crop(image, [height, width, 3])
+        image = tf.image.random_crop(image, size)
         image = tf.image.random_brightness(_flip(image, flip), max_delta=63.0)
         image = tf.image.random_contrast(image, lower=0.2, upper=1.8)
     else:
-        image = tf.image.stateless_random_crop(image, [height, width, 3], crop)
+        image = tf.image.stateless_random_crop(image, size, crop)
         image = tf.image.stateless_random_brightness(_flip(image, flip), 63.0, brightness)
         image = tf.image.stateless_random_contrast(image, 0.2, 1.8, contrast)
     return tf.image.per_image_standardization(image)
 
 
-def _cifarnet_eval(image, height, width):
+def _cifarnet_eval(image, height, width, grayscale=False):
     tf = _tf()
-    image = tf.image.resize_with_crop_or_pad(tf.cast(image, tf.float32), height, width)
+    image = _gray(tf.cast(image, tf.float32), grayscale)
+    image = tf.image.resize_with_crop_or_pad(image, height, width)
     return tf.image.per_image_standardization(image)
 
 
@@ -212,16 +239,19 @@ def upstream_difference(model_name, preprocessing, image_size):
             f"px: pass --preprocessing_name={model_name} (and the size) for that")
 
 
-def preprocess(name, image, height, width, is_training, seed=None):
+def preprocess(name, image, height, width, is_training, seed=None, grayscale=False):
     """Apply preprocessing ``name``; an unknown name is a UsageError listing the choices.
-    ``seed``: a training image's stateless seed (see above; None: stateful draws)."""
+    ``seed``: a training image's stateless seed (see above; None: stateful draws).
+    ``grayscale``: research/slim's ``--use_grayscale`` (output ``[h, w, 1]``)."""
     table = _TRAIN if is_training else _EVAL
     name = canonical(name)
     if name not in table:
         raise UsageError(f"unknown preprocessing {name!r}: choose one of {', '.join(NAMES)}, "
                          "or a network's name as research/slim's factory takes it "
                          "(--preprocessing_name)")
-    image = table[name](image, height, width, seed) if is_training else table[name](
-        image, height, width)
-    image.set_shape([height, width, 3])
+    if is_training:
+        image = table[name](image, height, width, seed, grayscale=grayscale)
+    else:
+        image = table[name](image, height, width, grayscale=grayscale)
+    image.set_shape([height, width, 1 if grayscale else 3])
     return image

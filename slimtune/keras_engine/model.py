@@ -65,17 +65,19 @@ def slim_names(spec, model, include_aux_logits):
 
 
 def training_model(spec, num_classes, bn, include_aux_logits, image_size, weight_decay,
-                   freeze_batch_norm, sync_batch_norm=False, dropout_keep_prob=None):
+                   freeze_batch_norm, sync_batch_norm=False, dropout_keep_prob=None,
+                   channels=3):
     """The mirror with slim's training BatchNorm, weight decay, dropout (the
     architecture's keep probability, or ``dropout_keep_prob``), frozen BN if asked;
     ``sync_batch_norm``: the trainable BatchNorm layers normalise with the statistics of
-    the global batch (see :class:`~.batch_norm.SlimBatchNormalization`)."""
+    the global batch (see :class:`~.batch_norm.SlimBatchNormalization`); ``channels``:
+    the input's (1 for a grayscale run)."""
     import keras
 
     from slimtune.keras_engine.batch_norm import SlimBatchNormalization
 
     mirror = spec.build_keras(num_classes, bn, include_aux_logits, image_size, weight_decay,
-                              dropout_keep_prob)
+                              dropout_keep_prob, channels)
 
     def clone(layer):
         config = layer.get_config()

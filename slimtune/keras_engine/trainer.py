@@ -87,7 +87,8 @@ class Trainer:
             self.model = model_lib.training_model(
                 spec, run.num_classes, bn, self.aux, run.image_size, cfg.weight_decay,
                 bn is not None and cfg.freeze_batch_norm,
-                self.placement.distributed and cfg.sync_batch_norm, cfg.dropout_keep_prob)
+                self.placement.distributed and cfg.sync_batch_norm, cfg.dropout_keep_prob,
+                run.channels)
             self.weights = model_lib.slim_names(spec, self.model, self.aux)
             self.trained = model_lib.trainable(self.weights, cfg.trainable_scopes)
             model_lib.mark_trained(self.weights, self.trained)
@@ -192,7 +193,7 @@ class Trainer:
         return pipeline.batches(share, self.preprocessing, self.image_size,
                                 cfg.batch_size, True, self.num_classes, cfg.labels_offset,
                                 seed=cfg.seed, deterministic=cfg.deterministic,
-                                skip_batches=self.step)
+                                skip_batches=self.step, grayscale=self.run.grayscale)
 
     def replica_batches(self):
         """Each step's ``(images, labels)``: one batch, or each local replica's own as
@@ -267,7 +268,8 @@ class Trainer:
                  f"(--precise_bn_batches), {run.preprocessing} evaluation preprocessing")
         model = forms.load_keras(keras_path)
         batches = batch_statistics.image_batches(split, run.preprocessing, run.image_size,
-                                                 cfg.batch_size, cfg.seed or 0)
+                                                 cfg.batch_size, cfg.seed or 0,
+                                                 grayscale=run.grayscale)
         layers, left_alone = batch_statistics.recalibrate_keras_model(
             model, batches, cfg.precise_bn_batches, log=self.log)
         with files.staged(keras_path, keep_extension=True) as tmp:

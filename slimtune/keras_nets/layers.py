@@ -17,6 +17,8 @@ Keras is imported inside the functions, as TensorFlow is in ``slimtune.nets``: t
 registry imports every family, and looking an architecture up must not load TensorFlow.
 """
 
+import contextlib
+
 from slimtune.nets.batch_norm import BatchNormConfig
 
 SEP = "."
@@ -171,11 +173,30 @@ def with_weight_decay(model, weight_decay, scopes=None):
     return model
 
 
+_input_channels = 3
+
+
+@contextlib.contextmanager
+def input_channels(channels):
+    """Within it, :func:`images` has ``channels`` channels (1: research/slim's
+    ``--use_grayscale``): how ``ModelSpec.build_keras`` sets the input of every mirror,
+    registered ones included, without a parameter in each builder."""
+    global _input_channels
+    if channels not in (1, 3):
+        raise ValueError(f"input channels must be 1 or 3, not {channels!r}")
+    before, _input_channels = _input_channels, channels
+    try:
+        yield
+    finally:
+        _input_channels = before
+
+
 def images(image_size=None):
-    """The model input ``[B, H, W, 3]`` float32 named ``images``; ``None`` leaves H, W open."""
+    """The model input ``[B, H, W, C]`` float32 named ``images`` (``C`` = 3, or what
+    :func:`input_channels` sets); ``None`` leaves H, W open."""
     import keras
 
-    return keras.Input((image_size, image_size, 3), name="images")
+    return keras.Input((image_size, image_size, _input_channels), name="images")
 
 
 def model(inputs, outputs, name):

@@ -50,7 +50,8 @@ def precise_batch_norm(cfg, run, split, raw, log):
         f"batches of {split.dataset_name}/{split.split} (--precise_bn_batches), "
         f"{run.preprocessing} evaluation preprocessing")
     batches = batch_statistics.image_batches(split, run.preprocessing, run.image_size,
-                                             cfg.batch_size, cfg.seed or 0)
+                                             cfg.batch_size, cfg.seed or 0,
+                                             grayscale=run.grayscale)
     tensors, layers, note = batch_statistics.recalibrated_checkpoint(
         run.spec, raw, checkpoint.read_tensors(raw), run.num_classes, run.batch_norm,
         batches, cfg.precise_bn_batches, log)

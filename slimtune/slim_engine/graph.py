@@ -133,7 +133,8 @@ def _replica_inputs(cfg, run, split, strategy, placement, start_step):
             data = pipeline.batches(share, run.preprocessing,
                                     run.image_size, cfg.batch_size, True, run.num_classes,
                                     run.labels_offset, seed=cfg.seed,
-                                    deterministic=cfg.deterministic, skip_batches=start_step)
+                                    deterministic=cfg.deterministic, skip_batches=start_step,
+                                    grayscale=run.grayscale)
             batches.append(v1.data.make_one_shot_iterator(data).get_next())
     return batches
 
@@ -372,7 +373,7 @@ def _final_check_tensors(cfg, run, split, create_aux_logits):
     with tf.device("/cpu:0"), tf.name_scope("final_check"):
         data = pipeline.batches(split, run.preprocessing, run.image_size,
                                 max(cfg.batch_size, FINAL_CHECK_IMAGES), False,
-                                run.num_classes, run.labels_offset)
+                                run.num_classes, run.labels_offset, grayscale=run.grayscale)
         images, _ = v1.data.make_one_shot_iterator(data).get_next()
     with v1.variable_scope(v1.get_variable_scope(), reuse=True):
         logits, _ = run.spec.build(images, run.num_classes, is_training=False,
