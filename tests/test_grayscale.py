@@ -182,3 +182,13 @@ def test_a_keras_engine_grayscale_step(digits_dir, tmp_path):
     assert result.global_step == 1
     assert metadata.read(train_dir)["grayscale"] is True
     assert result.trainer.model.input_shape[-1] == 1
+
+
+def test_resuming_a_grayscale_run_without_the_flag_is_refused(gray_run):
+    from slimtune.errors import UsageError
+
+    with pytest.raises(UsageError, match="grayscale=True, this command asks for False"):
+        train.train(train.TrainConfig(
+            train_dir=gray_run[0], dataset_name="digits", model_name=NAME,
+            train_image_size=32, batch_size=8, max_number_of_steps=3),
+            log=lambda line: None)
