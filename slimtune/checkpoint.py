@@ -192,8 +192,11 @@ def split_scopes(text):
 
 
 def in_scopes(name, scopes):
-    """Whether variable ``name`` is one of ``scopes`` or under one."""
-    return any(name == s or name.startswith(s.rstrip("/") + "/") for s in scopes)
+    """Whether variable ``name`` starts with one of ``scopes``: research/slim's
+    --checkpoint_exclude_scopes and --trainable_scopes are plain name prefixes, so
+    ``InceptionV3/Mixed_7`` covers Mixed_7a, 7b and 7c (matching whole name parts only
+    restored those layers without a word)."""
+    return any(name.startswith(s) for s in scopes)
 
 
 def aux_head_wanted(spec, where, held, exclude_scopes, ignore_missing_vars, log):
