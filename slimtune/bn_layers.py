@@ -108,7 +108,7 @@ def slim_layers(graph):
 
 def graph_statistics(graph_def):
     """``{layer scope: (moving_mean, moving_variance)}`` from a frozen graph's constants."""
-    from tensorflow.python.framework import tensor_util
+    import tensorflow as tf
 
     consts = {n.name: n for n in graph_def.node if n.op == "Const"}
     stats = {}
@@ -117,8 +117,8 @@ def graph_statistics(graph_def):
             scope = name[: -len("/moving_mean")]
             variance = consts.get(scope + "/moving_variance")
             if variance is not None:
-                stats[scope] = (tensor_util.MakeNdarray(node.attr["value"].tensor),
-                                tensor_util.MakeNdarray(variance.attr["value"].tensor))
+                stats[scope] = (tf.make_ndarray(node.attr["value"].tensor),
+                                tf.make_ndarray(variance.attr["value"].tensor))
     return stats
 
 

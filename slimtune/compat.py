@@ -214,6 +214,18 @@ def saved_model_root():
     return tf.__internal__.tracking.AutoTrackable()
 
 
+def read_saved_model_proto(path):
+    """The ``SavedModel`` protocol buffer in ``path`` (a ``saved_model.pb``): its meta
+    graphs with their signatures and GraphDefs, read without loading the model (the
+    proto class has no public name in TF 2.21)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        saved.ParseFromString(f.read())
+    return saved
+
+
 # TensorFlow's native start-up lines that say nothing to a CPU user; TF_CPP_MIN_LOG_LEVEL
 # cannot hide them because they are written before absl logging is initialised.
 _BENIGN_NATIVE_LINES = (

@@ -13,7 +13,7 @@ import dataclasses
 import os
 from typing import Optional, Sequence
 
-from slimtune import batch_statistics, checkpoint, forms, metadata, probe
+from slimtune import batch_statistics, checkpoint, compat, forms, metadata, probe
 from slimtune.checks import (checkpoint_checks, data_checks, graph_checks, keras_checks,
                              statistics_checks)
 # The doctor's public API for users' own training loops.
@@ -56,8 +56,6 @@ def diagnose(cfg: DoctorConfig):
 
 
 def _diagnose(cfg):
-    from slimtune import compat
-
     compat.apply()
     if not any((cfg.train_dir, cfg.checkpoint_path, cfg.graph, cfg.saved_model,
                 cfg.keras_model)):
@@ -96,15 +94,11 @@ def _check_graph(report, path):
 
 
 def _check_saved_model(report, path):
-    from tensorflow.core.protobuf import saved_model_pb2
-
     proto_path = os.path.join(path, "saved_model.pb")
     if not os.path.isfile(proto_path):
         raise UsageError(f"--saved_model={path} has no saved_model.pb: pass a SavedModel "
                          "directory")
-    saved = saved_model_pb2.SavedModel()
-    with open(proto_path, "rb") as f:
-        saved.ParseFromString(f.read())
+    saved = compat.read_saved_model_proto(proto_path)
     for meta_graph in saved.meta_graphs:
         for key, signature in meta_graph.signature_def.items():
             if key.startswith("__"):

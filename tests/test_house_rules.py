@@ -84,3 +84,37 @@ def test_the_import_check_sees_every_form(tmp_path):
     (package / "train.py").write_text("from slimtune.train import y\n")
     assert sorted(command_imports(package)) == [
         ("sub.a", "doctor"), ("sub.a", "train"), ("sub.a", "verify")]
+
+
+def internal_tensorflow_imports(root):
+    """``(module, imported)`` for every import of TensorFlow's internals
+    (``tensorflow.python``, ``tensorflow.core``, ``tf_keras.src``, ``keras.src``)
+    outside ``compat.py``, the one module that may know them."""
+    internal = ("tensorflow.python", "tensorflow.core", "tf_keras.src", "keras.src")
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "compat.py" and path.parent == root:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found += [(path.relative_to(root).as_posix(), n) for n in names
+                      if n.startswith(internal)]
+    return found
+
+
+def test_tensorflow_internals_live_only_in_compat():
+    root = pathlib.Path(slimtune.__file__).parent
+    found = internal_tensorflow_imports(root)
+    assert not found, "move it into compat.py: " + ", ".join(f"{m} imports {n}"
+                                                             for m, n in found)
+
+
+def test_the_internals_check_sees_every_form(tmp_path):
+    package = tmp_path / "slimtune"
+    package.mkdir()
+    (package / "compat.py").write_text("from tensorflow.python.framework import ops\n")
+    (package / "a.py").write_text("import keras.src.layers\n"
+                                  "def f():\n    from tensorflow.core.protobuf import x\n")
+    assert sorted(internal_tensorflow_imports(package)) == [
+        ("a.py", "keras.src.layers"), ("a.py", "tensorflow.core.protobuf")]

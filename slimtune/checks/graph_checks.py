@@ -48,7 +48,7 @@ def batch_norm_decays(graph_def):
     TF's fused path computes ``1 - decay`` as ``AssignMovingAvg/sub(1.0, <decay const>)``;
     ``assign_moving_average`` stores ``1 - decay`` itself as ``AssignMovingAvg/decay``.
     """
-    from tensorflow.python.framework import tensor_util
+    import tensorflow as tf
 
     by_name = {n.name: n for n in graph_def.node}
 
@@ -56,7 +56,7 @@ def batch_norm_decays(graph_def):
         node = by_name.get(name.split(":")[0].lstrip("^"))
         if node is None or node.op != "Const":
             return None
-        value = tensor_util.MakeNdarray(node.attr["value"].tensor)
+        value = tf.make_ndarray(node.attr["value"].tensor)
         return float(value) if value.size == 1 else None
 
     decays = {}
