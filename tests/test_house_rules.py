@@ -4,16 +4,14 @@ import ast
 import pathlib
 
 import slimtune
+from slimtune import house
 
 MAX_FUNCTION_LINES = 60
 
-# The commands: one floor, side by side.  Only the checks that run other commands sit
-# above them: the main job (quickstart) and the engines' training comparison
-# (training_parity, which runs the train command on each engine); engines and shared
-# modules sit below them and never import one.
-COMMANDS = {"train", "evaluate", "export", "convert", "verify", "doctor", "recalibrate",
-            "launch"}
-MAY_IMPORT_COMMANDS = {"quickstart", "training_parity"}
+# The commands and the modules that may run them: the one list, slimtune/house.py.
+COMMANDS = set(house.COMMANDS)
+MAY_IMPORT_COMMANDS = set(house.MAY_IMPORT_COMMANDS)
+REPOSITORY = pathlib.Path(slimtune.__file__).parent.parent
 
 
 def long_functions(root):
@@ -118,3 +116,16 @@ def test_the_internals_check_sees_every_form(tmp_path):
                                   "def f():\n    from tensorflow.core.protobuf import x\n")
     assert sorted(internal_tensorflow_imports(package)) == [
         ("a.py", "keras.src.layers"), ("a.py", "tensorflow.core.protobuf")]
+
+
+def test_every_module_is_on_the_map_and_the_readme_shows_it():
+    """slimtune/house.py places every module of the package; README's Layout table is
+    rendered from it (``python -m slimtune.house README.md`` after changing it)."""
+    root = pathlib.Path(slimtune.__file__).parent
+    missing = [p.relative_to(REPOSITORY).as_posix() for p in sorted(root.rglob("*.py"))
+               if not house.on_the_map(p.relative_to(REPOSITORY).as_posix())]
+    assert not missing, "add them to slimtune/house.py ROOMS: " + ", ".join(missing)
+    assert all((REPOSITORY / f"slimtune/{m}.py").is_file()
+               for m in house.COMMANDS + house.MAY_IMPORT_COMMANDS)
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    assert house.layout_table() in readme, "run: python -m slimtune.house README.md"
