@@ -16,21 +16,20 @@ batches x batch size x height x width values per channel.
 
 Two engines share the merging: slim checkpoints (the graph built with BatchNorm forced
 to batch statistics, dropout still off) and Keras models (a probe model of the BN
-layers' inputs, called with ``training=True``).  ``slimtune-recalibrate`` and
-``slimtune-train --precise_bn_batches`` use them; the doctor reads the same layer
-inputs in inference mode.
+layers' inputs, called with ``training=True``).  :mod:`slimtune.recalibration` writes
+what they measure into a checkpoint or model (``slimtune-recalibrate``, ``slimtune-train
+--precise_bn_batches``); the doctor reads the same layer inputs in inference mode.  This
+module only measures.
 """
 
 import itertools
-import os
 
 import numpy as np
 
-from slimtune import bn_layers
+from slimtune import bn_layers, taps
 from slimtune.errors import CheckpointError, DataError, UsageError
 from slimtune.progress import Meter
 
-# slimtune.json key: the list of recalibrations that led to the checkpoints beside it.
 class Moments:
     """Per-channel count, mean and sum of squared deviations, merged batch by batch.
 
@@ -86,7 +85,7 @@ def slim_statistics(spec, prefix, num_classes, bn, batches, num_batches, log=pri
     """
     import tensorflow as tf
 
-    from slimtune import checkpoint, compat
+    from slimtune import compat, slim_run
     from slimtune.nets import batch_norm
 
     compat.apply()
@@ -96,8 +95,8 @@ def slim_statistics(spec, prefix, num_classes, bn, batches, num_batches, log=pri
     graph = tf.Graph()
     with graph.as_default():
         images = v1.placeholder(tf.float32, (None,) + first.shape[1:], name="images")
-        spec.build(images, num_classes, is_training=False,
-                   batch_norm=bn.replace(mode=batch_norm.BATCH_STATS))
+        net = slim_run.inference_network(spec, prefix, images, num_classes,
+                                         bn.replace(mode=batch_norm.BATCH_STATS), variable_map)
         layers = bn_layers.slim_layers(graph)
         inference = [layer.name for layer in layers if not layer.training]
         if inference:
@@ -105,16 +104,12 @@ def slim_statistics(spec, prefix, num_classes, bn, batches, num_batches, log=pri
                                "layers run in inference mode: " + ", ".join(inference[:3]))
         fetch = {layer.name: moment_tensors(layer.input, layer.channel_axis)
                  for layer in layers}
-        variable_map = variable_map or {}
-        restore, _ = checkpoint.plan_restore(
-            {variable_map.get(v.op.name, v.op.name): v for v in v1.global_variables()}, prefix)
-        saver = v1.train.Saver(restore)
     # Not ``with Session``: that makes the graph the default one, and the batches come
     # from an eager tf.data iterator, which cannot run inside a graph.
     sess = v1.Session(graph=graph)
     try:
         with graph.as_default():
-            saver.restore(sess, prefix)
+            net.saver.restore(sess, prefix)
         moments = accumulate(lambda x: sess.run(fetch, {images: x}),
                              itertools.chain([first], batches), num_batches, log)
     finally:
@@ -129,17 +124,6 @@ def slim_statistics(spec, prefix, num_classes, bn, batches, num_batches, log=pri
 # and a BatchNorm would make the measured inputs differ from what serving feeds.
 _RANDOM_IN_TRAINING = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
                        "GaussianNoise", "GaussianDropout", "AlphaDropout")
-
-
-def keras_probe(model, layers):
-    """A model from ``model``'s input to the inputs of ``layers``, or ``None`` when they
-    cannot be reached from it (layers inside a nested model)."""
-    import keras
-
-    try:
-        return keras.Model(model.inputs, [layer.input for layer in layers])
-    except Exception:
-        return None
 
 
 def keras_input_moments(probe, layers, batches, num_batches, training, log=None):
@@ -178,7 +162,7 @@ def keras_statistics(model, batches, num_batches, include_frozen=False, log=prin
             f"every BatchNormalization layer of {model.name} is frozen (trainable=False): "
             "training normalised with these moving statistics, so serving already matches "
             "it; nothing written. Pass --include_frozen to re-estimate them anyway")
-    probe = keras_probe(model, chosen)
+    probe = taps.keras_tap(model, [layer.input for layer in chosen])
     if probe is None:
         raise UsageError(f"the BatchNormalization layers of {model.name} sit inside nested "
                          "models, whose inputs cannot be reached from the model's input: "
@@ -201,27 +185,6 @@ def keras_statistics(model, batches, num_batches, include_frozen=False, log=prin
             layer.trainable = False
     left_alone = [layer.name for layer in layers if layer not in chosen]
     return {layer.name: moments[layer.name] for layer in chosen}, left_alone
-
-
-def recalibrate_keras_model(model, batches, num_batches, include_frozen=False, log=print):
-    """Re-estimate the moving statistics of ``model``'s BatchNormalization layers on
-    ``num_batches`` of ``batches`` and write them into it (see :func:`keras_statistics`);
-    returns ``(layers re-estimated, [names of frozen layers left alone])``."""
-    moments, left_alone = keras_statistics(model, batches, num_batches, include_frozen, log)
-    if left_alone and log:
-        log(f"left alone: {len(left_alone)} frozen BatchNormalization layers "
-            f"(trainable=False; --include_frozen re-estimates them): "
-            f"{', '.join(left_alone[:3])}{' ...' if len(left_alone) > 3 else ''}")
-    assign_keras(model, moments)
-    return len(moments), left_alone
-
-
-def assign_keras(model, moments):
-    """Write ``{layer name: Moments}`` into the model's moving statistics."""
-    for layer in bn_layers.keras_layers(model):
-        if layer.name in moments:
-            layer.moving_mean.assign(moments[layer.name].mean.astype(np.float32))
-            layer.moving_variance.assign(moments[layer.name].variance().astype(np.float32))
 
 
 # --- shared ------------------------------------------------------------------------------
@@ -278,84 +241,3 @@ def image_batches(split, preprocessing, image_size, batch_size, seed, augment=Fa
                             num_classes=split.num_classes, seed=seed, augment=augment,
                             grayscale=grayscale)
     return (images.numpy() for images, _ in data)
-
-
-def ema_note(tensors):
-    """What happens to ExponentialMovingAverage shadows of the statistics, or None."""
-    shadows = [n for n in tensors if n.endswith(("moving_mean/ExponentialMovingAverage",
-                                                 "moving_variance/ExponentialMovingAverage"))]
-    if not shadows:
-        return None
-    return (f"{len(shadows)} ExponentialMovingAverage shadows of BatchNorm statistics are "
-            "left unchanged: they belong to the averaged weights (evaluation with "
-            "--moving_average_decay), which these statistics were not measured with")
-
-
-def recalibrated_checkpoint(spec, prefix, tensors, num_classes, bn, batches, num_batches,
-                            log=print):
-    """``tensors`` (every tensor of checkpoint ``prefix``) with each BatchNorm layer's
-    moving_mean and moving_variance re-estimated on ``batches``, every other tensor as it
-    was; returns ``(new tensors, layers re-estimated, note on EMA shadows or None)``."""
-    tensors = dict(tensors)
-    moments = slim_statistics(spec, prefix, num_classes, bn, batches, num_batches, log)
-    for layer, m in moments.items():
-        tensors[layer + "/moving_mean"] = m.mean.astype(np.float32)
-        tensors[layer + "/moving_variance"] = m.variance().astype(np.float32)
-    notes = [ema_note(tensors)]
-    outside = sorted(n[: -len("/moving_mean")] for n in tensors if n.endswith("/moving_mean")
-                     and n[: -len("/moving_mean")] not in moments)
-    if outside:
-        notes.append(f"{len(outside)} BatchNorm layers of the checkpoint are not in the "
-                     f"{spec.name} graph and keep their statistics: {', '.join(outside[:3])}"
-                     + (" ..." if len(outside) > 3 else ""))
-    note = "; ".join(n for n in notes if n) or None
-    if note and log:
-        log(note)
-    return tensors, len(moments), note
-
-
-def record_precise(cfg, run, split, name, source, layers, left_alone=(), note=None):
-    """Add to the train dir's slimtune.json the record of ``slimtune-train
-    --precise_bn_batches`` (``cfg``, a ``train.TrainConfig``) having re-estimated the
-    statistics of ``source`` into ``name``: what slimtune-recalibrate records."""
-    from slimtune import metadata
-
-    entry = metadata.recalibration_record(
-        name, os.path.abspath(source), split, cfg.precise_bn_batches, cfg.batch_size,
-        cfg.precise_bn_batches * cfg.batch_size, run.preprocessing, False, run.image_size,
-        layers, left_alone, note)
-    metadata.write(cfg.train_dir, metadata.with_recalibration(
-        metadata.recorded(cfg.train_dir).document, entry))
-    return entry
-
-
-def write_checkpoint(prefix, tensors, source):
-    """Save ``tensors`` at ``prefix``, with the source checkpoint's ``.meta`` (the training
-    graph, which the doctor reads) beside it when there is one."""
-    import shutil
-
-    from slimtune import checkpoint
-
-    checkpoint.write(prefix, tensors)
-    if os.path.exists(source + ".meta"):
-        shutil.copyfile(source + ".meta", prefix + ".meta")
-    return prefix
-
-
-def recalibrate_command(prefix, recorded=None, model_name=None, dataset_name=None,
-                        dataset_dir=None, image_size=None):
-    """A ``slimtune-recalibrate`` command line for the checkpoint at ``prefix``
-    (``recorded``: what its slimtune.json says, a :class:`~slimtune.metadata.RunInfo`):
-    what the doctor offers as the repair of statistics that do not describe the final
-    weights.  Flags the file already answers are left out."""
-    trained_on = (recorded and recorded.dataset) or None
-    directory = os.path.dirname(os.path.abspath(prefix))
-    flags = {
-        "checkpoint_path": prefix,
-        "model_name": None if recorded and recorded.model_name else model_name,
-        "dataset_name": dataset_name or (trained_on and trained_on.name) or "YOUR_DATASET",
-        "dataset_dir": dataset_dir or (trained_on and trained_on.dir),
-        "image_size": None if recorded and recorded.image_size else image_size,
-        "output_dir": directory.rstrip("/") + "_recalibrated",
-    }
-    return "slimtune-recalibrate " + " ".join(f"--{k}={v}" for k, v in flags.items() if v)

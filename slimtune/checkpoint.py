@@ -1,4 +1,8 @@
-"""Finding checkpoints and warm-starting a graph from one, with errors that say the fix.
+"""Reading, checking and restoring slim checkpoints, with errors that say the fix.
+
+Turning what a user typed into a checkpoint prefix (an archive, a manifest name, a train
+dir) is :func:`slimtune.sources.checkpoint_prefix`; this module only reads what is on
+disk, so it sits near the bottom of the house.
 
 research/slim's ``assign_from_checkpoint_fn`` fails deep inside a session with a
 shape error and no hint; here every variable is checked against the checkpoint
@@ -8,36 +12,11 @@ shape error and no hint; here every variable is checked against the checkpoint
 import os
 
 from slimtune import files
-from slimtune.errors import CheckpointError
+from slimtune.errors import CheckpointError, UsageError
 from slimtune.progress import log as _log
 
 
 STATE_FILE = "checkpoint"  # the state file TF's savers keep in a train dir
-
-
-def resolve(path, log=_log):
-    """A checkpoint prefix from a prefix, a ``.index``/``.data`` file, a directory (latest),
-    a checkpoint archive (``.tar.gz``) or a published checkpoint's manifest name."""
-    from slimtune import published
-
-    if not path:
-        raise CheckpointError("no checkpoint given: pass --checkpoint_path")
-    path = published.local(path)
-    if os.path.isdir(path):
-        latest = latest_in(path, log)
-        if latest is None:
-            raise CheckpointError(f"no checkpoint in directory {path}: point --checkpoint_path "
-                                  "at a checkpoint prefix or a train_dir that holds one")
-        return latest
-    for suffix in (".index", ".meta"):
-        if path.endswith(suffix):
-            path = path[: -len(suffix)]
-    if ".data-" in os.path.basename(path):
-        path = path[: path.rindex(".data-")]
-    if not (os.path.exists(path + ".index") or os.path.exists(path)):
-        raise CheckpointError(f"checkpoint {path} does not exist: check --checkpoint_path "
-                              "(a prefix such as model.ckpt-1000, a .ckpt file, or a directory)")
-    return path
 
 
 def read_shapes(prefix):
@@ -197,6 +176,26 @@ def in_scopes(name, scopes):
     ``InceptionV3/Mixed_7`` covers Mixed_7a, 7b and 7c (matching whole name parts only
     restored those layers without a word)."""
     return any(name.startswith(s) for s in scopes)
+
+
+def trained(items, trainable_scopes, name_of):
+    """The ``items`` (variables of either engine, named by ``name_of(item)`` as slim names
+    them) that --trainable_scopes trains: all of them without scopes, else those under a
+    scope, in scope order, each once; a scope matching none is a UsageError.  Both
+    engines choose here, so they train the same variables from the same flag."""
+    scopes = split_scopes(trainable_scopes)
+    if not scopes:
+        return list(items)
+    chosen, seen = [], set()
+    for scope in scopes:
+        found = [item for item in items if in_scopes(name_of(item), [scope])]
+        if not found:
+            raise UsageError(f"--trainable_scopes: no trainable variable under {scope!r}; "
+                             "scopes are variable-name prefixes such as resnet_v1_50/logits")
+        # By identity: a Keras Weight compares by value (an array per element).
+        chosen.extend(item for item in found if id(item) not in seen)
+        seen.update(id(item) for item in found)
+    return chosen
 
 
 def aux_head_wanted(spec, where, held, exclude_scopes, ignore_missing_vars, log):

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from slimtune import checkpoint, compare, files, metadata, probe, registry, slim_run
+from slimtune import sources
 from slimtune.data import pipeline
 from slimtune.errors import CheckpointError, SlimtuneError, UsageError
 from slimtune.progress import log as _log
@@ -309,7 +310,7 @@ def convert(cfg: ConvertConfig, log=_log):
     compat.apply()
     started = time.monotonic()
     _check_output_dir(cfg)
-    src = read_source(checkpoint.resolve(cfg.checkpoint_path))
+    src = read_source(sources.checkpoint_prefix(cfg.checkpoint_path))
     checkpoint.refuse_broken(src.prefix, averages=cfg.use_moving_averages, tensors=src.tensors)
     run = _run_info(cfg, src, log)
     in_checkpoint, num_classes = _class_count(run.spec, src.tensors, cfg)

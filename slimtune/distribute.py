@@ -366,6 +366,17 @@ def peers_guard(placement, step, train_dir):
 
 
 # -- TensorFlow: the strategies ------------------------------------------------------------
+def sum_over_replicas(value):
+    """Inside a replica: ``value`` summed over every replica of the run (all workers, all
+    clones), for both engines (the workers' settings exchange, the wishes each step
+    carries).  ``tf.identity`` first puts a value fed from outside the replica (a
+    placeholder, a constant) on the replica's device, which the all-reduce needs."""
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(value))
+
+
 def slim_strategy(placement_):
     """The ``tf.compat.v1`` strategy of a graph-mode (slim engine) run, or None for one
     device.  Creates it, so call it before any other TensorFlow op runs."""

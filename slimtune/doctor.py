@@ -13,9 +13,10 @@ import dataclasses
 import os
 from typing import Optional, Sequence
 
-from slimtune import batch_statistics, checkpoint, compat, forms, metadata, probe
+from slimtune import checkpoint, compat, forms, metadata, probe, sources
 from slimtune.checks import (checkpoint_checks, data_checks, graph_checks, keras_checks,
                              statistics_checks)
+from slimtune.checks.repair import recalibrate_command
 # The doctor's public API for users' own training loops.
 from slimtune.checks.keras_checks import check_train_step  # noqa: F401
 from slimtune.data import pipeline
@@ -63,8 +64,8 @@ def _diagnose(cfg):
                          "--saved_model or --keras_model")
     report = Report()
     for path in (cfg.train_dir, cfg.checkpoint_path):
-        if path and forms.keras_model_path(path):  # a Keras-engine run, a conversion
-            _check_keras(report, forms.keras_model_path(path))
+        if path and sources.keras_path(path):  # a Keras-engine run, a conversion
+            _check_keras(report, sources.keras_path(path))
         elif path:
             checkpoint_checks.checkpoint_report(path, cfg.model_name, report,
                                                 **_data_flags(cfg))
@@ -110,7 +111,7 @@ def _check_saved_model(report, path):
 
 
 def _check_keras(report, path):
-    model = forms.load_keras(path)
+    model = sources.load_keras(path)
     report.checked.append(f"Keras model {path}")
     report.add(keras_checks.check(model, metadata.recorded(os.path.dirname(path) or ".")),
                path)
@@ -157,7 +158,7 @@ def _open_live(report, path, cfg):
     try:
         return forms.open_form(path, cfg.model_name)
     except BrokenCheckpoint:
-        prefix = checkpoint.resolve(path)
+        prefix = sources.checkpoint_prefix(path)
         if not any(f.code == checkpoint_checks.BROKEN and f.source == prefix
                    for f in report.findings):
             report.add(checkpoint_checks.broken_values(prefix, None), prefix)
@@ -197,14 +198,13 @@ def _checkpoint_statistics(report, form, images, labels, data):
         spec, form.path, images, num_classes, bn)
     where = f"{spec.name} {form.path}"
     report.add(statistics_checks.layer_findings(layers, where), form.path)
-    repair = batch_statistics.recalibrate_command(form.path, recorded, model_name=spec.name,
-                                                  **data)
+    repair = recalibrate_command(form.path, recorded, model_name=spec.name, **data)
     report.add(statistics_checks.gap_findings(served, batch_logits, labels, layers, where,
                                               repair), form.path)
 
 
 def _keras_statistics(report, path, images):
-    model = forms.load_keras(path)
+    model = sources.load_keras(path)
     layers = statistics_checks.keras_layer_statistics(model, images)
     if layers is None:
         report.add([Finding(

@@ -19,7 +19,7 @@ import os
 import time
 from typing import Optional
 
-from slimtune import checkpoint, compat, forms, metadata, probe
+from slimtune import checkpoint, compat, metadata, probe, slim_run, sources
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
@@ -108,10 +108,11 @@ def _build(cfg, run, split, num_classes, prefix):
         data = pipeline.batches(split, run.preprocessing, run.image_size, cfg.batch_size, False,
                                 num_classes, run.labels_offset, grayscale=run.grayscale)
         images, labels = v1.data.make_one_shot_iterator(data).get_next()
-        names = checkpoint.read_shapes(prefix)
-        logits, end_points = spec.build(images, num_classes, is_training=False,
-                                        batch_norm=run.batch_norm,
-                                        create_aux_logits=spec.holds_aux_logits(names))
+        # --moving_average_decay: evaluate the averaged weights research/slim kept.
+        net = slim_run.inference_network(spec, prefix, images, num_classes, run.batch_norm,
+                                         moving_average_decay=cfg.moving_average_decay,
+                                         global_step=True)
+        logits, end_points = net.logits, net.end_points
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
         # The images of a batch whose logits are not finite (none otherwise), to find
         # where the network goes NaN.
@@ -119,29 +120,8 @@ def _build(cfg, run, split, num_classes, prefix):
                              lambda: images[:0], lambda: images)
         top1 = tf.nn.in_top_k(predictions=logits, targets=labels, k=1)
         top5 = tf.nn.in_top_k(predictions=logits, targets=labels, k=min(5, num_classes))
-        step_var = v1.train.get_or_create_global_step()
-        saver = _saver(cfg, prefix, names, step_var)
     return _EvalGraph(graph, images, logits, end_points, losses, bad_images, top1, top5,
-                      step_var, saver)
-
-
-def _saver(cfg, prefix, names, step_var):
-    """Restores the model variables (their moving averages with --moving_average_decay)
-    and the global step, when the checkpoint has one."""
-    import tensorflow as tf
-
-    slim = compat.apply()
-    if cfg.moving_average_decay:
-        # Evaluate the averaged weights research/slim's --moving_average_decay kept.
-        ema = tf.train.ExponentialMovingAverage(cfg.moving_average_decay)
-        wanted = ema.variables_to_restore(slim.get_model_variables())
-    else:
-        wanted = slim.get_model_variables()
-    restore, _ = checkpoint.plan_restore(wanted, prefix)
-    restore = dict(restore)
-    if step_var.op.name in names:
-        restore[step_var.op.name] = step_var
-    return tf.compat.v1.train.Saver(var_list=restore)
+                      net.global_step, net.saver)
 
 
 def _run_batches(cfg, g, prefix, started, log):
@@ -224,13 +204,13 @@ def _evaluate(cfg, log):
     import numpy as np
 
     compat.apply()
-    keras_path = forms.keras_model_path(cfg.checkpoint_path)
+    keras_path = sources.keras_path(cfg.checkpoint_path)
     if keras_path:
         prefix = keras_path
         run = _run_info(cfg, metadata.recorded(os.path.dirname(keras_path) or "."),
                         keras=True)
     else:
-        prefix = checkpoint.resolve(cfg.checkpoint_path)
+        prefix = sources.checkpoint_prefix(cfg.checkpoint_path)
         checkpoint.refuse_broken(prefix, averages=bool(cfg.moving_average_decay))
         run = _run_info(cfg, metadata.recorded(prefix))
         run = _grayscale_if(run, checkpoint.input_channels(checkpoint.read_shapes(prefix)),
@@ -259,7 +239,7 @@ def _run_keras(cfg, run, split, num_classes, path, started, log):
     import numpy as np
     import tensorflow as tf
 
-    model = forms.load_keras(path)
+    model = sources.load_keras(path)
     spec = run.spec if run.model_name else None  # names its layers' slim scopes
     run = _grayscale_if(run, model.inputs[0].shape[-1], "Keras model's input", log)
     data = pipeline.batches(split, run.preprocessing, run.image_size, cfg.batch_size, False,

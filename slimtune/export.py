@@ -15,7 +15,7 @@ import dataclasses
 import os
 from typing import Optional
 
-from slimtune import checkpoint, files, forms, metadata, probe, upstream_export
+from slimtune import checkpoint, files, metadata, probe, slim_run, sources, upstream_export
 from slimtune.errors import UsageError
 from slimtune.progress import log as _log
 
@@ -52,11 +52,12 @@ def _run_info(cfg, prefix):
                              num_classes=cfg.num_classes, labels_offset=cfg.labels_offset,
                              grayscale=cfg.use_grayscale or None)
     run = metadata.resolve(flags, metadata.recorded(prefix))
-    if not run.grayscale and not prefix.endswith(".keras") and checkpoint.input_channels(
+    is_keras = sources.kind_of(prefix) == sources.KERAS
+    if not run.grayscale and not is_keras and checkpoint.input_channels(
             checkpoint.read_shapes(prefix)) == 1:
         run = dataclasses.replace(run, grayscale=True)
     num_classes = run.num_classes
-    if num_classes is None and prefix.endswith(".keras"):
+    if num_classes is None and is_keras:
         raise UsageError(f"{prefix} has no slimtune.json saying its class count: pass "
                          "--num_classes")
     if num_classes is None:
@@ -72,7 +73,7 @@ def _frozen_keras(path, size, batch_size, spec, channels=3):
 
     from slimtune import compat
 
-    model = forms.load_keras(path)
+    model = sources.load_keras(path)
 
     @tf.function(input_signature=[tf.TensorSpec([batch_size, size, size, channels],
                                                  tf.float32, name=INPUT_NODE)])
@@ -98,19 +99,16 @@ def _frozen_graph(spec, prefix, size, num_classes, bn, batch_size, channels=3):
 
     compat.apply()
     v1 = tf.compat.v1
-    aux = spec.holds_aux_logits(checkpoint.read_shapes(prefix))
     with tf.Graph().as_default() as graph:
         images = v1.placeholder(tf.float32, [batch_size, size, size, channels],
                                 name=INPUT_NODE)
-        logits, end_points = spec.build(images, num_classes, is_training=False,
-                                        batch_norm=bn, create_aux_logits=aux)
+        net = slim_run.inference_network(spec, prefix, images, num_classes, bn)
+        logits, end_points = net.logits, net.end_points
         tf.identity(logits, name=LOGITS_NODE)
         tf.nn.softmax(logits, name=PROBABILITIES_NODE)
-        plan, _ = checkpoint.plan_restore(v1.global_variables(), prefix)
-        saver = v1.train.Saver(plan)
         # Unfused (compat.session_config): the probe must see every NaN.
         with v1.Session(graph=graph, config=compat.session_config(fuse=False)) as sess:
-            saver.restore(sess, prefix)
+            net.saver.restore(sess, prefix)
             # A checkpoint computing NaN would export a graph that serves NaN: refuse it.
             probe_images = probe.random_images(batch_size or 2, size, channels=channels)
             probe.check(prefix, sess, sess.run(logits, {images: probe_images}), end_points,
@@ -171,8 +169,8 @@ def export(cfg: ExportConfig, log=_log):
     if cfg.output_dir and os.path.exists(cfg.output_dir):
         raise UsageError(f"output directory {cfg.output_dir} already exists: remove it or "
                          "choose another --output_dir")
-    keras_path = forms.keras_model_path(cfg.checkpoint_path)
-    prefix = keras_path or checkpoint.resolve(cfg.checkpoint_path)
+    keras_path = sources.keras_path(cfg.checkpoint_path)
+    prefix = keras_path or sources.checkpoint_prefix(cfg.checkpoint_path)
     if not keras_path:
         checkpoint.refuse_broken(prefix)
     run = _run_info(cfg, prefix)

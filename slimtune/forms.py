@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from slimtune import bn_layers, checkpoint, graph_outputs, metadata, registry, slim_run
+from slimtune import sources
 from slimtune.errors import BrokenCheckpoint, SlimtuneError, UnusableInput
 
 
@@ -85,26 +86,6 @@ def read_meta_graph(path):
     return meta_graph
 
 
-def load_keras(path):
-    """A saved Keras model; a missing file, or a ``.keras`` file that is not the zip
-    archive Keras writes (Keras itself then says "File not found"), is
-    :class:`UnusableInput`."""
-    import zipfile
-
-    import keras
-
-    if not os.path.isfile(path):
-        raise UnusableInput(f"Keras file {path} does not exist")
-    if path.endswith(".keras") and not zipfile.is_zipfile(path):
-        raise UnusableInput(f"{path} is not a valid .keras archive (not a zip file): it is "
-                            "truncated or another format; save it again with model.save() "
-                            "or convert the checkpoint again with slimtune-convert")
-    try:
-        return keras.models.load_model(path, safe_mode=True)
-    except Exception as e:
-        raise UnusableInput(f"cannot load Keras model {path}: {str(e).splitlines()[0]}") from None
-
-
 def checkpoint_run(prefix, model_name=None):
     """What the slim checkpoint at ``prefix`` is (a resolved
     :class:`~slimtune.metadata.RunInfo`: ``model_name`` else its slimtune.json, BatchNorm
@@ -119,7 +100,7 @@ def checkpoint_run(prefix, model_name=None):
 def open_checkpoint(path, model_name=None):
     """The slim checkpoint at ``path`` as a :class:`Form`; one holding values no working
     network holds is refused here (``checkpoint.refuse_broken``), before any graph runs."""
-    prefix = checkpoint.resolve(path)
+    prefix = sources.checkpoint_prefix(path)
     checkpoint.refuse_broken(prefix)
     run_info, recorded = checkpoint_run(prefix, model_name)
     spec, bn = run_info.spec, run_info.batch_norm
@@ -215,7 +196,7 @@ def _open_saved_model(path, signature_name):
 
 
 def _open_keras(path):
-    model = load_keras(path)
+    model = sources.load_keras(path)
     side = metadata.recorded_beside(os.path.dirname(path) or ".")
 
     def run(images):
@@ -228,34 +209,18 @@ def _open_keras(path):
                 channels=model.input_shape[-1])
 
 
-def keras_model_path(path):
-    """The ``.keras`` file ``path`` stands for: the file itself, or the one a directory's
-    slimtune.json names (a Keras-engine train dir, slimtune-convert's output); else None
-    (a slim checkpoint, a graph)."""
-    if path.endswith(".keras"):
-        return path
-    if not os.path.isdir(path):
-        return None
-    recorded = metadata.recorded(path)
-    name = (recorded.files or {}).get("keras") or metadata.KERAS_FILE
-    if (recorded.engine == metadata.KERAS_ENGINE or recorded.files
-            or os.path.isfile(os.path.join(path, name))):
-        return os.path.join(path, name)
-    return None
-
-
 def open_form(path, model_name=None, input_node=None, output_node=None,
               signature="serving_default"):
     """Open ``path`` as whichever form it is."""
     from slimtune import compat
 
     compat.apply()
-    keras_path = keras_model_path(path)
-    if keras_path:
-        return _open_keras(keras_path)
-    if path.endswith(".pb") and os.path.isfile(path):
+    kind = sources.kind_of(path)
+    if kind == sources.KERAS:
+        return _open_keras(sources.keras_path(path))
+    if kind == sources.FROZEN:
         return _open_frozen(path, input_node, output_node)
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
+    if kind == sources.SAVED_MODEL:
         return _open_saved_model(path, signature)
     try:
         return open_checkpoint(path, model_name)

@@ -34,25 +34,33 @@ ROOMS = (
      "TF1 graph training (`create_train_op` with `UPDATE_OPS`, per replica; warm start, "
      "session loop, final checks) and Keras 3 training with slim's semantics (TF1's "
      "optimizers and schedules, slim's BatchNorm arithmetic, moving averages)"),
-    ("shared", ("slimtune/distribute.py", "slimtune/preemption.py", "slimtune/schedule.py"),
-     "where the replicas are (cluster, per-worker dirs and locks, the settings check, the "
-     "strategies); SIGTERM/SIGINT while training; the step schedule both engines follow "
-     "(saves, summaries, progress lines, the stop, NaN)"),
+    ("shared", ("slimtune/start_plan.py", "slimtune/outcome.py", "slimtune/distribute.py",
+                "slimtune/preemption.py", "slimtune/schedule.py"),
+     "where a run starts (resume or warm start, the auxiliary head, precise BatchNorm), "
+     "decided once for both engines, and what it ends with (its final weights by slim "
+     "name); where the replicas are (cluster, per-worker dirs and "
+     "locks, the settings check, the strategies, the cross-replica sum); SIGTERM/SIGINT "
+     "while training; the step schedule both engines follow (saves, summaries, progress "
+     "lines, the stop, NaN)"),
     ("checks", ("slimtune/checks/",),
      "what the doctor, verify, train and recalibrate look for: checkpoint, graph, Keras, "
-     "statistics and data checks"),
-    ("shared", ("slimtune/forms.py", "slimtune/graph_outputs.py", "slimtune/slim_run.py",
-                "slimtune/batch_statistics.py", "slimtune/probe.py",
-                "slimtune/upstream_export.py"),
-     "open any model form as images-to-logits, and what a frozen graph's output is; build, "
-     "restore and run a slim checkpoint graph; exact BatchNorm statistics; where outputs "
+     "statistics and data checks, and the repair command they offer"),
+    ("shared", ("slimtune/sources.py", "slimtune/forms.py", "slimtune/graph_outputs.py",
+                "slimtune/slim_run.py", "slimtune/batch_statistics.py",
+                "slimtune/recalibration.py", "slimtune/probe.py", "slimtune/upstream_export.py"),
+     "what a model path is (slim checkpoint, `.keras`, frozen graph, SavedModel), the "
+     "checkpoint prefix it stands for (archives, manifest names, moved train dirs) and the one "
+     "Keras loader; open any model form as images-to-logits, and what a frozen graph's "
+     "output is; build, "
+     "restore and run a slim checkpoint graph; exact BatchNorm statistics, measured and "
+     "written; where outputs "
      "go non-finite; research/slim's architecture-only export"),
     ("shared", ("slimtune/metadata.py",),
      "what a run is: `RunInfo`, resolved as flags, else `slimtune.json`, else the "
      "registry's defaults; the only module that knows `slimtune.json`'s keys"),
     ("shared", ("slimtune/checkpoint.py", "slimtune/checkpoint_values.py",
                 "slimtune/published.py", "slimtune/download.py", "slimtune/cache.py"),
-     "resolve, read and restore checkpoints (moved train dirs included); the values no "
+     "read, check and restore checkpoints, train dirs' state files; the values no "
      "working checkpoint holds; the manifest of published checkpoints; safe downloads and "
      "unpacking; where the cache lives"),
     ("shared", ("slimtune/testing.py",),
@@ -66,13 +74,13 @@ ROOMS = (
      "arguments; port tables and the porter that checks them"),
     ("ground", ("slimtune/compat.py", "slimtune/files.py", "slimtune/progress.py",
                 "slimtune/findings.py", "slimtune/compare.py", "slimtune/bn_layers.py",
-                "slimtune/graphs.py", "slimtune/stats.py", "slimtune/errors.py",
+                "slimtune/graphs.py", "slimtune/taps.py", "slimtune/stats.py", "slimtune/errors.py",
                 "slimtune/data/", "slimtune/optim.py", "slimtune/house.py",
                 "slimtune/__init__.py"),
      "the TF 2.21 fixes for tf-slim (the only module that knows TensorFlow/tf-slim "
      "internals); the one atomic write; the one logger and progress meter; the one "
      "vocabulary of findings; output differences; BatchNorm layers of any form; graph "
-     "reading; the sign test; errors; datasets (research/slim's layouts too) and "
+     "reading; the one Keras layer tap; the sign test; errors; datasets (research/slim's layouts too) and "
      "preprocessing; learning rates; this map"),
 )
 

@@ -304,9 +304,11 @@ def _dataset(asked, found):
 
 
 def training_document(run, *, weight_decay, moving_average_decay, exclude_scopes, seed,
-                      deterministic, files=None):
-    """``slimtune.json`` of a training run's directory; a Keras-engine run also says
-    whether its model has the auxiliary head and names its ``files`` (``{role: name}``)."""
+                      deterministic, files=None, start=None):
+    """``slimtune.json`` of a training run's directory: the run, whether its network has
+    the auxiliary head, where it started (``start``, the start plan's record: see
+    :mod:`slimtune.start_plan`); a Keras-engine run also names its ``files``
+    (``{role: name}``)."""
     out = {
         "format": TRAIN_FORMAT,
         **run.as_dict(),
@@ -319,8 +321,12 @@ def training_document(run, *, weight_decay, moving_average_decay, exclude_scopes
         "seed": seed,
         "deterministic": deterministic,
     }
+    if run.include_aux_logits is not None:
+        out["include_aux_logits"] = bool(run.include_aux_logits)
+    if start is not None:
+        out["start"] = start
     if run.engine == KERAS_ENGINE:
-        out.update(include_aux_logits=bool(run.include_aux_logits), files=dict(files or {}))
+        out.update(files=dict(files or {}))
     return out
 
 

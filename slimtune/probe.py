@@ -14,6 +14,7 @@ the variables it holds (the Keras naming rule), and the largest Keras weights.
 
 import numpy as np
 
+from slimtune import taps
 from slimtune.errors import BrokenCheckpoint
 
 FIX = ("retrain with a lower --learning_rate or with --clip_gradient_norm, a larger "
@@ -108,9 +109,8 @@ def first_non_finite_layer(model, images):
     import keras
 
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    try:
-        outputs = keras.Model(model.inputs, [layer.output for layer in layers])
-    except (AttributeError, ValueError):
+    outputs = taps.keras_tap(model, [layer.output for layer in layers])
+    if outputs is None:
         return None
     values = outputs(images, training=False)
     for layer, value in zip(layers, values):

@@ -18,7 +18,8 @@ import os
 import time
 from typing import Optional
 
-from slimtune import batch_statistics, checkpoint, files, forms, metadata, registry
+from slimtune import batch_statistics, checkpoint, files, metadata, recalibration, registry
+from slimtune import sources
 from slimtune.data import pipeline
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
@@ -45,10 +46,6 @@ class RecalibrateConfig:
     train_preprocessing: bool = False
     include_frozen: bool = False
     seed: int = 0
-
-
-def _is_keras(path):
-    return forms.keras_model_path(path) is not None
 
 
 def _check_flags(cfg):
@@ -115,10 +112,9 @@ def _announce(cfg, split, preprocessing, size, what, log):
 
 
 def _record(cfg, name, source, split, preprocessing, size, layers, left_alone=(), note=None):
-    return metadata.recalibration_record(
-        name, os.path.abspath(source), split, cfg.num_batches, cfg.batch_size,
-        cfg.num_batches * cfg.batch_size, preprocessing, cfg.train_preprocessing, size,
-        layers, left_alone, note)
+    return recalibration.record(name, source, split, cfg.num_batches, cfg.batch_size,
+                                preprocessing, cfg.train_preprocessing, size, layers,
+                                left_alone, note)
 
 
 def _refuse_frozen(cfg, on_file, path):
@@ -138,7 +134,7 @@ def _write(cfg, fill, name, what, started, log):
 
 
 def recalibrate_slim(cfg, log=_log):
-    prefix = checkpoint.resolve(cfg.checkpoint_path)
+    prefix = sources.checkpoint_prefix(cfg.checkpoint_path)
     _check_not_in_place(cfg, os.path.dirname(prefix) or ".")
     on_file = metadata.recorded(prefix)
     tensors = checkpoint.read_tensors(prefix)
@@ -157,7 +153,7 @@ def recalibrate_slim(cfg, log=_log):
     split = _split(cfg, run)
     _announce(cfg, split, run.preprocessing, run.image_size, f"{spec.name} {prefix}", log)
     started = time.monotonic()
-    new, layers, note = batch_statistics.recalibrated_checkpoint(
+    new, layers, note = recalibration.recalibrated_checkpoint(
         spec, prefix, tensors, run.num_classes, run.batch_norm,
         _batches(cfg, split, run.preprocessing, run.image_size,
                  run.grayscale or checkpoint.input_channels(tensors) == 1),
@@ -171,7 +167,7 @@ def recalibrate_slim(cfg, log=_log):
     def fill(tmp):
         import tensorflow as tf
 
-        batch_statistics.write_checkpoint(os.path.join(tmp, name), new, prefix)
+        recalibration.write_checkpoint(os.path.join(tmp, name), new, prefix)
         tf.compat.v1.train.update_checkpoint_state(tmp, name)
         metadata.write(tmp, meta_out)
 
@@ -192,19 +188,13 @@ def _not_in_registry(name):
 
 
 def recalibrate_keras(cfg, log=_log):
-    import keras
-
-    path = forms.keras_model_path(cfg.checkpoint_path)
+    path = sources.keras_path(cfg.checkpoint_path)
     if not os.path.isfile(path):
         raise UsageError(f"Keras model {path} does not exist: check --checkpoint_path")
     source_dir = os.path.dirname(os.path.abspath(path))
     _check_not_in_place(cfg, source_dir)
     on_file = metadata.recorded(source_dir)
-    try:
-        model = keras.models.load_model(path, safe_mode=True)
-    except Exception as e:
-        raise UsageError(f"cannot load Keras model {path}: {str(e).splitlines()[0]}; pass a "
-                         ".keras file written by model.save or slimtune-convert") from None
+    model = sources.load_keras(path)
     _refuse_frozen(cfg, on_file, path)
     run = _run_info(cfg, on_file, _not_in_registry)
     fixed = model.input_shape[1] if len(model.input_shape) == 4 else None
@@ -216,7 +206,7 @@ def recalibrate_keras(cfg, log=_log):
     split = _split(cfg, run)
     _announce(cfg, split, preprocessing, size, f"Keras model {path}", log)
     started = time.monotonic()
-    layers, left_alone = batch_statistics.recalibrate_keras_model(
+    layers, left_alone = recalibration.recalibrate_keras_model(
         model, _batches(cfg, split, preprocessing, size,
                         run.grayscale or model.input_shape[-1] == 1), cfg.num_batches,
         cfg.include_frozen, log)
@@ -241,6 +231,6 @@ def recalibrate(cfg: RecalibrateConfig, log=_log):
 
     compat.apply()
     _check_flags(cfg)
-    if _is_keras(cfg.checkpoint_path):
+    if sources.keras_path(cfg.checkpoint_path):
         return recalibrate_keras(cfg, log)
     return recalibrate_slim(cfg, log)

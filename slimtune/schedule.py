@@ -28,6 +28,17 @@ from slimtune import preemption
 from slimtune.errors import Preempted, TrainingDiverged
 from slimtune.progress import Meter
 
+# The TensorBoard tags of a training run's scalars, by what each measures: both engines
+# write them, slimtune-verify-training reads them back.
+SUMMARY_TAGS = {
+    "total_loss": "losses/total_loss",
+    "cross_entropy": "losses/cross_entropy",
+    "regularization": "losses/regularization",
+    "learning_rate": "training/learning_rate",
+    "accuracy": "training/train_batch_accuracy",
+    "images_per_sec": "training/images_per_sec",
+}
+
 # What this worker wants after the coming step, by its own clock, and whether it got a
 # signal to stop (bools).
 Wish = collections.namedtuple("Wish", "save summary stop", defaults=(False,))

@@ -24,6 +24,55 @@ class Restored:
     graph: object
 
 
+@dataclasses.dataclass
+class Inference:
+    """A slim network built for inference in the default graph, and how to restore it."""
+
+    logits: object
+    end_points: dict
+    saver: object  # restores the network (and the global step, when asked) from the prefix
+    global_step: object = None  # the global step variable, when asked for
+
+
+def inference_network(spec, prefix, images, num_classes, bn, variable_map=None,
+                      moving_average_decay=None, global_step=False):
+    """Build ``spec``'s network on ``images`` in the default graph as serving computes it
+    (``is_training=False``, BatchNorm ``bn``) and plan its restore from ``prefix``: the one
+    place every slim inference graph (conversion parity, verify, export, eval, the
+    doctor, batch statistics) decides these things.
+
+    - The auxiliary head is built only if the checkpoint holds one.
+    - ``variable_map`` (``{graph variable name: checkpoint name}``) restores variables
+      from other tensors, e.g. ExponentialMovingAverage shadows; ``moving_average_decay``
+      restores research/slim's averages of the model variables instead of the variables.
+    - ``global_step``: also create the global step, restored when the checkpoint has one.
+    - A variable of the graph that the checkpoint lacks or holds in another shape is a
+      :class:`~slimtune.errors.CheckpointError` naming it (``checkpoint.plan_restore``).
+    """
+    import tensorflow as tf
+
+    from slimtune import checkpoint, compat
+
+    slim = compat.apply()
+    v1 = tf.compat.v1
+    names = checkpoint.read_shapes(prefix)
+    logits, end_points = spec.build(images, num_classes, is_training=False, batch_norm=bn,
+                                    create_aux_logits=spec.holds_aux_logits(names))
+    if moving_average_decay:
+        ema = tf.train.ExponentialMovingAverage(moving_average_decay)
+        wanted = ema.variables_to_restore(slim.get_model_variables())
+    else:
+        variable_map = variable_map or {}
+        wanted = {variable_map.get(v.op.name, v.op.name): v for v in v1.global_variables()}
+    restore, _ = checkpoint.plan_restore(wanted, prefix)
+    step = None
+    if global_step:
+        step = v1.train.get_or_create_global_step()
+        if step.op.name in names:
+            restore[step.op.name] = step
+    return Inference(logits, end_points, v1.train.Saver(var_list=restore), step)
+
+
 @contextlib.contextmanager
 def restored(spec, prefix, image_shape, num_classes, bn, variable_map=None):
     """Yield :class:`Restored` for checkpoint ``prefix``, images of ``image_shape``
@@ -34,22 +83,17 @@ def restored(spec, prefix, image_shape, num_classes, bn, variable_map=None):
     """
     import tensorflow as tf
 
-    from slimtune import checkpoint, compat
+    from slimtune import compat
 
     compat.apply()
     v1 = tf.compat.v1
-    aux = spec.holds_aux_logits(checkpoint.read_shapes(prefix))
     with tf.Graph().as_default() as graph:
         images = v1.placeholder(tf.float32, [None] + list(image_shape), name="images")
-        logits, end_points = spec.build(images, num_classes, is_training=False, batch_norm=bn,
-                                        create_aux_logits=aux)
-        variable_map = variable_map or {}
-        saver = v1.train.Saver({variable_map.get(v.op.name, v.op.name): v
-                                for v in v1.global_variables()})
+        net = inference_network(spec, prefix, images, num_classes, bn, variable_map)
         # Unfused: the probe must see every NaN (compat.session_config).
         with v1.Session(config=compat.session_config(fuse=False)) as sess:
-            saver.restore(sess, prefix)
-            yield Restored(sess, images, logits, end_points, graph)
+            net.saver.restore(sess, prefix)
+            yield Restored(sess, images, net.logits, net.end_points, graph)
 
 
 def slim_outputs(spec, checkpoint_prefix, images, num_classes, bn, end_point_keys=(),

@@ -20,10 +20,11 @@ final checkpoint in inference mode, then the doctor's findings on it.
 """
 
 import dataclasses
+import functools
 import os
 from typing import Optional
 
-from slimtune import checkpoint, compat, distribute, metadata, optim, slim_engine
+from slimtune import checkpoint, compat, distribute, metadata, optim, slim_engine, start_plan
 from slimtune.data import pipeline, preprocessing
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
@@ -125,9 +126,10 @@ class TrainResult:
     global_step: int
     loss: float
     seconds: float
-    # The engine's trainer after the last step: its weights are the final ones (what
-    # ``open_trainer`` would rebuild and restore; the engine comparison reads them).
-    trainer: object = dataclasses.field(default=None, repr=False, compare=False)
+    start: object = None  # the run's slimtune.start_plan.StartPlan
+    # () -> [slimtune.outcome.FinalWeight]: the final weights, named as slim names them,
+    # in either engine (read when called: a slim run's come from its checkpoint).
+    final_weights: object = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def deterministic(cfg):
@@ -268,7 +270,7 @@ def _train(cfg, log):
         run, weight_decay=cfg.weight_decay, moving_average_decay=cfg.moving_average_decay,
         exclude_scopes=checkpoint.split_scopes(cfg.checkpoint_exclude_scopes),
         seed=cfg.seed, deterministic=deterministic(cfg),
-        files=getattr(trainer, "files", None)))
+        files=getattr(trainer, "files", None), start=trainer.start.record()))
     log(_start_line(cfg, run, split, placement))
     log(optim.describe_decay(cfg, split.num_samples))
     if cfg.preprocessing_name is None:
@@ -279,7 +281,8 @@ def _train(cfg, log):
     final, step, loss, seconds = trainer.train()
     if placement.is_chief or not keras_engine:  # a Keras run's model.keras is the chief's
         _report_doctor_findings(run, cfg.train_dir, final, log, reported)
-    return TrainResult(final, step, loss, seconds, trainer)
+    return TrainResult(final, step, loss, seconds, trainer.start,
+                       functools.partial(trainer.final_weights, final))
 
 
 def _open(cfg, log, placement=None, strategy=None):
@@ -297,12 +300,13 @@ def _open(cfg, log, placement=None, strategy=None):
     try:
         checkpoint.relocate(cfg.train_dir, log)  # a train dir copied from another machine
         _check_resume_compatible(cfg.train_dir, run)
+        start = start_plan.plan(cfg, run.spec, log)  # decided once, for either engine
+        run = dataclasses.replace(run, include_aux_logits=start.aux_head)
         if cfg.engine == metadata.KERAS_ENGINE:
             from slimtune.keras_engine.trainer import Trainer  # only for runs using it
 
-            trainer = Trainer(cfg, run, split, log, placement, strategy)
-            return trainer, dataclasses.replace(run, include_aux_logits=trainer.aux), split
-        return slim_engine.Trainer(cfg, run, split, log, placement, strategy), run, split
+            return Trainer(cfg, run, split, log, start, placement, strategy), run, split
+        return slim_engine.Trainer(cfg, run, split, log, start, placement, strategy), run, split
     except BaseException:
         # A run refused before it starts (a broken warm-start checkpoint, a mismatch)
         # leaves no empty train dir behind.
@@ -337,14 +341,14 @@ def _report_graph_findings(trainer, log):
 def _report_doctor_findings(run, train_dir, final, log, already=()):
     """Print the BatchNorm doctor's findings on the final checkpoint (a Keras-engine run:
     on its model.keras), errors and warnings only, not the ``already`` reported codes."""
-    from slimtune import forms
+    from slimtune import sources
     from slimtune.checks import checkpoint_checks, keras_checks
     from slimtune.findings import NOTE, Report
 
     try:
         if run.engine == metadata.KERAS_ENGINE:
             report = Report()
-            report.add(keras_checks.check(forms.load_keras(final),
+            report.add(keras_checks.check(sources.load_keras(final),
                                           metadata.recorded(train_dir)), final)
         else:
             report = checkpoint_checks.checkpoint_report(final)

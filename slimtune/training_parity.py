@@ -33,9 +33,10 @@ from typing import List, Optional
 
 import numpy as np
 
-from slimtune import checkpoint, files, metadata, train
+from slimtune import checkpoint, files, metadata, sources, train
 from slimtune.errors import SlimtuneError, UnusableInput
 from slimtune.progress import log as _log
+from slimtune.schedule import SUMMARY_TAGS
 
 MOVE_FACTOR = 10  # the trained weights must move this many weight tolerances
 STATISTICS = ("moving_mean", "moving_variance")
@@ -182,8 +183,8 @@ def _check(cfg, options):
     if not cfg.checkpoint_path:
         raise UnusableInput("--checkpoint_path is required: both engines must start from one "
                          "slim checkpoint (random starts differ between engines)")
-    if cfg.checkpoint_path.endswith(".keras"):
-        raise UnusableInput(f"--checkpoint_path={cfg.checkpoint_path} is a .keras file, which "
+    if sources.kind_of(cfg.checkpoint_path) == sources.KERAS:
+        raise UnusableInput(f"--checkpoint_path={cfg.checkpoint_path} is a .keras model, which "
                          "the slim engine cannot start from: give the slim checkpoint it was "
                          "converted from")
     if cfg.worker_hosts or cfg.num_clones != 1 or os.environ.get("TF_CONFIG"):
@@ -212,8 +213,8 @@ def compare_engines(cfg, steps, weight_rtol=1e-4, loss_rtol=1e-5, log=_log):
         log(f"--engine={engine}: {steps} steps in {run_cfg.train_dir}")
         runs[engine] = train.train(run_cfg, log=lambda line, e=engine: log(f"  [{e}] {line}"))
     slim, keras = runs[metadata.SLIM_ENGINE], runs[metadata.KERAS_ENGINE]
-    start = checkpoint.read_tensors(checkpoint.resolve(cfg.checkpoint_path))
-    layers, still = _layers(keras.trainer, start, checkpoint.read_tensors(slim.checkpoint))
+    start = checkpoint.read_tensors(sources.checkpoint_prefix(cfg.checkpoint_path))
+    layers, still = _layers(keras.final_weights(), start, slim.final_weights())
     slim_losses, keras_losses = (event_losses(os.path.join(cfg.train_dir, e))
                                  for e in (metadata.SLIM_ENGINE, metadata.KERAS_ENGINE))
     if not len(slim_losses) == len(keras_losses) == steps:
@@ -229,28 +230,26 @@ def relative(candidate, reference):
                  / max(float(np.max(np.abs(reference))), 1e-12))
 
 
-def _layers(trainer, start, slim_after):
+def _layers(keras_weights, start, slim_weights):
     """``([LayerRow] in network order, [BatchNorm statistics the slim run left alone])``
-    for the Keras engine's ``trainer`` after its run."""
-    trained = {id(w.variable) for w in trainer.trained}
-    averaged = checkpoint.with_moving_averages(slim_after)[0] if trainer.averages else None
-    shadows = trainer.averages.trackable() if trainer.averages else {}
+    from both runs' final weights (``[outcome.FinalWeight]``) and the ``start`` tensors."""
+    slim_after = {w.slim_name: w for w in slim_weights}
     rows, still = {}, []
-    for w in trainer.weights:
+    for w in keras_weights:
         row = rows.setdefault(layer_of(w.slim_name), LayerRow(layer_of(w.slim_name)))
-        after = w.from_slim(slim_after[w.slim_name])
-        diff = relative(w.variable.numpy(), after)
-        if id(w.variable) in trained:
+        slim_w = slim_after[w.slim_name]
+        after = w.from_slim(slim_w.value)
+        diff = relative(w.value, after)
+        if w.trained:
             row.trained += 1
             row.weights = _max(row.weights, diff)
             row.moved = _max(row.moved, relative(w.from_slim(start[w.slim_name]), after))
         elif w.slim_name.endswith(STATISTICS):
             row.statistics = _max(row.statistics, diff)
-            if np.array_equal(start[w.slim_name], slim_after[w.slim_name]):
+            if np.array_equal(start[w.slim_name], slim_w.value):
                 still.append(w.slim_name)
-        if w.slim_name in shadows:
-            row.averages = _max(row.averages, relative(
-                shadows[w.slim_name].numpy(), w.from_slim(averaged[w.slim_name])))
+        if w.average is not None and slim_w.average is not None:
+            row.averages = _max(row.averages, relative(w.average, w.from_slim(slim_w.average)))
     compared = [row for row in rows.values()
                 if row.trained or not (math.isnan(row.statistics) and math.isnan(row.averages))]
     return compared, still
@@ -276,7 +275,7 @@ def event_losses(train_dir):
     for path in sorted(glob.glob(os.path.join(train_dir, "events.out.tfevents.*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                if value.tag == "losses/total_loss":
+                if value.tag == SUMMARY_TAGS["total_loss"]:
                     found[event.step] = (value.simple_value if value.HasField("simple_value")
                                          else float(tf.make_ndarray(value.tensor)))
     return [found[step] for step in sorted(found)]

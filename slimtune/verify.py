@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from slimtune import checkpoint, compare, files, forms, probe, registry, slim_run
+from slimtune import checkpoint, compare, files, forms, probe, registry, slim_run, sources
 from slimtune.checks import data_checks
 from slimtune.data import pipeline
 from slimtune.errors import UnusableInput
@@ -78,7 +78,7 @@ def _non_finite_findings(sides, images):
     where = f"the {role} ({form.kind}) computes non-finite logits (NaN/inf)"
     if form.kind == "keras":
         spec = registry.get(form.model_name) if form.model_name else None
-        where = probe.keras_only_non_finite(forms.load_keras(form.path), logits, images,
+        where = probe.keras_only_non_finite(sources.load_keras(form.path), logits, images,
                                             spec).replace("the Keras model", f"the {role}", 1)
     return [Finding(ERROR, "non-finite", "one form computes NaN/inf", where,
                     f"the {other} computes finite logits on the same images, so the forms "
@@ -118,7 +118,7 @@ def layerwise(checkpoint_path, keras_path, images, model_name=None, rtol=1e-5):
     spec, bn = run.spec, run.batch_norm
     num_classes = checkpoint.logits_classes(spec, checkpoint.read_shapes(ref.path), ref.path)
     points = spec.end_points()
-    model = forms.load_keras(keras_path)
+    model = sources.load_keras(keras_path)
     missing = [name for _, name in points if name not in {l.name for l in model.layers}]
     if missing:
         raise UnusableInput(f"{keras_path} is not a slimtune conversion of {spec.name}: it has "

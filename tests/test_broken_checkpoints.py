@@ -25,7 +25,7 @@ from slim_checkpoints import make_checkpoint, read, write
 from slimtune import doctor, evaluate, export, forms, probe, registry, train, verify
 from slimtune import convert
 from slimtune.errors import BrokenCheckpoint, UnusableInput, UsageError
-from slimtune.slim_engine import start
+from slimtune import sources, start_plan
 
 V3 = registry.get("inception_v3")
 SIZE = 107  # the smallest size slim builds Inception v3 for
@@ -116,7 +116,7 @@ def test_training_builds_the_aux_head_as_the_starting_checkpoint_holds_it(aux_le
         lines = []
         cfg = train.TrainConfig(train_dir=str(tmp_path / train_dir), model_name=V3.name,
                                 **flags)
-        return start.with_aux_head(cfg, V3, lines.append), lines
+        return start_plan.plan(cfg, V3, lines.append).aux_head, lines
 
     assert decide() == (True, [])  # a fresh run: research/slim's default
     held, lines = decide(checkpoint_path=aux_less_v3)
@@ -561,7 +561,7 @@ def test_recalibrate_repairs_a_negative_variance_and_refuses_overflowed_weights(
     _names_the_tensor(error.value, (block2_overflow,) + CASES["block2_overflow"])
     assert not (tmp_path / "overflow").exists()
     recalibrated(negative_variance, tmp_path / "repaired")
-    repaired = checkpoint.resolve(str(tmp_path / "repaired"))
+    repaired = sources.checkpoint_prefix(str(tmp_path / "repaired"))
     checkpoint.refuse_broken(repaired)
     assert read(repaired)[NEGATIVE].min() >= 0
 
@@ -675,7 +675,7 @@ def test_keras_non_finite_where_slim_is_finite_is_named_not_sent_to_epsilon(
     assert "conv2.BatchNorm/moving_variance" in text and "conv2/kernel" in text
     assert "where the slim graph computes finite ones" in text and "epsilon" not in text
     result = verify.verify(verify.VerifyConfig(
-        reference=checkpoint.resolve(str(tiny_converted.parent)), candidate=path,
+        reference=sources.checkpoint_prefix(str(tiny_converted.parent)), candidate=path,
         model_name=register.NAME, random=2, image_size=32), log=_quiet)
     finding = next(f for f in result["findings"] if f["label"] == "NON-FINITE")
     print(finding["text"])

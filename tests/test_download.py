@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from slimtune import checkpoint, download, published
+from slimtune import checkpoint, download, published, sources
 from slimtune.errors import CheckpointError
 
 
@@ -137,7 +137,7 @@ def test_download_unpack_and_reuse_the_cache(server, manifest, real_checkpoint):
     assert not (cache / "downloads").exists(), "the archive is removed once unpacked"
     # Again, and through --checkpoint_path's resolver: the cache answers, no request.
     assert published.ensure("resnet_v1_50", log=lines.append) == prefix
-    assert checkpoint.resolve("resnet_v1_50") == prefix
+    assert sources.checkpoint_prefix("resnet_v1_50") == prefix
     assert server.hits == {"/resnet_v1_50_2016_08_28.tar.gz": 1}
 
 
@@ -210,7 +210,7 @@ def test_an_archive_fetched_by_hand(manifest, tmp_path, v2_checkpoint):
     prefix = published.ensure("manual", archive=str(archive), log=lambda line: None)
     assert os.path.basename(prefix) == "resnet_v1_50.ckpt"
     # A local archive given straight to --checkpoint_path is unpacked once, by content.
-    assert checkpoint.resolve(str(archive)) == checkpoint.resolve(str(archive))
+    assert sources.checkpoint_prefix(str(archive)) == sources.checkpoint_prefix(str(archive))
 
 
 def test_the_shipped_manifest_is_complete():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from slimtune import checkpoint, convert, evaluate, export, metadata, train, verify
+from slimtune import convert, evaluate, export, metadata, sources, train, verify
 from slimtune.data import preprocessing
 from slimtune.data.preprocessing import VGG_MEANS, preprocess
 from test_register_architecture import NAME, SCOPE, _register
@@ -147,7 +147,7 @@ def test_a_research_slim_grayscale_checkpoint_converts_from_its_weights(gray_run
     """No slimtune.json: conv1's input depth of 1 says it, in one log line."""
     bare = tmp_path / "bare"
     bare.mkdir()
-    prefix = checkpoint.resolve(gray_run[0])
+    prefix = sources.checkpoint_prefix(gray_run[0])
     for name in os.listdir(gray_run[0]):
         if name.startswith(os.path.basename(prefix) + "."):
             shutil.copy(os.path.join(gray_run[0], name), bare)
@@ -181,7 +181,8 @@ def test_a_keras_engine_grayscale_step(digits_dir, tmp_path):
         num_preprocessing_threads=1), log=lambda line: None)
     assert result.global_step == 1
     assert metadata.read(train_dir)["grayscale"] is True
-    assert result.trainer.model.input_shape[-1] == 1
+    conv1, = [w for w in result.final_weights() if w.slim_name.endswith("conv1/weights")]
+    assert conv1.value.shape[2] == 1  # [k, k, 1 channel, filters]
 
 
 def test_resuming_a_grayscale_run_without_the_flag_is_refused(gray_run):

@@ -47,7 +47,7 @@ import pytest
 
 from test_register_architecture import NAME as TINY, _register as register_tiny_net
 
-from slimtune import checkpoint, registry, train, training_parity
+from slimtune import checkpoint, registry, sources, train, training_parity
 from slimtune.testing import make_checkpoint
 
 STEPS = 5
@@ -154,7 +154,8 @@ def _one_by_default(chosen):
 # decay), so each of the three lands by default.  Inception v3 needs 107 px for its
 # auxiliary head (Mixed_6e is 4x4 at 106 px): 77 s a case with the starting checkpoint,
 # its slim graph built with TF1's identity equality (compat.graph_equality) and the
-# Keras run's own trainer read afterwards (``TrainResult.trainer``); 4-6 minutes before.
+# Keras run's final weights read from memory (``TrainResult.final_weights``); 4-6 minutes
+# before.
 @pytest.mark.parametrize("optimizer", _one_by_default("momentum_decaying"))
 def test_resnet_v1_50_head_engines_agree(optimizer, starts, digits, tmp_path):
     check(compare_head("resnet_v1_50", optimizer, starts, tmp_path, digits))
@@ -184,12 +185,14 @@ def test_moving_averages_agree(starts, digits, tmp_path):
                      moving_average_decay=0.99)
     check(parity)
     assert parity.averages <= WEIGHT_RTOL
-    trainer = parity.keras.trainer
-    shadows = trainer.averages.trackable()
-    before = checkpoint.read_tensors(checkpoint.resolve(start))
-    moved = max(training_parity.relative(w.from_slim(before[w.slim_name]),
-                                         shadows[w.slim_name].numpy()) for w in trainer.trained)
+    from slimtune.keras_engine import model as model_lib
+
+    final = parity.keras.final_weights()
+    before = checkpoint.read_tensors(sources.checkpoint_prefix(start))
+    moved = max(training_parity.relative(w.from_slim(before[w.slim_name]), w.average)
+                for w in final if w.trained)
     assert moved >= 10 * WEIGHT_RTOL
-    served = {v.path: v.numpy() for v in keras.models.load_model(parity.keras.checkpoint).weights}
-    assert all(np.array_equal(served[w.variable.path], shadows[w.slim_name].numpy())
-               for w in trainer.weights)
+    model = keras.models.load_model(parity.keras.checkpoint)
+    served = {w.slim_name: w.variable.numpy()
+              for w in model_lib.slim_names(registry.get(TINY), model, False)}
+    assert all(np.array_equal(served[w.slim_name], w.average) for w in final)

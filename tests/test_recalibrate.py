@@ -17,8 +17,8 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read, write
-from slimtune import (batch_statistics, bn_layers, metadata, recalibrate, registry, slim_run,
-                      train)
+from slimtune import (batch_statistics, bn_layers, metadata, recalibrate, recalibration,
+                      registry, slim_run, train)
 from slimtune.data import pipeline
 from slimtune.checks import statistics_checks
 from slimtune.errors import CheckpointError, DataError, UsageError
@@ -73,7 +73,7 @@ def test_slim_statistics_equal_those_of_the_concatenated_inputs(tmp_path, digits
     batches = _digit_batches(digits_dir, spec.preprocessing, size, 8, 3)
     batches[2] = batches[2][:5]
     source = read(prefix)
-    tensors, layers, note = batch_statistics.recalibrated_checkpoint(
+    tensors, layers, note = recalibration.recalibrated_checkpoint(
         spec, prefix, source, 7, spec.batch_norm, iter(batches), 3, log=None)
     expected = _concatenated_statistics(spec, prefix, batches, 7, spec.batch_norm)
     assert layers == len(expected) == len([n for n in source if n.endswith("moving_mean")])

@@ -13,7 +13,7 @@ import pytest
 
 from slim_checkpoints import make_checkpoint, read, write_v1
 
-from slimtune import convert, doctor, evaluate, published, train, verify
+from slimtune import convert, doctor, evaluate, published, sources, train, verify
 
 MODEL = "resnet_v1_50"
 SIZE = 32
@@ -97,7 +97,7 @@ def test_a_train_dir_copied_from_another_machine(digits_dir, tmp_path):
     shutil.move(str(old), str(moved))
 
     lines = []
-    assert checkpoint.resolve(str(moved), log=lines.append) == str(moved / "model.ckpt-2")
+    assert sources.checkpoint_prefix(str(moved), log=lines.append) == str(moved / "model.ckpt-2")
     assert lines == [f"{moved}/checkpoint names {old}/model.ckpt-2, which does not exist; "
                      f"using {moved}/model.ckpt-2, the same file name in this directory "
                      "(the train dir was moved)"]

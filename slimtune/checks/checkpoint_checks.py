@@ -18,8 +18,9 @@ import os
 
 import numpy as np
 
-from slimtune import batch_statistics, bn_layers, checkpoint, forms, metadata, registry
+from slimtune import bn_layers, checkpoint, forms, metadata, registry, sources
 from slimtune.checks import graph_checks
+from slimtune.checks.repair import recalibrate_command
 from slimtune.errors import BrokenCheckpoint
 from slimtune.findings import ERROR, NOTE, WARNING, Finding, Report, listed
 from slimtune.nets.batch_norm import FROZEN
@@ -36,7 +37,7 @@ def checkpoint_report(path, model_name=None, report=None, **data):
     slimtune-train runs at its end.  ``data``: dataset_name, dataset_dir, image_size, for
     the repair command the fixes offer."""
     report = report if report is not None else Report()
-    prefix = checkpoint.resolve(path)
+    prefix = sources.checkpoint_prefix(path)
     recorded = metadata.recorded(prefix)
     graph_path = prefix + ".meta"
     meta_graph = forms.read_meta_graph(graph_path) if os.path.exists(graph_path) else None
@@ -98,8 +99,7 @@ def check(tensors, recorded=None, default_decay=None, prefix=None, **command_fla
     fill in the ``slimtune-recalibrate`` command the fixes offer.
     """
     recorded = recorded or metadata.RunInfo()
-    repair = batch_statistics.recalibrate_command(prefix or "CHECKPOINT", recorded,
-                                                  **command_flags)
+    repair = recalibrate_command(prefix or "CHECKPOINT", recorded, **command_flags)
     scopes = bn_layers.scopes(tensors)
     if not scopes:
         return [Finding(NOTE, "no-batch-norm", "no BatchNorm variables in the checkpoint",

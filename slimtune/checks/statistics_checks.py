@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from slimtune import batch_statistics, bn_layers, probe, slim_run
+from slimtune import batch_statistics, bn_layers, probe, slim_run, taps
 from slimtune.findings import ERROR, NOTE, WARNING, Finding, listed
 from slimtune.nets import batch_norm
 from slimtune.stats import GAP_CHANCE, chance_of_gap, disagreements
@@ -90,7 +90,7 @@ def keras_layer_statistics(model, images, chunk=16):
     """``[LayerStatistics]`` of a functional Keras model's BatchNorm layers, or ``None``
     when their inputs cannot be reached from the model's input (nested models)."""
     layers = bn_layers.keras_layers(model)
-    probe_model = batch_statistics.keras_probe(model, layers)
+    probe_model = taps.keras_tap(model, [layer.input for layer in layers])
     if probe_model is None:
         return None
     chunks = [images[start:start + chunk] for start in range(0, len(images), chunk)]

@@ -21,8 +21,8 @@ import os
 
 import numpy as np
 
-from slimtune import checkpoint
-from slimtune.errors import CheckpointError, UsageError
+from slimtune import checkpoint, sources
+from slimtune.errors import CheckpointError
 from slimtune.ports.porter import Porter
 
 
@@ -105,20 +105,8 @@ def batch_norm_layers(model):
 def trainable(weights, trainable_scopes):
     """The Weights training updates: trainable Keras variables, within --trainable_scopes
     (slim variable-name prefixes) when given, each scope matching at least one."""
-    candidates = [w for w in weights if w.variable.trainable]
-    scopes = checkpoint.split_scopes(trainable_scopes)
-    if not scopes:
-        return candidates
-    chosen, seen = [], set()
-    for scope in scopes:
-        found = [w for w in candidates if checkpoint.in_scopes(w.slim_name, [scope])]
-        if not found:
-            raise UsageError(f"--trainable_scopes: no trainable variable under {scope!r}; "
-                             "scopes are variable-name prefixes such as resnet_v1_50/logits")
-        # By identity: Weight compares its variables by value (an array per element).
-        chosen.extend(w for w in found if id(w) not in seen)
-        seen.update(id(w) for w in found)
-    return chosen
+    return checkpoint.trained([w for w in weights if w.variable.trainable], trainable_scopes,
+                              lambda w: w.slim_name)
 
 
 def mark_trained(weights, trained):
@@ -169,16 +157,12 @@ def _slim_layout(weight, checkpoint_shape):
     return candidate if ported(candidate) == shape else shape
 
 
-def is_keras_file(path):
-    return bool(path) and path.endswith(".keras")
-
-
-def warm_start(cfg, spec, weights, log):
-    """Fill ``weights`` from --checkpoint_path (a slim checkpoint in any form
-    ``checkpoint.resolve`` takes, or a converted ``.keras``); returns its path."""
-    if is_keras_file(cfg.checkpoint_path):
-        return _from_keras_file(cfg, spec, weights, log)
-    prefix = checkpoint.resolve(cfg.checkpoint_path)
+def warm_start(cfg, spec, source, weights, log):
+    """Fill ``weights`` from ``source`` (the start plan's warm start: a slim checkpoint
+    prefix, or a converted ``.keras``); returns it."""
+    if sources.kind_of(source) == sources.KERAS:
+        return _from_keras_file(cfg, spec, source, weights, log)
+    prefix = source
     shapes = checkpoint.read_shapes(prefix)
     by_name = {w.slim_name: w for w in weights}
     views = {name: _AsInCheckpoint(w, shapes.get(name)) for name, w in by_name.items()}
@@ -195,14 +179,13 @@ def warm_start(cfg, spec, weights, log):
     return prefix
 
 
-def _from_keras_file(cfg, spec, weights, log):
-    """A converted model's weights by Keras path (the mirror's layer names are the
-    converter's), outside --checkpoint_exclude_scopes."""
-    import keras
-
-    if not os.path.exists(cfg.checkpoint_path):
-        raise CheckpointError(f"{cfg.checkpoint_path} does not exist: check --checkpoint_path")
-    source = keras.saving.load_model(cfg.checkpoint_path, compile=False, safe_mode=True)
+def _from_keras_file(cfg, spec, path, weights, log):
+    """A converted model's weights (``path``: the ``.keras`` file --checkpoint_path stands
+    for) by Keras path (the mirror's layer names are the converter's), outside
+    --checkpoint_exclude_scopes."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path} does not exist: check --checkpoint_path")
+    source = sources.load_keras(path, compile=False)
     values = {v.path.split("/", 1)[-1] if v.path.startswith(source.name + "/") else v.path: v
               for v in source.weights}
     excluded = checkpoint.split_scopes(cfg.checkpoint_exclude_scopes)
@@ -221,14 +204,14 @@ def _from_keras_file(cfg, spec, weights, log):
             restored += 1
     if mismatched:
         raise CheckpointError(
-            f"{len(mismatched)} weight(s) do not fit {cfg.checkpoint_path}: "
+            f"{len(mismatched)} weight(s) do not fit {path}: "
             f"{'; '.join(mismatched[:6])}. To fine-tune on a new label set, pass "
             f"--checkpoint_exclude_scopes={','.join(spec.logits_scopes)}")
     if missing and not cfg.ignore_missing_vars:
         raise CheckpointError(
-            f"{len(missing)} weight(s) are not in {cfg.checkpoint_path}: "
+            f"{len(missing)} weight(s) are not in {path}: "
             f"{', '.join(missing[:6])}. Pass --ignore_missing_vars to keep their initial "
             "values, or --checkpoint_exclude_scopes to skip them")
-    log(f"Fine-tuning from {cfg.checkpoint_path}: {restored} weights"
+    log(f"Fine-tuning from {path}: {restored} weights"
         + (f", {len(missing)} missing kept at their initial values" if missing else ""))
-    return cfg.checkpoint_path
+    return path

@@ -36,10 +36,10 @@ batch's statistics (:class:`~.batch_norm.SlimBatchNormalization`), so the copies
 equal; otherwise the copies are all-reduced to their mean after every step, as the slim
 engine's are (a save then writes what every replica holds, so a resumed run equals the
 uninterrupted one: averaged only at log steps and saves, a run resumed from a step that
-was no log step differed in 4 statistics).  Every worker saves every checkpoint (to its own dir: the chief's is
---train_dir, worker i's ``train_dir/worker_i``) at steps all agree on; the chief alone
-writes ``model.keras`` (every worker's dir gets a slimtune.json, a worker's naming the
-chief's ``../model.keras``).  The workers first exchange their settings and refuse to start
+was no log step differed in 4 statistics).  Every worker saves every checkpoint (to
+its own dir: the chief's is --train_dir, worker i's ``train_dir/worker_i``) at steps all
+agree on; the chief alone writes ``model.keras`` (every worker's dir gets a
+slimtune.json, a worker's naming the chief's ``../model.keras``).  The workers first exchange their settings and refuse to start
 unless all were given the same (:func:`slimtune.distribute.settle`).
 """
 
@@ -47,12 +47,12 @@ import contextlib
 import os
 import time
 
-from slimtune import checkpoint, distribute, files, metadata
+from slimtune import checkpoint, distribute, files, metadata, sources
 from slimtune.keras_engine import model as model_lib
 from slimtune.keras_engine import averages, optimizers, schedules
 from slimtune.keras_engine.step import make_train_step
 from slimtune.progress import format_seconds
-from slimtune.schedule import Done, Schedule
+from slimtune.schedule import SUMMARY_TAGS, Done, Schedule
 
 CHECKPOINT_BASENAME = "keras_ckpt"
 KERAS_FILE = metadata.KERAS_FILE
@@ -64,12 +64,12 @@ class Trainer:
     flags from ``cfg`` (a ``train.TrainConfig``).
 
     Creating it builds the model, the optimizer and the checkpoint, and resumes or
-    warm-starts, so a checkpoint that does not fit fails before anything is trained.
-    ``aux`` says whether the model has the auxiliary head (the run's slimtune.json
-    records it).
+    warm-starts as ``plan`` (a :class:`slimtune.start_plan.StartPlan`) says, so a
+    checkpoint that does not fit fails before anything is trained.  ``aux`` says whether
+    the model has the auxiliary head (the plan's).
     """
 
-    def __init__(self, cfg, run, split, log, placement=None, strategy=None):
+    def __init__(self, cfg, run, split, log, plan, placement=None, strategy=None):
         import keras
         import tensorflow as tf
 
@@ -81,7 +81,8 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         if cfg.seed is not None:
             keras.utils.set_random_seed(cfg.seed)  # also tf.random's global seed
-        self.aux = with_aux_head(cfg, spec, log)
+        self.start = plan  # decided by train for either engine
+        self.aux = plan.aux_head
         self._agree()  # before the first variable: its initial value is a collective
         with self.strategy.scope():
             self.model = model_lib.training_model(
@@ -132,7 +133,7 @@ class Trainer:
 
         @tf.function
         def exchange(rows):
-            return self.strategy.run(_sum_over_replicas, args=(rows,))
+            return self.strategy.run(distribute.sum_over_replicas, args=(rows,))
 
         with distribute.peers_guard(placement, 0, train_dir):
             summed = self.strategy.experimental_local_results(exchange(rows))[0].numpy()
@@ -141,15 +142,11 @@ class Trainer:
 
     def _restore_or_warm_start(self):
         cfg, log = self.cfg, self.log
-        latest = self.manager.latest_checkpoint
-        if latest:
-            if cfg.checkpoint_path:
-                log(f"--checkpoint_path ignored: {cfg.train_dir} already holds a checkpoint "
-                    "to resume")
-            self._resume(latest)
+        if self.start.resume:
+            self._resume(self.manager.latest_checkpoint)
         else:
-            if cfg.checkpoint_path:
-                model_lib.warm_start(cfg, self.spec, self.weights, log)
+            if self.start.warm_start:
+                model_lib.warm_start(cfg, self.spec, self.start.warm_start, self.weights, log)
             if self.averages:
                 self.averages.restart()  # the averages start at the starting weights
         log(f"Training {len(self.trained)} variables (of {len(self.weights)} weights): "
@@ -224,12 +221,23 @@ class Trainer:
         writer.close()
         final = self.manager.latest_checkpoint
         keras_path = self.save_keras() if self.placement.is_chief else final
-        if cfg.precise_bn_batches and self.placement.is_chief:
+        if self.start.precise_bn_batches and self.placement.is_chief:
             self.precise_batch_norm(keras_path, final)
         seconds = time.monotonic() - started
         log(f"Finished at step {loop.schedule.step} in {format_seconds(seconds)}: {final}"
             + (f", {keras_path}" if keras_path != final else ""))
         return keras_path, loop.schedule.step, loop.schedule.loss, seconds
+
+    def final_weights(self, final=None):
+        """``[FinalWeight]`` of the model as it ends (``final``, its checkpoint, is not
+        read: the weights are in memory)."""
+        from slimtune.outcome import FinalWeight
+
+        trained = {id(w.variable) for w in self.trained}
+        shadows = self.averages.trackable() if self.averages else {}
+        return [FinalWeight(w.slim_name, w.variable.numpy(), id(w.variable) in trained,
+                            shadows[w.slim_name].numpy() if w.slim_name in shadows else None,
+                            w.from_slim) for w in self.weights]
 
     def inference_model(self):
         """The trained model with the logits as its only output (no auxiliary head)."""
@@ -260,23 +268,23 @@ class Trainer:
         preprocessing, seeded by --seed, as the slim engine does.  The checkpoints keep
         the statistics training left: a resumed run continues from them and re-estimates
         again at its end."""
-        from slimtune import batch_statistics, forms
+        from slimtune import batch_statistics, recalibration
 
         cfg, run, split = self.cfg, self.run, self.split
         self.log(f"Re-estimating the BatchNorm statistics of {keras_path} over "
                  f"{cfg.precise_bn_batches} batches of {split.dataset_name}/{split.split} "
                  f"(--precise_bn_batches), {run.preprocessing} evaluation preprocessing")
-        model = forms.load_keras(keras_path)
+        model = sources.load_keras(keras_path)
         batches = batch_statistics.image_batches(split, run.preprocessing, run.image_size,
                                                  cfg.batch_size, cfg.seed or 0,
                                                  grayscale=run.grayscale)
-        layers, left_alone = batch_statistics.recalibrate_keras_model(
+        layers, left_alone = recalibration.recalibrate_keras_model(
             model, batches, cfg.precise_bn_batches, log=self.log)
         with files.staged(keras_path, keep_extension=True) as tmp:
             model.save(tmp)
         note = ("measured with the averaged weights (--moving_average_decay) that "
                 f"{KERAS_FILE} holds" if self.averages else None)
-        batch_statistics.record_precise(cfg, run, split, KERAS_FILE, source, layers,
+        recalibration.record_precise(cfg, run, split, KERAS_FILE, source, layers,
                                         left_alone, note)
         self.log(f"Final model {keras_path}: {layers} BatchNorm layers re-estimated")
 
@@ -325,28 +333,18 @@ class _Loop:
         return distribute.peers_guard(self.t.placement, self.schedule.step, self.t.cfg.train_dir)
 
     def summarise(self):
-        """Scalars under the slim engine's tags, as the Summary protos its FileWriter
-        writes (``simple_value``; tf.summary.scalar would need the tensorboard package)."""
+        """Scalars under the engines' tags (``schedule.SUMMARY_TAGS``), as the Summary
+        protos the slim engine's FileWriter writes (``simple_value``; tf.summary.scalar
+        would need the tensorboard package)."""
         import tensorflow as tf
 
         v1, out = tf.compat.v1, self.out
         out["images_per_sec"] = self.schedule.meter.images_per_sec
-        values = [v1.Summary.Value(tag=tag, simple_value=out[key]) for tag, key in (
-            ("losses/total_loss", "total_loss"), ("losses/cross_entropy", "cross_entropy"),
-            ("training/learning_rate", "learning_rate"),
-            ("training/train_batch_accuracy", "accuracy"),
-            ("training/images_per_sec", "images_per_sec"))]
+        values = [v1.Summary.Value(tag=SUMMARY_TAGS[key], simple_value=out[key]) for key in (
+            "total_loss", "cross_entropy", "learning_rate", "accuracy", "images_per_sec")]
         with self.writer.as_default():
             tf.summary.experimental.write_raw_pb(
                 v1.Summary(value=values).SerializeToString(), step=self.schedule.step)
-
-
-def _sum_over_replicas(value):
-    import tensorflow as tf
-
-    # tf.identity: a value from outside the replica has no device to reduce to.
-    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
-                                                          tf.identity(value))
 
 
 def _statistics_averager(model, placement, synchronized):
@@ -382,26 +380,3 @@ def _after_update(averages, average_statistics):
             averages.update()
 
     return update
-
-
-def with_aux_head(cfg, spec, log):
-    """Whether the model gets the network's auxiliary head: as the run being resumed
-    recorded it; else whether the warm-start checkpoint or ``.keras`` holds one (or a new
-    one is asked for, see :func:`slimtune.checkpoint.aux_head_wanted`); a fresh run has
-    it, as research/slim builds it."""
-    if not spec.aux_logits:
-        return False
-    recorded = metadata.recorded(cfg.train_dir)
-    if recorded.engine == metadata.KERAS_ENGINE and recorded.include_aux_logits is not None:
-        return recorded.include_aux_logits
-    if not cfg.checkpoint_path:
-        return True
-    if model_lib.is_keras_file(cfg.checkpoint_path):
-        where = cfg.checkpoint_path  # a converted model has its head only if asked for
-        held = bool(os.path.exists(where) and metadata.recorded(
-            os.path.dirname(os.path.abspath(where))).include_aux_logits)
-    else:
-        where = checkpoint.resolve(cfg.checkpoint_path)
-        held = spec.holds_aux_logits(checkpoint.read_shapes(where))
-    return checkpoint.aux_head_wanted(spec, where, held, cfg.checkpoint_exclude_scopes,
-                                      cfg.ignore_missing_vars, log)

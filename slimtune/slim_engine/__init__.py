@@ -23,7 +23,7 @@ import time
 from slimtune import checkpoint, compat, distribute
 from slimtune.progress import format_seconds
 from slimtune.slim_engine import finish, start
-from slimtune.slim_engine.graph import build_train_graph
+from slimtune.slim_engine.graph import build_train_graph, variables_to_train
 from slimtune.distribute import peers_guard
 from slimtune.slim_engine.loop import StepLoop
 
@@ -40,23 +40,25 @@ class Trainer:
     settings and refuse to start unless all were given the same.
     """
 
-    def __init__(self, cfg, run, split, log, placement=None, strategy=None):
+    def __init__(self, cfg, run, split, log, plan, placement=None, strategy=None):
         import tensorflow as tf
 
         v1 = tf.compat.v1
         self.cfg, self.run_info, self.split, self.log = cfg, run, split, log
+        self.start = plan  # where the run starts (slimtune.start_plan), decided by train
         self.placement = placement or distribute.Placement()
         self.strategy = strategy
         self.start_step = start.resume_step(cfg.train_dir)
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.tensors = build_train_graph(cfg, run, split,
-                                             start.with_aux_head(cfg, run.spec, log),
+                                             plan.aux_head,
                                              strategy, self.placement, self.start_step)
             # Relative paths in the state file: the train dir can be moved or copied.
+            self.trained = {checkpoint.variable_name(v) for v in variables_to_train(cfg)}
             self.saver = v1.train.Saver(max_to_keep=cfg.keep_checkpoint_max,
                                         save_relative_paths=True)
-            self.warm_start = start.warm_start_plan(cfg, run.spec, log)
+            self.warm_start = start.warm_start_plan(cfg, run.spec, plan.warm_start, log)
             self.init_op = v1.global_variables_initializer()
             self.graph.finalize()
 
@@ -86,10 +88,23 @@ class Trainer:
         log(f"Finished at step {loop.schedule.step} in {format_seconds(seconds)}: {final}")
         if not np.all(np.isfinite(check_logits)):
             finish.name_non_finite(self.run_info, final, check_images, log)
-        if (cfg.precise_bn_batches and self.placement.is_chief
+        if (self.start.precise_bn_batches and self.placement.is_chief
                 and not finish.is_precise(final)):
             final = finish.precise_batch_norm(cfg, self.run_info, self.split, final, log)
         return final, loop.schedule.step, loop.schedule.loss, seconds
+
+    def final_weights(self, final):
+        """``[FinalWeight]`` of the checkpoint ``final`` (the run's last): every model
+        variable, the trained ones marked, with its --moving_average_decay average."""
+        from slimtune.outcome import FinalWeight
+
+        tensors = checkpoint.read_tensors(final)
+        shadows = (checkpoint.with_moving_averages(tensors)[1]
+                   if self.cfg.moving_average_decay else {})
+        averages = {name: tensors[shadow] for name, shadow in shadows.items()}
+        return [FinalWeight(name, value, name in self.trained, averages.get(name))
+                for name, value in tensors.items()
+                if not name.endswith("ExponentialMovingAverage") and name != "global_step"]
 
     def _session(self):
         import tensorflow as tf

@@ -3,7 +3,7 @@ re-estimate the final checkpoint's BatchNorm statistics."""
 
 import os
 
-from slimtune import batch_statistics, checkpoint
+from slimtune import batch_statistics, checkpoint, recalibration
 from slimtune.errors import BrokenCheckpoint
 
 # --precise_bn_batches: the final checkpoint with re-estimated BatchNorm statistics.
@@ -52,14 +52,14 @@ def precise_batch_norm(cfg, run, split, raw, log):
     batches = batch_statistics.image_batches(split, run.preprocessing, run.image_size,
                                              cfg.batch_size, cfg.seed or 0,
                                              grayscale=run.grayscale)
-    tensors, layers, note = batch_statistics.recalibrated_checkpoint(
+    tensors, layers, note = recalibration.recalibrated_checkpoint(
         run.spec, raw, checkpoint.read_tensors(raw), run.num_classes, run.batch_norm,
         batches, cfg.precise_bn_batches, log)
-    batch_statistics.write_checkpoint(prefix, tensors, raw)
+    recalibration.write_checkpoint(prefix, tensors, raw)
     state = tf.train.get_checkpoint_state(cfg.train_dir)
     kept = [p for p in state.all_model_checkpoint_paths if p != prefix] if state else [raw]
     tf.compat.v1.train.update_checkpoint_state(cfg.train_dir, prefix, kept + [prefix])
-    batch_statistics.record_precise(cfg, run, split, name, raw, layers, note=note)
+    recalibration.record_precise(cfg, run, split, name, raw, layers, note=note)
     log(f"Final checkpoint {prefix}: {layers} BatchNorm layers re-estimated, every other "
         f"tensor as in {os.path.basename(raw)} (kept)")
     return prefix

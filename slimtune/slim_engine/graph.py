@@ -15,8 +15,8 @@ import functools
 
 from slimtune import checkpoint, compat, distribute, optim
 from slimtune.data import pipeline
-from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
+from slimtune.schedule import SUMMARY_TAGS
 
 # Images the final checkpoint's inference outputs are checked on: a checkpoint whose
 # weights are starting to overflow can give NaN for some images and not others.
@@ -57,7 +57,7 @@ def build_train_graph(cfg, run, split, create_aux_logits=True, strategy=None,
     step is one process's step on the global batch.  The input starts at batch
     ``start_step`` (a resumed run).
     ``create_aux_logits=False`` leaves out an auxiliary head (see
-    :func:`slimtune.slim_engine.start.with_aux_head`).
+    :mod:`slimtune.start_plan`).
     """
     import tensorflow as tf
 
@@ -107,16 +107,8 @@ def _settings_exchange(strategy, placement):
         return None, None
     rows = tf.compat.v1.placeholder(tf.float32, [placement.num_workers, distribute.ROW_BYTES],
                                     name="worker_settings")
-    summed = strategy.run(_all_reduce_sum, args=(rows,))
+    summed = strategy.run(distribute.sum_over_replicas, args=(rows,))
     return rows, strategy.experimental_local_results(summed)[0]
-
-
-def _all_reduce_sum(value):
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    # On the replica's device: a value from outside (a feed) has none to reduce to.
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(value))
 
 
 def _replica_inputs(cfg, run, split, strategy, placement, start_step):
@@ -173,7 +165,7 @@ def _replica_step(cfg, run, split, create_aux_logits, global_step, placement, in
     accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), labels), tf.float32))
     train_op, lr = _train_op(cfg, run, split, total_loss, global_step,
                              new[v1.GraphKeys.UPDATE_OPS], placement.num_replicas)
-    agreed = _all_reduce_sum(wish)
+    agreed = distribute.sum_over_replicas(wish)
     return train_op, regularization, cross_entropy, accuracy, lr, agreed
 
 
@@ -240,7 +232,7 @@ def _train_op(cfg, run, split, total_loss, global_step, update_ops, num_replicas
     # slim.learning.create_train_op's own clipping would clip each replica's share.
     train_op = slim.training.create_train_op(
         total_loss, opt, global_step=global_step, update_ops=update_ops,
-        variables_to_train=_variables_to_train(cfg), transform_grads_fn=clip)
+        variables_to_train=variables_to_train(cfg), transform_grads_fn=clip)
     if num_replicas > 1 and update_ops:
         train_op = _with_statistics_averaged(train_op)
     if cfg.moving_average_decay:
@@ -345,21 +337,11 @@ def _clip_summed_gradients(grads_and_vars, max_norm):
     return clipped + [(g, v) for g, v in grads_and_vars if g is None]
 
 
-def _variables_to_train(cfg):
+def variables_to_train(cfg):
     import tensorflow as tf
 
-    v1 = tf.compat.v1
-    scopes = checkpoint.split_scopes(cfg.trainable_scopes)
-    if not scopes:
-        return v1.trainable_variables()
-    chosen = []
-    for scope in scopes:
-        found = v1.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES, scope)
-        if not found:
-            raise UsageError(f"--trainable_scopes: no trainable variable under {scope!r}; "
-                             "scopes are variable-name prefixes such as resnet_v1_50/logits")
-        chosen.extend(v for v in found if v not in chosen)
-    return chosen
+    return checkpoint.trained(tf.compat.v1.trainable_variables(), cfg.trainable_scopes,
+                              checkpoint.variable_name)
 
 
 def _final_check_tensors(cfg, run, split, create_aux_logits):
@@ -388,14 +370,10 @@ def _summaries(total_loss, cross_entropy, regularization, lr, accuracy, images_p
     import tensorflow as tf
 
     v1 = tf.compat.v1
-    summaries = [
-        v1.summary.scalar("losses/total_loss", total_loss),
-        v1.summary.scalar("losses/cross_entropy", cross_entropy),
-        v1.summary.scalar("losses/regularization", regularization),
-        v1.summary.scalar("training/learning_rate", lr),
-        v1.summary.scalar("training/train_batch_accuracy", accuracy),
-        v1.summary.scalar("training/images_per_sec", images_per_sec),
-    ]
+    values = {"total_loss": total_loss, "cross_entropy": cross_entropy,
+              "regularization": regularization, "learning_rate": lr, "accuracy": accuracy,
+              "images_per_sec": images_per_sec}
+    summaries = [v1.summary.scalar(SUMMARY_TAGS[key], value) for key, value in values.items()]
     for var in _bn_moving_variables(v1.get_default_graph()):
         summaries.append(v1.summary.histogram("batch_norm/" + checkpoint.variable_name(var),
                                               var))

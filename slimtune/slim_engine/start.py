@@ -2,45 +2,17 @@
 all); otherwise ``checkpoint_path`` warm-starts the model variables outside
 ``checkpoint_exclude_scopes``; otherwise every variable starts from its initialiser.
 
-An Inception's auxiliary head is built only if the checkpoint the run starts from holds
-it, or if it is asked for (:func:`with_aux_head`).
+Which of these applies, and whether an Inception gets its auxiliary head, is decided for
+both engines by :mod:`slimtune.start_plan`; this module carries it out in a TF1 graph.
 """
 
-from slimtune import checkpoint, compat
+from slimtune import checkpoint, compat, sources
+from slimtune.errors import UsageError
 
 
-def with_aux_head(cfg, spec, log):
-    """Whether the training graph gets the network's auxiliary head, read from the
-    checkpoint the run starts from.
-
-    research/slim always builds it, and so does a fresh run.  A checkpoint saved without
-    one (``create_aux_logits=False``) cannot restore it: resuming such a run, or
-    warm-starting from such a checkpoint, builds the graph without it, unless the head is
-    asked for by --checkpoint_exclude_scopes covering it or --ignore_missing_vars (a new
-    head then starts from its initial values, as in research/slim).
-    """
-    import tensorflow as tf
-
-    if not spec.aux_logits:
-        return False
-    latest = tf.train.latest_checkpoint(cfg.train_dir)
-    if latest:
-        held = spec.holds_aux_logits(checkpoint.read_shapes(latest))
-        if not held:
-            log(f"{latest} has no auxiliary head ({spec.aux_scope}): resuming without it")
-        return held
-    if not cfg.checkpoint_path:
-        return True
-    prefix = checkpoint.resolve(cfg.checkpoint_path)
-    return checkpoint.aux_head_wanted(spec, prefix,
-                                      spec.holds_aux_logits(checkpoint.read_shapes(prefix)),
-                                      cfg.checkpoint_exclude_scopes, cfg.ignore_missing_vars,
-                                      log)
-
-
-def warm_start_plan(cfg, spec, log):
-    """``(prefix, Saver)`` restoring the checkpoint_path variables, or None (resume or
-    fresh start).
+def warm_start_plan(cfg, spec, prefix, log):
+    """``(prefix, Saver)`` restoring the model variables from the warm-start checkpoint
+    ``prefix`` (the start plan's; None: resume or fresh start, then None).
 
     Built (and checked against the checkpoint) before the graph is finalized, so a
     checkpoint that does not fit fails before any training step.
@@ -48,12 +20,12 @@ def warm_start_plan(cfg, spec, log):
     import tensorflow as tf
 
     slim = compat.apply()
-    if not cfg.checkpoint_path:
+    if not prefix:
         return None
-    if tf.train.latest_checkpoint(cfg.train_dir):
-        log(f"--checkpoint_path ignored: {cfg.train_dir} already holds a checkpoint to resume")
-        return None
-    prefix = checkpoint.resolve(cfg.checkpoint_path)
+    if sources.kind_of(prefix) == sources.KERAS:
+        raise UsageError(f"--checkpoint_path={cfg.checkpoint_path} is a Keras model: the slim "
+                         "engine warm-starts from slim checkpoints; train it with "
+                         "--engine=keras, or give the slim checkpoint it was converted from")
     restore, missing = checkpoint.plan_restore(
         slim.get_model_variables(), prefix,
         checkpoint.split_scopes(cfg.checkpoint_exclude_scopes),
