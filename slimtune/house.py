@@ -44,7 +44,8 @@ ROOMS = (
      "lines, the stop, NaN)"),
     ("checks", ("slimtune/checks/",),
      "what the doctor, verify, train and recalibrate look for: checkpoint, graph, Keras, "
-     "statistics and data checks, and the repair command they offer"),
+     "statistics and data checks, the repair command they offer, and what train reports of "
+     "them on its own run"),
     ("shared", ("slimtune/sources.py", "slimtune/forms.py", "slimtune/graph_outputs.py",
                 "slimtune/slim_run.py", "slimtune/batch_statistics.py",
                 "slimtune/recalibration.py", "slimtune/probe.py", "slimtune/upstream_export.py"),

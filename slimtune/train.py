@@ -25,6 +25,7 @@ import os
 from typing import Optional
 
 from slimtune import checkpoint, compat, distribute, metadata, optim, slim_engine, start_plan
+from slimtune.checks import training_checks
 from slimtune.data import pipeline, preprocessing
 from slimtune.errors import UsageError
 from slimtune.nets import batch_norm as bn_lib
@@ -264,7 +265,7 @@ def _train(cfg, log):
     strategy = (distribute.keras_strategy if keras_engine else distribute.slim_strategy)(
         placement)
     trainer, run, split = _open(cfg, log, placement, strategy)
-    reported = _report_graph_findings(trainer, log)
+    reported = training_checks.report_before_training(trainer, log)
     # Every worker's dir says what run it holds (slimtune-doctor and a resume read it).
     metadata.write(cfg.train_dir, metadata.training_document(
         run, weight_decay=cfg.weight_decay, moving_average_decay=cfg.moving_average_decay,
@@ -280,7 +281,7 @@ def _train(cfg, log):
             log(note)
     final, step, loss, seconds = trainer.train()
     if placement.is_chief or not keras_engine:  # a Keras run's model.keras is the chief's
-        _report_doctor_findings(run, cfg.train_dir, final, log, reported)
+        training_checks.report_after_training(run, cfg.train_dir, final, log, reported)
     return TrainResult(final, step, loss, seconds, trainer.start,
                        functools.partial(trainer.final_weights, final))
 
@@ -321,44 +322,3 @@ def open_trainer(cfg: TrainConfig, log=_log):
     compat.apply()
     _validate(cfg)
     return _open(cfg, log)[0]
-
-
-def _report_graph_findings(trainer, log):
-    """Before the first step, print the doctor's findings about the training graph's
-    BatchNorm layers (one value per channel, or so few that training can explode); a
-    Keras-engine run has no graph to read."""
-    from slimtune.checks import graph_checks
-
-    if getattr(trainer, "graph", None) is None:
-        return set()
-    findings = graph_checks.batch_norm_size_findings(trainer.graph)
-    for finding in findings:
-        for line in finding.lines():
-            log(line)
-    return {finding.code for finding in findings}
-
-
-def _report_doctor_findings(run, train_dir, final, log, already=()):
-    """Print the BatchNorm doctor's findings on the final checkpoint (a Keras-engine run:
-    on its model.keras), errors and warnings only, not the ``already`` reported codes."""
-    from slimtune import sources
-    from slimtune.checks import checkpoint_checks, keras_checks
-    from slimtune.findings import NOTE, Report
-
-    try:
-        if run.engine == metadata.KERAS_ENGINE:
-            report = Report()
-            report.add(keras_checks.check(sources.load_keras(final),
-                                          metadata.recorded(train_dir)), final)
-        else:
-            report = checkpoint_checks.checkpoint_report(final)
-    except Exception as e:  # a diagnosis must never fail a finished run
-        log(f"slimtune-doctor could not check {final}: {str(e).splitlines()[0]}")
-        return
-    findings = [f for f in report.sorted()
-                if f.severity != NOTE and f.code not in already]
-    if findings:
-        log("slimtune-doctor on the final checkpoint:")
-        for finding in findings:
-            for line in finding.lines():
-                log(line)

@@ -24,8 +24,7 @@ import tensorflow as tf  # noqa: E402
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
-from slimtune import distribute, train  # noqa: E402
-from slimtune.keras_engine import model as model_lib  # noqa: E402
+from slimtune import bn_layers, distribute, train  # noqa: E402
 
 import test_register_architecture  # noqa: E402
 from slim_checkpoints import make_checkpoint  # noqa: E402
@@ -36,7 +35,7 @@ def statistics(model, strategy=None):
     local = (strategy or tf.distribute.get_strategy()).experimental_local_results
     return {layer.name: [[m.numpy().tolist(), v.numpy().tolist()] for m, v in zip(
         local(layer.moving_mean.value), local(layer.moving_variance.value))]
-        for layer in model_lib.batch_norm_layers(model)}
+        for layer in bn_layers.keras_layers(model)}
 
 
 def weights(model):

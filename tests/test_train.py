@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from slim_checkpoints import make_checkpoint, read
-from slimtune import compat, metadata, slim_engine, train
+from slimtune import compat, metadata, train
+from slimtune.slim_engine.graph import build_train_graph
 from slimtune.data import pipeline
 from slimtune.errors import CheckpointError, TrainingDiverged, UsageError
 
@@ -85,7 +86,7 @@ def test_one_step_follows_the_decay_rule(digits_dir, tmp_path, decay):
     split = pipeline.open_split("digits", None, "train")
     graph = tf.Graph()
     with graph.as_default():
-        t = slim_engine.build_train_graph(cfg, train.run_info(cfg, split), split)
+        t = build_train_graph(cfg, train.run_info(cfg, split), split)
         # The decay each BN update op was built with, read back out of the graph.
         decays = [op.inputs[1].op.get_attr("value").float_val[0]
                   for op in graph.get_operations()

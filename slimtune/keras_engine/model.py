@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from slimtune import checkpoint, sources
+from slimtune import bn_layers, checkpoint, sources
 from slimtune.errors import CheckpointError
 from slimtune.ports.porter import Porter
 
@@ -87,19 +87,12 @@ def training_model(spec, num_classes, bn, include_aux_logits, image_size, weight
 
     model = keras.models.clone_model(mirror, clone_function=clone)
     model.trainable = True
-    for layer in batch_norm_layers(model):
+    for layer in bn_layers.keras_layers(model):
         if freeze_batch_norm:
             layer.trainable = False
         elif sync_batch_norm:
             layer.sync_statistics = True
     return model
-
-
-def batch_norm_layers(model):
-    import keras
-
-    return [layer for layer in model.layers
-            if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def trainable(weights, trainable_scopes):

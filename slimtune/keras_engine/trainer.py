@@ -47,7 +47,7 @@ import contextlib
 import os
 import time
 
-from slimtune import checkpoint, distribute, files, metadata, sources
+from slimtune import bn_layers, checkpoint, distribute, files, metadata, sources
 from slimtune.keras_engine import model as model_lib
 from slimtune.keras_engine import averages, optimizers, schedules
 from slimtune.keras_engine.step import make_train_step
@@ -353,7 +353,7 @@ def _statistics_averager(model, placement, synchronized):
     replica, with --sync_batch_norm, or without such statistics)."""
     import tensorflow as tf
 
-    statistics = [v for layer in model_lib.batch_norm_layers(model) if layer.trainable
+    statistics = [v for layer in bn_layers.keras_layers(model) if layer.trainable
                   for v in (layer.moving_mean, layer.moving_variance)]
     if not placement.distributed or synchronized or not statistics:
         return lambda: None
