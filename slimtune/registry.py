@@ -184,6 +184,8 @@ class ModelSpec:
 
 
 _REGISTRY = {}
+# research/slim's nets_factory names that are not image classifiers.
+VIDEO_MODELS = ("i3d", "s3dg")
 
 
 def register(spec):
@@ -200,7 +202,12 @@ def names():
 
 
 def get(name):
-    """The spec of ``name``; an unknown name is a :class:`UsageError` listing the choices."""
+    """The spec of ``name``; an unknown name is a :class:`UsageError` listing the choices
+    (research/slim's video models, one line saying so)."""
+    if name in VIDEO_MODELS and name not in _REGISTRY:
+        raise UsageError(
+            f"{name} is a video model (research/slim's i3d/s3dg take clips of frames), not "
+            "an image classifier: slimtune trains and converts image classifiers")
     if name not in _REGISTRY:
         raise UsageError(
             f"unknown model name {name!r}: choose one of {', '.join(names())} "
@@ -253,14 +260,17 @@ def _vgg(depth):
         dropout_keep_prob=vgg_slim.DROPOUT_KEEP)
 
 
-def _alexnet():
-    name = "alexnet_v2"
+def _alexnet(name="alexnet_v2", arg_scope_fn=vgg_slim.alexnet_arg_scope,
+             keras_fn=vgg_keras.alexnet_v2, port_fn=vgg_port.port_alexnet,
+             end_points_fn=vgg_port.alexnet_end_points, default_size=224, min_size=195):
+    """AlexNet v2, or (the same layout: VALID convs and pools, fc6 over the last map)
+    OverFeat."""
     return ModelSpec(
         name=name, scope=name,
-        net_fn=vgg_slim.network(name), arg_scope_fn=vgg_slim.alexnet_arg_scope,
-        keras_fn=vgg_keras.alexnet_v2, port_fn=vgg_port.port_alexnet,
-        end_points_fn=functools.partial(vgg_port.alexnet_end_points, root=name),
-        default_image_size=224, min_image_size=195, num_classes=1000,
+        net_fn=vgg_slim.network(name), arg_scope_fn=arg_scope_fn,
+        keras_fn=keras_fn, port_fn=port_fn,
+        end_points_fn=functools.partial(end_points_fn, root=name),
+        default_image_size=default_size, min_image_size=min_size, num_classes=1000,
         logits_scopes=(f"{name}/fc8",), preprocessing="vgg", batch_norm=None,
         dropout_keep_prob=vgg_slim.DROPOUT_KEEP)
 
@@ -334,13 +344,18 @@ _BUILT_IN = (
                inception_table.network(inception_v4.INCEPTION_V4), 299, 107),
     _inception(inception_resnet_v2.INCEPTION_RESNET_V2, "InceptionResnetV2",
                inception_table.network(inception_resnet_v2.INCEPTION_RESNET_V2), 299, 107),
-    _vgg(16), _vgg(19), _alexnet(),
+    _vgg("a"), _vgg(16), _vgg(19), _alexnet(),
+    # OverFeat's fc6 needs a 6x6 pool5: 231 px (tf_slim's size) is the smallest input.
+    _alexnet("overfeat", vgg_slim.overfeat_arg_scope, vgg_keras.overfeat,
+             vgg_port.port_overfeat, vgg_port.overfeat_end_points, 231, 231),
     _densenet("densenet121", growth=32, stem_filters=64, blocks=(6, 12, 24, 16)),
     _densenet("densenet161", growth=48, stem_filters=96, blocks=(6, 12, 36, 24)),
     _densenet("densenet169", growth=32, stem_filters=64, blocks=(6, 12, 32, 32)),
     _mobilenet_v1("mobilenet_v1", 1.0), _mobilenet_v1("mobilenet_v1_075", 0.75),
     _mobilenet_v1("mobilenet_v1_050", 0.5), _mobilenet_v1("mobilenet_v1_025", 0.25),
     _mobilenet_v2("mobilenet_v2", 1.0), _mobilenet_v2("mobilenet_v2_140", 1.4),
+    # research/slim's mobilenet_v2_035: finegrain_classification_mode, Conv_1 keeps 1280.
+    _mobilenet_v2("mobilenet_v2_035", 0.35),
     _small("lenet", small_slim.LENET, small_slim.lenet_arg_scope, small_keras.lenet),
     _small("cifarnet", small_slim.CIFARNET, small_slim.cifarnet_arg_scope,
            small_keras.cifarnet),

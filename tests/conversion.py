@@ -46,15 +46,25 @@ def check_forms(tmp_path, prefix, model, model_name, image_size, images, slim_lo
     return reports
 
 
+def photos(size):
+    """Four scikit-image photos, whole, resized to ``size`` and scaled to [-1, 1]."""
+    from skimage import data, transform
+
+    pictures = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    return np.stack([transform.resize(p, (size, size), anti_aliasing=True) * 2.0 - 1.0
+                     for p in pictures]).astype(np.float32)
+
+
 def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=0,
-                 rtol=1e-5, forms=False, aux=False):
+                 rtol=1e-5, forms=False, aux=False, images=None, label=""):
     """Convert a random checkpoint and assert slim/Keras parity; returns the differences.
 
-    ``aux`` converts the auxiliary head too and compares it with slim's ``AuxLogits``.
+    ``aux`` converts the auxiliary head too and compares it with slim's ``AuxLogits``;
+    ``images`` (``label`` in the printed lines) replace the seeded random batch.
     """
     spec = registry.get(model_name)
     bn = spec.batch_norm
-    images = probe.random_images(batch, image_size, seed)
+    images = probe.random_images(batch, image_size, seed) if images is None else images
     points = spec.end_points()
     # The slim reference comes from the graph that saved the checkpoint (built with
     # is_training=False); tests/test_convert.py covers restoring into a fresh graph.
@@ -73,7 +83,7 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
     for (key, _), value in zip(points, keras_end_points(model, [n for _, n in points], images)):
         results[key] = compare.difference(slim_points[key], value)
     for key, diff in results.items():
-        print(f"{model_name} {image_size}px {key}: {diff.line()}")
+        print(f"{model_name} {image_size}px {label}{key}: {diff.line()}")
     bad = {k: d.max_rel for k, d in results.items() if d.max_rel > rtol}
     assert not bad, f"{model_name} at {image_size}px diverges: {bad}"
     assert results["logits"].reference_max > 1e-3, "degenerate test: slim logits are all ~0"

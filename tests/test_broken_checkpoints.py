@@ -630,7 +630,7 @@ def test_the_rule_passes_every_healthy_tensor_and_says_why_it_refuses(resnet_ten
         f"{shadow} holds nan (channel 0; 1 of 1 values not finite)")
 
 
-@pytest.mark.slow  # a random checkpoint of each of the 25 architectures
+@pytest.mark.slow  # a random checkpoint of each registered architecture
 @pytest.mark.parametrize("model_name", registry.names())
 def test_no_registered_architecture_comes_near_the_rule(model_name, tmp_path):
     """The largest gain (max |w| * fan-in) and activation-scale value of a random

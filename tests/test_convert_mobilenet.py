@@ -13,7 +13,7 @@ published checkpoint holds 262 variables.
 import pytest
 import tensorflow as tf
 
-from conversion import check_parity, check_tools_path
+from conversion import check_parity, check_tools_path, photos
 from slimtune import compat, registry
 
 v1 = tf.compat.v1
@@ -76,12 +76,32 @@ def test_mobilenet_v2_140_widens_every_layer_and_the_last_conv():
     assert abs(trainable / 1e6 - 6.06) < 0.1, trainable  # mobilenet README: 6.06 M
 
 
+def test_mobilenet_v2_035_narrows_every_layer_but_the_last_conv():
+    """research/slim's mobilenet_v2_035: depth multiplier 0.35 with
+    finegrain_classification_mode, so Conv_1 keeps its 1280 channels."""
+    shapes, trainable = _variables("mobilenet_v2_035")
+    assert len(shapes) == 262
+    assert shapes["MobilenetV2/Conv/weights"] == [3, 3, 3, 16]
+    assert shapes["MobilenetV2/expanded_conv/project/weights"] == [1, 1, 16, 8]
+    assert shapes["MobilenetV2/expanded_conv_1/expand/weights"] == [1, 1, 8, 48]
+    assert shapes["MobilenetV2/expanded_conv_16/project/weights"] == [1, 1, 336, 112]
+    assert shapes["MobilenetV2/Conv_1/weights"] == [1, 1, 112, 1280]
+    assert shapes["MobilenetV2/Logits/Conv2d_1c_1x1/weights"] == [1, 1, 1280, 1001]
+    assert abs(trainable / 1e6 - 1.66) < 0.03, trainable  # mobilenet README: 1.66 M
+
+
+def test_mobilenet_v2_035_parity_on_photos_at_224(tmp_path):
+    check_parity(tmp_path / "random", "mobilenet_v2_035", 224)
+    check_parity(tmp_path / "photos", "mobilenet_v2_035", 224, images=photos(224),
+                 label="photos ")
+
+
 @pytest.mark.parametrize("model_name,image_size", [
     pytest.param("mobilenet_v1", 64, marks=pytest.mark.slow), ("mobilenet_v1", 97), ("mobilenet_v1_075", 33),
     ("mobilenet_v1_050", 64), ("mobilenet_v1_025", 35),
     pytest.param("mobilenet_v2", 64, marks=pytest.mark.slow),
     pytest.param("mobilenet_v2", 65, marks=pytest.mark.slow), ("mobilenet_v2", 33),
-    ("mobilenet_v2_140", 33)])
+    ("mobilenet_v2_140", 33), ("mobilenet_v2_035", 33)])
 def test_parity(tmp_path, model_name, image_size):
     check_parity(tmp_path, model_name, image_size,
                  forms=(model_name, image_size) in (("mobilenet_v1", 97), ("mobilenet_v2", 65)))
@@ -100,7 +120,8 @@ def test_mobilenet_v2_fine_tunes_evaluates_and_converts(tmp_path, digits_dir):
 @pytest.mark.parametrize("stem,expected", [
     ("MobilenetV1/Conv2d_0/weights", {32: "mobilenet_v1", 24: "mobilenet_v1_075",
                                       16: "mobilenet_v1_050", 8: "mobilenet_v1_025"}),
-    ("MobilenetV2/Conv/weights", {32: "mobilenet_v2", 48: "mobilenet_v2_140"})])
+    ("MobilenetV2/Conv/weights", {32: "mobilenet_v2", 48: "mobilenet_v2_140",
+                                  16: "mobilenet_v2_035"})])
 def test_the_width_is_read_from_the_checkpoint(stem, expected):
     """Every MobileNet width shares its root scope: conversion without --model_name
     tells them apart by the stem's output channels."""

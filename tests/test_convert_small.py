@@ -13,20 +13,11 @@ import sys
 import numpy as np
 import pytest
 
-from conversion import keras_end_points
+from conversion import keras_end_points, photos
 from slim_checkpoints import make_checkpoint, read
 from slimtune import compare, probe, registry
 
 SIZES = [("lenet", 28), ("lenet", 33), ("cifarnet", 32), ("cifarnet", 29)]
-
-
-def _photos(size):
-    """Four scikit-image photos, whole, resized to ``size`` and scaled to [-1, 1]."""
-    from skimage import data, transform
-
-    pictures = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
-    return np.stack([transform.resize(p, (size, size), anti_aliasing=True) * 2.0 - 1.0
-                     for p in pictures]).astype(np.float32)
 
 
 def _parity(tmp_path, model_name, size, images, label, rtol=1e-5):
@@ -56,7 +47,7 @@ def _parity(tmp_path, model_name, size, images, label, rtol=1e-5):
 @pytest.mark.parametrize("model_name,size", SIZES)
 def test_parity_on_random_images_and_photos(tmp_path, model_name, size):
     _parity(tmp_path, model_name, size, probe.random_images(4, size, seed=0), "random")
-    _parity(tmp_path, model_name, size, _photos(size), "photos")
+    _parity(tmp_path, model_name, size, photos(size), "photos")
 
 
 def test_lrn_matches_tf_nn_lrn_where_it_matters():

@@ -152,6 +152,21 @@ def test_flags_slimtune_cannot_honour_are_refused_in_one_line(name, flags, refus
     assert not os.path.exists(tmp_path / "run")
 
 
+@pytest.mark.parametrize("model_name", ["i3d", "s3dg"])
+def test_research_slim_s_video_models_are_refused_in_one_line(model_name, tmp_path):
+    """research/slim's nets_factory also names i3d and s3dg, which take clips of frames."""
+    result = tool("train_image_classifier", "--dataset_name=digits",
+                  f"--model_name={model_name}", f"--train_dir={tmp_path / 'run'}")
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and (
+        f"{model_name} is a video model (research/slim's i3d/s3dg take clips of frames), "
+        "not an image classifier: slimtune trains and converts image classifiers"
+    ) in errors[0], result.stderr
+    assert "choose one of" not in result.stderr
+    assert not os.path.exists(tmp_path / "run")
+
+
 def test_use_grayscale_is_taken_by_eval_and_checked_against_the_model(tiny_run):
     """research/slim's --use_grayscale is no longer refused (tests/test_grayscale.py runs
     it end to end); on a model trained on RGB images it is one clear error."""

@@ -1,11 +1,12 @@
-"""VGG 16/19 and AlexNet v2: the port tables and end points (``slimtune.keras_nets.vgg``).
+"""VGG A/16/19, AlexNet v2 and OverFeat: the port tables and end points
+(``slimtune.keras_nets.vgg``).
 
 Every conv, fc6 and fc7 included, has weights and biases (no BatchNorm); fc8 becomes
 the Dense logits.
 """
 
 from slimtune.keras_nets import layers as L
-from slimtune.keras_nets.vgg import ALEXNET, vgg_convs
+from slimtune.keras_nets.vgg import ALEXNET, OVERFEAT, vgg_convs
 
 
 def port_vgg(porter, depth, drop_background=False):
@@ -15,10 +16,14 @@ def port_vgg(porter, depth, drop_background=False):
     _port_head(porter, drop_background)
 
 
-def port_alexnet(porter, drop_background=False):
-    for scope, *_ in ALEXNET:
+def port_alexnet(porter, drop_background=False, table=ALEXNET):
+    for scope, *_ in table:
         porter.conv(scope)
     _port_head(porter, drop_background)
+
+
+def port_overfeat(porter, drop_background=False):
+    port_alexnet(porter, drop_background, table=OVERFEAT)
 
 
 def _port_head(porter, drop_background):
@@ -36,13 +41,17 @@ def vgg_end_points(depth, root):
     return points + _head_end_points(root)
 
 
-def alexnet_end_points(root):
+def alexnet_end_points(root, table=ALEXNET):
     points = []
-    for scope, *_, pool in ALEXNET:
+    for scope, *_, pool in table:
         points.append((f"{root}/{scope}", L.keras_name(scope) + ".relu"))
         if pool:
             points.append((f"{root}/{pool}", pool))
     return points + _head_end_points(root)
+
+
+def overfeat_end_points(root):
+    return alexnet_end_points(root, table=OVERFEAT)
 
 
 def _head_end_points(root):
