@@ -360,13 +360,10 @@ def tiny_converted(tmp_path_factory):
     return root / "keras"
 
 
-def test_a_keras_model_computing_nan_is_named_as_a_checkpoint_is(tiny_converted, digits_dir,
-                                                                  tmp_path):
-    """evaluate on a Keras model whose conv2 BatchNorm has a moving variance of -epsilon
-    (variance + epsilon = 0: inf from that layer on, kept by the relu and the pool): the
-    probe's error, naming the first non-finite Keras layer by its slim scope.  A layer in
-    the architecture's end-point table is named by its slim end point, as the slim probe
-    names it (resnet_v1_50's last conv ends in its BatchNorm)."""
+def _with_variance_below_zero(tiny_converted, tmp_path):
+    """A copy of the converted tiny net whose conv2 BatchNorm moving variance is
+    -epsilon (variance + epsilon = 0, so its output is inf/NaN): ``(dir, .keras path,
+    the model)``."""
     import keras
 
     broken = tmp_path / "keras"
@@ -376,6 +373,19 @@ def test_a_keras_model_computing_nan_is_named_as_a_checkpoint_is(tiny_converted,
     norm = model.get_layer("conv2.BatchNorm")
     norm.moving_variance.assign(np.full(norm.moving_variance.shape, -norm.epsilon, np.float32))
     model.save(path)
+    return broken, path, model
+
+
+def test_a_keras_model_computing_nan_is_named_as_a_checkpoint_is(tiny_converted, digits_dir,
+                                                                  tmp_path):
+    """evaluate on a Keras model whose conv2 BatchNorm has a moving variance of -epsilon
+    (variance + epsilon = 0: inf from that layer on, kept by the relu and the pool): the
+    probe's error, naming the first non-finite Keras layer by its slim scope.  A layer in
+    the architecture's end-point table is named by its slim end point, as the slim probe
+    names it (resnet_v1_50's last conv ends in its BatchNorm)."""
+    import keras
+
+    broken, path, _ = _with_variance_below_zero(tiny_converted, tmp_path)
     with pytest.raises(BrokenCheckpoint) as error:
         evaluate.evaluate(evaluate.EvalConfig(checkpoint_path=str(broken), dataset_name="digits",
                                               dataset_split_name="validation",
@@ -651,18 +661,8 @@ def test_keras_non_finite_where_slim_is_finite_is_named_not_sent_to_epsilon(
         tiny_converted, tmp_path):
     """convert's parity check and verify, when only the Keras side computes NaN/inf: the
     first non-finite layer and the weights feeding it, no BatchNorm-settings advice."""
-    import keras
-
-    from slimtune import checkpoint
-
     register = __import__("test_register_architecture")
-    broken = tmp_path / "keras"
-    shutil.copytree(tiny_converted, broken)
-    path = str(broken / "model.keras")
-    model = keras.models.load_model(path, safe_mode=True)
-    norm = model.get_layer("conv2.BatchNorm")
-    norm.moving_variance.assign(np.full(norm.moving_variance.shape, -norm.epsilon, np.float32))
-    model.save(path)
+    _, path, model = _with_variance_below_zero(tiny_converted, tmp_path)
     images = probe.random_images(2, 32)
     with pytest.raises(convert.ParityError) as error:
         convert._refuse_non_finite(model, images, model(images, training=False),

@@ -23,6 +23,7 @@ import pytest
 import tensorflow as tf
 
 from slimtune import distribute, launch
+from test_distributed import _start  # one worker process on loopback, its own env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "distributed_worker.py")
@@ -41,15 +42,6 @@ def _flags(train_dir, digits_dir, engine, steps=10 ** 6, **extra):
              "engine": engine}
     flags.update(extra)
     return [f"--{k}={v}" for k, v in flags.items()]
-
-
-def _start(flags, tf_config=None):
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop(distribute.TF_CONFIG, None)
-    if tf_config:
-        env[distribute.TF_CONFIG] = tf_config
-    return subprocess.Popen([sys.executable, WORKER, *flags], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 class Output:
