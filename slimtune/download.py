@@ -140,6 +140,14 @@ def checkpoints_in(directory):
     return sorted(found)
 
 
+def _is_member(prefix, member):
+    """Whether unpacked ``prefix`` is the archive member ``member`` (a name, or a path
+    whose last parts must match: MobileNet v3's archives hold ``ema/`` and ``pristine/``
+    checkpoints)."""
+    parts = member.strip("/").split("/")
+    return prefix.replace(os.sep, "/").split("/")[-len(parts):] == parts
+
+
 def _is_v1_name(name):
     """``x.ckpt`` or ``x.ckpt-<step>``: the names TF1's V1 Saver gives its one file."""
     base, _, step = name.rpartition(".ckpt")
@@ -148,15 +156,17 @@ def _is_v1_name(name):
 
 def checkpoint_prefix_in(directory, archive, member=None):
     """The checkpoint prefix inside an unpacked archive: ``member`` when given (e.g.
-    ``resnet_v1_50.ckpt``, a V1 file or a V2 prefix), else the only one there is."""
+    ``resnet_v1_50.ckpt``, a V1 file or a V2 prefix, or a path inside the archive such as
+    ``v3-large_224_1.0_float/ema/model-540000`` where an archive holds several), else the
+    only one there is."""
     prefixes = checkpoints_in(directory)
     if member:
-        chosen = [p for p in prefixes if os.path.basename(p) == member]
+        chosen = [p for p in prefixes if _is_member(p, member)]
         if len(chosen) == 1:
             return chosen[0]
         raise CheckpointError(f"archive {archive} has no checkpoint {member} (it holds "
-                              f"{[os.path.basename(p) for p in prefixes]}): the manifest entry "
-                              "is wrong or the archive changed")
+                              f"{[os.path.relpath(p, directory) for p in prefixes]}): the "
+                              "manifest entry is wrong or the archive changed")
     if len(prefixes) != 1:
         raise CheckpointError(f"archive {archive} holds {len(prefixes)} checkpoints (.index "
                               "files or V1 .ckpt files); extract it and pass one prefix as "

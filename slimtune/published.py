@@ -40,13 +40,17 @@ class Entry:
     name: str
     architecture: str
     url: str
-    member: str  # checkpoint prefix inside the archive, e.g. resnet_v1_50.ckpt
+    # checkpoint prefix inside the archive, e.g. resnet_v1_50.ckpt, or its path where the
+    # archive holds several (v3-large_224_1.0_float/ema/model-540000); None: the only one
+    member: Optional[str]
     format: str  # "V1": TF1's one .ckpt file (the 2016-2017 archives); "V2": .index + .data
     top1: float
-    top5: float
+    top5: Optional[float]  # None where the source table gives only top-1
     sha256: Optional[str]
     manual: bool  # the URL is a web page, not a direct download
     source: str
+    # Why ``member`` is the one taken, where the archive holds several checkpoints.
+    taken: Optional[str] = None
 
     @property
     def spec(self):

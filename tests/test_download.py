@@ -213,6 +213,29 @@ def test_an_archive_fetched_by_hand(manifest, tmp_path, v2_checkpoint):
     assert sources.checkpoint_prefix(str(archive)) == sources.checkpoint_prefix(str(archive))
 
 
+def test_an_archive_with_ema_and_raw_checkpoints_takes_the_member_named_by_its_path(
+        manifest, tmp_path, v2_checkpoint):
+    """MobileNet v3's archives hold two checkpoints (ema/ and the raw weights): the
+    manifest's member is a path inside the archive, and a wrong one lists what is there."""
+    inside = [(f"v3-large_224_1.0_float/{where}/" + name, content)
+              for where in ("ema", "pristine")
+              for name, content in _checkpoint_members(v2_checkpoint)]
+    archive = tmp_path / "v3-large_224_1.0_float.tgz"
+    archive.write_bytes(_archive(inside))
+    url = "https://example.org/v3-large_224_1.0_float.tgz"
+    manifest(v3={"url": url, "member": "v3-large_224_1.0_float/ema/resnet_v1_50.ckpt",
+                 "format": "V2", "top5": None, "taken": "ema/: the averaged weights"})
+    prefix = published.ensure("v3", archive=str(archive), log=lambda line: None)
+    assert prefix.endswith(os.path.join("v3-large_224_1.0_float", "ema", "resnet_v1_50.ckpt"))
+    assert published.get("v3").top5 is None and published.get("v3").taken
+    manifest(v3={"url": url, "member": "v3-large_224_1.0_float/float/resnet_v1_50.ckpt",
+                 "format": "V2"})
+    with pytest.raises(CheckpointError) as error:
+        published.ensure("v3", archive=str(archive), log=lambda line: None)
+    print(error.value)
+    assert "v3-large_224_1.0_float/pristine/resnet_v1_50.ckpt" in str(error.value)
+
+
 def test_the_shipped_manifest_is_complete():
     """Every entry names a registered architecture and does not repeat what its registry
     entry holds (classes, size, preprocessing)."""
@@ -234,8 +257,11 @@ def test_the_shipped_manifest_is_complete():
         "resnet_v2_152", "vgg_16", "vgg_19"}
     for entry in entries.values():
         assert entry.format in ("V1", "V2"), entry.name
-        assert entry.url.startswith(("http://", "https://")) and entry.member.endswith(".ckpt")
-        assert 0 < entry.top1 < entry.top5 < 100 and entry.num_classes in (1000, 1001)
+        assert entry.url.startswith(("http://", "https://")), entry.name
+        # A member given by its path inside the archive says why it is the one taken.
+        assert entry.member is None or "/" not in entry.member or entry.taken, entry.name
+        assert 0 < entry.top1 < (entry.top5 or 100) <= 100, entry.name
+        assert entry.num_classes in (10, 1000, 1001), entry.name
 
 
 def test_a_wheel_install_ships_the_manifest_and_caches_in_the_home(tmp_path):

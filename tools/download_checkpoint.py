@@ -40,7 +40,7 @@ def main(argv):
     values = flags.FLAGS
     if values.list:
         cache = published.cache_root()
-        print(f"{'name':24} {'architecture':20} {'top-1':>6} {'top-5':>6}  size  cached  "
+        print(f"{'name':32} {'architecture':32} {'top-1':>6} {'top-5':>6}  size  cached  "
               "slimtune")
         known = set(registry.names())
         for name, entry in sorted(published.manifest().items()):
@@ -49,7 +49,10 @@ def main(argv):
             if entry.manual:
                 note += " (manual download)"
             size = f"{entry.image_size:4d}" if entry.architecture in known else "   -"
-            print(f"{name:24} {entry.architecture:20} {entry.top1:6.2f} {entry.top5:6.2f}  "
+            top5 = "     -" if entry.top5 is None else f"{entry.top5:6.2f}"
+            if entry.taken:
+                note += f"; takes {entry.member}"
+            print(f"{name:32} {entry.architecture:32} {entry.top1:6.2f} {top5}  "
                   f"{size}  {'yes' if cached else 'no':6}  {note}")
         print(f"cache: {cache}")
         return
