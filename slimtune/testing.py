@@ -78,3 +78,14 @@ def make_checkpoint(prefix, model_name, num_classes, image_size=32, seed=0, glob
                             "end_points": {k: end_points[k] for k in end_point_keys}},
                            {images: run_on})
             return saved, out["logits"], out["end_points"]
+
+
+def photos(size):
+    """Four scikit-image photos (astronaut, coffee, cat, rocket), whole, resized to
+    ``size`` and scaled to [-1, 1]: real images for parity checks, whose statistics random
+    noise does not have.  Needs scikit-image (a test dependency)."""
+    from skimage import data, transform
+
+    pictures = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    return np.stack([transform.resize(p, (size, size), anti_aliasing=True) * 2.0 - 1.0
+                     for p in pictures]).astype(np.float32)

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from slimtune import compare, export, forms, probe, registry, verify
+from slimtune.testing import photos  # noqa: F401  (the parity tests' real images)
 from slim_checkpoints import make_checkpoint, read
 
 
@@ -46,15 +47,6 @@ def check_forms(tmp_path, prefix, model, model_name, image_size, images, slim_lo
     return reports
 
 
-def photos(size):
-    """Four scikit-image photos, whole, resized to ``size`` and scaled to [-1, 1]."""
-    from skimage import data, transform
-
-    pictures = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
-    return np.stack([transform.resize(p, (size, size), anti_aliasing=True) * 2.0 - 1.0
-                     for p in pictures]).astype(np.float32)
-
-
 def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=0,
                  rtol=1e-5, forms=False, aux=False, images=None, label=""):
     """Convert a random checkpoint and assert slim/Keras parity; returns the differences.
@@ -86,6 +78,8 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
         print(f"{model_name} {image_size}px {label}{key}: {diff.line()}")
     bad = {k: d.max_rel for k, d in results.items() if d.max_rel > rtol}
     assert not bad, f"{model_name} at {image_size}px diverges: {bad}"
+    assert results["logits"].median_rel <= rtol / 10, (
+        f"{model_name} at {image_size}px: median difference {results['logits'].median_rel:.3g}")
     assert results["logits"].reference_max > 1e-3, "degenerate test: slim logits are all ~0"
     if forms:
         check_forms(tmp_path, prefix, model, model_name, image_size, images, slim_logits, rtol)
