@@ -9,6 +9,10 @@ the way slimtune-verify opens it (which also runs each twice, so a form that is 
 pure function of its input fails).
 """
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 
@@ -120,3 +124,99 @@ def check_tools_path(tmp_path, model_name, pretrained_classes, image_size=32, au
     if aux:
         assert meta["parity"]["random aux"]["max_rel"] <= 1e-5
     assert os.path.isfile(tmp_path / "keras" / "model.keras")
+
+
+_RELOAD = """
+import sys, numpy as np, keras
+model = keras.models.load_model(sys.argv[1], safe_mode=True)
+assert not [m for m in sys.modules if m.split(".")[0] == "slimtune"], "slimtune was imported"
+np.save(sys.argv[3], np.asarray(model(np.load(sys.argv[2]), training=False)))
+"""
+
+
+def reload_without_slimtune(path, images, tmp_path):
+    """The .keras file's logits computed in a fresh process that never imports slimtune."""
+    np.save(tmp_path / "x.npy", images)
+    subprocess.run([sys.executable, "-c", _RELOAD, path, str(tmp_path / "x.npy"),
+                    str(tmp_path / "y.npy")], check=True,
+                   env={**os.environ, "PYTHONPATH": ""}, cwd=str(tmp_path))
+    return np.load(tmp_path / "y.npy")
+
+
+def check_every_command(tmp_path, digits_dir, model_name, size, steps=2, batch_size=8):
+    """One architecture through every command, as a user runs them on digits: the slim
+    engine trains from scratch, then eval, export (frozen .pb), convert (parity checked),
+    verify (the frozen graph, and the .keras layer by layer), the doctor, recalibrate (or
+    its one-line refusal for a network without BatchNorm), the .keras reloaded in a
+    process without slimtune, and the Keras engine trains a step and resumes."""
+    from slimtune import convert, doctor, evaluate, export, recalibrate, train
+    from slimtune.errors import UsageError
+
+    quiet = lambda line: None  # noqa: E731
+    spec = registry.get(model_name)
+    train_dir = str(tmp_path / "run")
+    result = train.train(train.TrainConfig(
+        train_dir=train_dir, dataset_name="digits", dataset_dir=digits_dir,
+        model_name=model_name, train_image_size=size, batch_size=batch_size,
+        max_number_of_steps=steps, weight_decay=4e-5, seed=0), log=quiet)
+    assert result.global_step == steps and np.isfinite(result.loss)
+    scores = evaluate.evaluate(evaluate.EvalConfig(
+        checkpoint_path=train_dir, dataset_name="digits", dataset_split_name="validation",
+        dataset_dir=digits_dir, max_num_batches=1, batch_size=16), log=quiet)
+    assert scores.count == 16
+    frozen = str(tmp_path / "frozen.pb")
+    export.export(export.ExportConfig(checkpoint_path=train_dir, output_file=frozen), log=quiet)
+
+    meta = convert.convert(convert.ConvertConfig(checkpoint_path=train_dir,
+                                                 output_dir=str(tmp_path / "keras")), log=quiet)
+    assert meta["model_name"] == model_name and meta["num_classes"] == 10
+    assert meta["image_size"] == size
+    print(f"{model_name} {size}px convert parity: {meta['parity']['random']}")
+    assert meta["parity"]["random"]["max_rel"] <= 1e-5
+    keras_file = str(tmp_path / "keras" / "model.keras")
+    for candidate in (frozen, keras_file):
+        report = verify.verify(verify.VerifyConfig(
+            reference=train_dir, candidate=candidate, random=4,
+            layerwise=candidate == keras_file), log=quiet)
+        assert report["passed"], report
+    worst = max(row["max_rel"] for row in report["layerwise"])
+    print(f"{model_name} layerwise: {len(report['layerwise'])} end points, worst {worst:.3g}")
+    assert worst <= 1e-5
+    found = doctor.diagnose(doctor.DoctorConfig(train_dir=train_dir, keras_model=keras_file))
+    print("\n".join(found.lines()))
+    assert not found.errors, found.lines()
+
+    recalibrated = str(tmp_path / "recalibrated")
+    again = recalibrate.RecalibrateConfig(checkpoint_path=train_dir, dataset_dir=digits_dir,
+                                          num_batches=2, batch_size=16, output_dir=recalibrated)
+    if spec.batch_norm is None:
+        try:
+            recalibrate.recalibrate(again, log=quiet)
+            raise AssertionError(f"{model_name} has no BatchNorm, yet recalibrate ran")
+        except UsageError as error:
+            assert "has no BatchNorm layers" in str(error)
+    else:
+        recalibrate.recalibrate(again, log=quiet)  # a slim checkpoint in, a slim one out
+        from slimtune import checkpoint, sources
+
+        statistics = checkpoint.read_tensors(sources.checkpoint_prefix(recalibrated))
+        assert any(name.endswith("/moving_mean") for name in statistics)
+
+    images = probe.random_images(3, size, seed=1)
+    expected = np.asarray(keras.models.load_model(keras_file)(images, training=False))
+    reloaded = reload_without_slimtune(keras_file, images, tmp_path)
+    print(f"{model_name} model.keras reloaded without slimtune: "
+          f"{compare.difference(expected, reloaded).line()}")
+    assert compare.difference(expected, reloaded).max_rel <= 1e-5
+
+    def keras_run(run_steps):
+        return train.train(train.TrainConfig(
+            train_dir=str(tmp_path / "keras_run"), dataset_name="digits",
+            dataset_dir=digits_dir, model_name=model_name, train_image_size=size,
+            batch_size=batch_size, max_number_of_steps=run_steps, weight_decay=4e-5, seed=0,
+            engine="keras"), log=quiet)
+
+    first = keras_run(1)
+    assert first.global_step == 1 and np.isfinite(first.loss)
+    assert keras.models.load_model(first.checkpoint, safe_mode=True).name == spec.scope
+    assert keras_run(2).global_step == 2

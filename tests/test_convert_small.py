@@ -6,14 +6,10 @@ size; each is checked at its default size and at one that gives other feature ma
 (a separate random checkpoint: LeNet at 33 px, 8x8 before fc3; CifarNet at 29, 7x7).
 """
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from conversion import keras_end_points, photos
+from conversion import check_every_command, keras_end_points, photos
 from slim_checkpoints import make_checkpoint, read
 from slimtune import compare, probe, registry
 
@@ -76,101 +72,9 @@ def test_lrn_matches_tf_nn_lrn_where_it_matters():
     assert np.max(np.abs(x) / np.maximum(np.abs(theirs), 1e-30)) > 1.0  # it does divide
 
 
-_RELOAD = """
-import sys, numpy as np, keras
-model = keras.models.load_model(sys.argv[1], safe_mode=True)
-assert not [m for m in sys.modules if m.split(".")[0] == "slimtune"], "slimtune was imported"
-np.save(sys.argv[3], np.asarray(model(np.load(sys.argv[2]), training=False)))
-"""
-
-
-def _reload_without_slimtune(path, images, tmp_path):
-    """The .keras file's logits computed in a fresh process that never imports slimtune."""
-    np.save(tmp_path / "x.npy", images)
-    subprocess.run([sys.executable, "-c", _RELOAD, path, str(tmp_path / "x.npy"),
-                    str(tmp_path / "y.npy")], check=True,
-                   env={**os.environ, "PYTHONPATH": ""}, cwd=str(tmp_path))
-    return np.load(tmp_path / "y.npy")
-
-
-def _train_eval_export(tmp_path, digits_dir, model_name, size):
-    """Two slim-engine steps on digits from scratch, eval of the train dir and export."""
-    from slimtune import evaluate, export, train
-
-    train_dir = str(tmp_path / "run")
-    # Each net's own preprocessing (the registry's default: lenet, cifarnet).
-    result = train.train(train.TrainConfig(
-        train_dir=train_dir, dataset_name="digits", dataset_dir=digits_dir,
-        model_name=model_name, train_image_size=size,
-        batch_size=8, max_number_of_steps=2, weight_decay=4e-5, seed=0),
-        log=lambda line: None)
-    assert result.global_step == 2 and np.isfinite(result.loss)
-    scores = evaluate.evaluate(evaluate.EvalConfig(
-        checkpoint_path=train_dir, dataset_name="digits",
-        dataset_split_name="validation", dataset_dir=digits_dir,
-        max_num_batches=1, batch_size=16), log=lambda line: None)
-    assert scores.count == 16
-    frozen = str(tmp_path / "frozen.pb")
-    export.export(export.ExportConfig(checkpoint_path=train_dir, output_file=frozen),
-                  log=lambda line: None)
-    return train_dir, frozen
-
-
 @pytest.mark.parametrize("model_name", ["lenet", "cifarnet"])
-def test_train_eval_export_convert_verify_and_doctor(tmp_path, digits_dir, model_name):
-    from slimtune import convert, doctor, verify
-
-    spec = registry.get(model_name)
-    size = spec.default_image_size
-    train_dir, frozen = _train_eval_export(tmp_path, digits_dir, model_name, size)
-    meta = convert.convert(convert.ConvertConfig(checkpoint_path=train_dir,
-                                                 output_dir=str(tmp_path / "keras")),
-                           log=lambda line: None)
-    assert meta["model_name"] == model_name and meta["num_classes"] == 10
-    assert meta["image_size"] == size and meta["batch_norm"] is None
-    print(f"{model_name} convert parity: {meta['parity']['random']}")
-    assert meta["parity"]["random"]["max_rel"] <= 1e-5
-    keras_file = str(tmp_path / "keras" / "model.keras")
-    for candidate in (frozen, keras_file):  # layer by layer for the Keras model
-        report = verify.verify(verify.VerifyConfig(
-            reference=train_dir, candidate=candidate, random=4,
-            layerwise=candidate == keras_file), log=lambda line: None)
-        assert report["passed"], report
-    print(f"{model_name} layerwise: {report['layerwise']}")
-    assert all(row["max_rel"] <= 1e-5 for row in report["layerwise"])
-    assert [row["end_point"] for row in report["layerwise"]] == [k for k, _ in spec.end_points()]
-    found = doctor.diagnose(doctor.DoctorConfig(train_dir=train_dir, keras_model=keras_file))
-    print("\n".join(found.lines()))
-    assert not found.errors, found.lines()
-    assert any(line.startswith("Keras model") for line in found.checked)
-    images = probe.random_images(3, size, seed=1)
-    import keras
-
-    expected = np.asarray(keras.models.load_model(keras_file)(images, training=False))
-    reloaded = _reload_without_slimtune(keras_file, images, tmp_path)
-    print(f"{model_name} model.keras reloaded without slimtune: "
-          f"{compare.difference(expected, reloaded).line()}")
-    assert compare.difference(expected, reloaded).max_rel <= 1e-5
-
-
-@pytest.mark.parametrize("model_name", ["lenet", "cifarnet"])
-def test_a_keras_engine_step(tmp_path, digits_dir, model_name):
-    """The Keras engine trains the mirror (no BatchNorm, dropout, LRN) and saves a plain
-    model.keras; a second run resumes it."""
-    import keras
-
-    from slimtune import train
-
-    def run(steps):
-        return train.train(train.TrainConfig(
-            train_dir=str(tmp_path / "run"), dataset_name="digits", dataset_dir=digits_dir,
-            model_name=model_name,
-            train_image_size=registry.get(model_name).default_image_size, batch_size=8,
-            max_number_of_steps=steps, weight_decay=4e-5, seed=0, engine="keras"),
-            log=lambda line: None)
-
-    result = run(1)
-    assert result.global_step == 1 and np.isfinite(result.loss)
-    model = keras.models.load_model(result.checkpoint, safe_mode=True)
-    assert model.name == registry.get(model_name).scope
-    assert run(2).global_step == 2
+def test_every_command(tmp_path, digits_dir, model_name):
+    """Train (both engines), eval, export, convert, verify, the doctor and recalibrate's
+    refusal (no BatchNorm); the .keras loads without slimtune (LRN from Keras' own ops)."""
+    check_every_command(tmp_path, digits_dir, model_name,
+                        registry.get(model_name).default_image_size)
