@@ -76,6 +76,10 @@ class ModelSpec:
     # forms): ((a variable under the root scope, the size of its last dimension, or None
     # where the variable must be absent), ...).
     fingerprint: Optional[tuple] = None
+    # research/slim evaluates the published checkpoints with their ExponentialMovingAverage
+    # shadows (MobileNet v3, EdgeTPU): the tools read them by default where a checkpoint
+    # holds them (``checkpoint.averages_to_read``).
+    published_averages: bool = False
 
     @property
     def has_dropout(self):
@@ -338,7 +342,8 @@ def _mobilenet_v3(name, plan, fingerprint, multiplier=1.0, finegrain=False):
         default_image_size=224, min_image_size=32, num_classes=1001,
         logits_scopes=(f"{plan.scope}/Logits",), preprocessing="inception",
         batch_norm=mobilenet_slim.MOBILENET_V2_BN,
-        dropout_keep_prob=mobilenet_v3_slim.DROPOUT_KEEP, fingerprint=fingerprint)
+        dropout_keep_prob=mobilenet_v3_slim.DROPOUT_KEEP, fingerprint=fingerprint,
+        published_averages=True)
 
 
 def _small(name, plan, arg_scope_fn, keras_fn):
