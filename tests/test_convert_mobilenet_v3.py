@@ -166,3 +166,122 @@ def test_hard_swish_and_gate_match_slim_s_formulas():
         diff = compare.difference(np.asarray(theirs), np.asarray(ours))
         print(f"{label}: {diff.line()}")
         assert diff.max_rel <= 1e-7
+
+
+def _with_shadows(tmp_path, model_name, size=33):
+    """A random checkpoint whose every model variable has an ExponentialMovingAverage
+    shadow 0.8-1.2 times its value (research/slim's published MobileNet v3 layout):
+    ``(prefix, {variable: shadow value})``."""
+    from slim_checkpoints import make_checkpoint, read, write
+
+    raw = read(make_checkpoint(str(tmp_path / "raw" / "model.ckpt"), model_name, 5,
+                               image_size=size))
+    rng = np.random.RandomState(0)
+    shadows = {name: (value * rng.uniform(0.8, 1.2, value.shape)).astype(value.dtype)
+               for name, value in raw.items() if name != "global_step"}
+    prefix = str(tmp_path / "averaged" / "model.ckpt")
+    write(prefix, {**raw, **{f"{n}/ExponentialMovingAverage": v for n, v in shadows.items()}})
+    return prefix, shadows, raw
+
+
+def test_published_averages_are_converted_by_default(tmp_path):
+    """A MobileNet v3 checkpoint holding shadows converts from the shadows (one line
+    says so), its slim graph reads them too (the parity check passes), and
+    ``use_moving_averages=False`` takes the raw weights; other architectures keep
+    reading their variables unless asked."""
+    from slimtune import checkpoint, convert, slim_run
+
+    prefix, shadows, raw = _with_shadows(tmp_path, "mobilenet_v3_small")
+    kernel = "MobilenetV3/Conv/weights"
+    assert np.abs(shadows[kernel] - raw[kernel]).max() > 1e-3
+    lines = []
+    for label, flag, expected in (("default", None, shadows), ("raw", False, raw)):
+        meta = convert.convert(convert.ConvertConfig(
+            checkpoint_path=prefix, output_dir=str(tmp_path / f"keras_{label}"), image_size=33,
+            use_moving_averages=flag), log=lines.append)
+        print(f"{label}: parity {meta['parity']['random']['max_rel']:.3g}")
+        assert meta["use_moving_averages"] is (flag is None)
+        assert meta["parity"]["random"]["max_rel"] <= 1e-5
+        import keras
+
+        model = keras.models.load_model(str(tmp_path / f"keras_{label}" / "model.keras"))
+        np.testing.assert_array_equal(np.asarray(model.get_layer("Conv").kernel),
+                                      expected[kernel])
+    said = [line for line in lines if "ExponentialMovingAverage" in line]
+    print("\n".join(said))
+    assert len(said) == 1 and "--nouse_moving_averages" in said[0]
+    # The slim inference graph of every other command (eval, verify, export) follows
+    # the same default: without a map it computes what the shadows compute.
+    spec, images = registry.get("mobilenet_v3_small"), _random(33)
+    names = list(checkpoint.read_shapes(prefix))
+    by_default = slim_run.slim_outputs(spec, prefix, images, 5, spec.batch_norm)[0]
+    as_named = slim_run.slim_outputs(spec, prefix, images, 5, spec.batch_norm,
+                                     variable_map={})[0]
+    averaged = slim_run.slim_outputs(spec, prefix, images, 5, spec.batch_norm,
+                                     variable_map=checkpoint.average_map(names))[0]
+    assert np.abs(by_default - as_named).max() > 1e-3
+    np.testing.assert_array_equal(by_default, averaged)  # one graph, restored alike
+    assert checkpoint.averages_to_read(registry.get("mobilenet_v2"), names) == (False, None)
+    assert checkpoint.averages_to_read(spec, [n for n in names if "Exponential" not in n]) \
+        == (False, None)
+
+
+THROUGH_EVERY_COMMAND = [
+    name if name == "mobilenet_v3_small" else pytest.param(name, marks=pytest.mark.slow)
+    for name in NAMES]
+
+
+@pytest.mark.parametrize("model_name", THROUGH_EVERY_COMMAND)
+def test_train_eval_export_convert_verify_doctor_and_recalibrate(tmp_path, digits_dir,
+                                                                  model_name):
+    """Two slim-engine steps at 32 px, eval, export, convert, verify (the frozen graph,
+    and the .keras layer by layer), the doctor, recalibration of the train dir's
+    statistics and a fresh-process reload of the .keras without slimtune."""
+    import keras
+
+    from slimtune import checkpoint, compare, convert, doctor, probe, recalibrate, verify
+    from test_convert_small import _reload_without_slimtune, _train_eval_export
+
+    spec = registry.get(model_name)
+    train_dir, frozen = _train_eval_export(tmp_path, digits_dir, model_name, 32)
+    meta = convert.convert(convert.ConvertConfig(checkpoint_path=train_dir,
+                                                 output_dir=str(tmp_path / "keras")),
+                           log=lambda line: None)
+    assert meta["model_name"] == model_name and meta["num_classes"] == 10
+    assert meta["use_moving_averages"] is False  # a run without --moving_average_decay
+    print(f"{model_name} convert parity: {meta['parity']['random']}")
+    assert meta["parity"]["random"]["max_rel"] <= 1e-5
+    keras_file = str(tmp_path / "keras" / "model.keras")
+    for candidate in (frozen, keras_file):
+        report = verify.verify(verify.VerifyConfig(
+            reference=train_dir, candidate=candidate, random=4,
+            layerwise=candidate == keras_file), log=lambda line: None)
+        assert report["passed"], report
+    print(f"{model_name} layerwise: {report['layerwise']}")
+    assert [row["end_point"] for row in report["layerwise"]] == [k for k, _ in spec.end_points()]
+    found = doctor.diagnose(doctor.DoctorConfig(train_dir=train_dir, keras_model=keras_file))
+    print("\n".join(found.lines()))
+    assert not found.errors, found.lines()
+    recalibrated = tmp_path / "recalibrated"
+    recalibrate.recalibrate(recalibrate.RecalibrateConfig(
+        checkpoint_path=train_dir, output_dir=str(recalibrated), dataset_name="digits",
+        dataset_dir=digits_dir, num_batches=2, batch_size=8), log=lambda line: None)
+    before = checkpoint.read_tensors(checkpoint.latest_in(train_dir))
+    after = checkpoint.read_tensors(checkpoint.latest_in(str(recalibrated)))
+    mean = f"{spec.scope}/Conv/BatchNorm/moving_mean"
+    assert np.abs(after[mean] - before[mean]).max() > 1e-6  # re-estimated
+    images = probe.random_images(3, 32, seed=1)
+    expected = np.asarray(keras.models.load_model(keras_file)(images, training=False))
+    reloaded = _reload_without_slimtune(keras_file, images, tmp_path)
+    print(f"{model_name} model.keras reloaded without slimtune: "
+          f"{compare.difference(expected, reloaded).line()}")
+    assert compare.difference(expected, reloaded).max_rel <= 1e-5
+
+
+@pytest.mark.parametrize("model_name", THROUGH_EVERY_COMMAND)
+def test_a_keras_engine_step(tmp_path, digits_dir, model_name):
+    """The Keras engine trains the mirror (BatchNorm, hard-swish, squeeze-excite) at
+    32 px and saves a plain model.keras; a second run resumes it."""
+    from test_convert_small import keras_engine_steps
+
+    keras_engine_steps(tmp_path, digits_dir, model_name, 32)

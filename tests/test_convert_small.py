@@ -157,6 +157,13 @@ def test_train_eval_export_convert_verify_and_doctor(tmp_path, digits_dir, model
 def test_a_keras_engine_step(tmp_path, digits_dir, model_name):
     """The Keras engine trains the mirror (no BatchNorm, dropout, LRN) and saves a plain
     model.keras; a second run resumes it."""
+    keras_engine_steps(tmp_path, digits_dir, model_name,
+                       registry.get(model_name).default_image_size)
+
+
+def keras_engine_steps(tmp_path, digits_dir, model_name, size):
+    """One Keras-engine step from scratch, a plain model.keras that loads in safe mode,
+    and a second run resuming it."""
     import keras
 
     from slimtune import train
@@ -164,8 +171,7 @@ def test_a_keras_engine_step(tmp_path, digits_dir, model_name):
     def run(steps):
         return train.train(train.TrainConfig(
             train_dir=str(tmp_path / "run"), dataset_name="digits", dataset_dir=digits_dir,
-            model_name=model_name,
-            train_image_size=registry.get(model_name).default_image_size, batch_size=8,
+            model_name=model_name, train_image_size=size, batch_size=8,
             max_number_of_steps=steps, weight_decay=4e-5, seed=0, engine="keras"),
             log=lambda line: None)
 
