@@ -267,22 +267,51 @@ def plan_restore(variables, prefix, exclude_scopes=(), ignore_missing_vars=False
     return restore, missing
 
 
+_SHADOW = "/ExponentialMovingAverage"
+
+
+def average_map(names):
+    """``{variable name: shadow name}`` of the ExponentialMovingAverage shadows among
+    checkpoint ``names`` whose variable is there too: what a slim graph restores from
+    to compute with the averages."""
+    names = set(names)
+    return {n[: -len(_SHADOW)]: n for n in names
+            if n.endswith(_SHADOW) and n[: -len(_SHADOW)] in names}
+
+
+def averages_to_read(spec, names, requested=None):
+    """Whether the slim graph and the Keras model take checkpoint ``names``'
+    ExponentialMovingAverage shadows instead of the variables: the one decision every
+    command follows.  Returns ``(use, sentence to print or None)``.
+
+    ``requested`` True/False is the user's ``--[no]use_moving_averages``; ``None`` is the
+    architecture's default: research/slim's published MobileNet v3 and EdgeTPU
+    checkpoints are evaluated with their averages (``spec.published_averages``), so
+    those use the shadows when the checkpoint holds them; every other architecture
+    reads its variables.
+    """
+    if requested is not None:
+        return requested, None
+    if not (spec.published_averages and average_map(names)):
+        return False, None
+    return True, (f"{spec.name}: reading the checkpoint's ExponentialMovingAverage shadows "
+                  "(research/slim evaluates these published checkpoints with them)")
+
+
 def with_moving_averages(tensors):
     """Each variable replaced by its ExponentialMovingAverage shadow where it has one.
 
     Returns the new tensors and ``{variable name: shadow name}`` for the slim side.
     """
-    suffix = "/ExponentialMovingAverage"
-    shadows = {n[: -len(suffix)]: n for n in tensors if n.endswith(suffix)}
+    shadows = average_map(tensors)
     if not shadows:
         raise CheckpointError("--use_moving_averages: the checkpoint holds no "
                               "ExponentialMovingAverage variables (train with "
                               "--moving_average_decay, or drop the flag)")
     swapped = dict(tensors)
     for name, shadow in shadows.items():
-        if name in swapped:
-            swapped[name] = tensors[shadow]
-    return swapped, {name: shadow for name, shadow in shadows.items() if name in tensors}
+        swapped[name] = tensors[shadow]
+    return swapped, shadows
 
 
 def _exists(prefix):

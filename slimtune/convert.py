@@ -55,7 +55,8 @@ class ConvertConfig:
     model_name: Optional[str] = None
     num_classes: Optional[int] = None  # must equal the checkpoint's logits (minus background)
     drop_background: bool = False
-    use_moving_averages: bool = False
+    # None: the architecture's default (checkpoint.averages_to_read)
+    use_moving_averages: Optional[bool] = None
     include_aux_logits: bool = False
     batch_norm_decay: Optional[float] = None
     batch_norm_epsilon: Optional[float] = None
@@ -267,11 +268,11 @@ def _write(model, serve, cfg, meta_out, log):
     files.write_directory(cfg.output_dir, fill)
 
 
-def _port(run, src, num_classes, cfg):
-    """The Keras mirror with the checkpoint's weights (or their moving averages), and the
-    slim variable names to read for them (None: as named)."""
-    tensors, variable_map = src.tensors, None
-    if cfg.use_moving_averages:
+def _port(run, src, num_classes, cfg, averages):
+    """The Keras mirror with the checkpoint's weights (or, with ``averages``, their
+    moving averages), and the slim variable names to read for them (``{}``: as named)."""
+    tensors, variable_map = src.tensors, {}
+    if averages:
         tensors, variable_map = checkpoint.with_moving_averages(src.tensors)
     fixed = cfg.fixed_input_size or cfg.include_aux_logits
     try:
@@ -284,7 +285,7 @@ def _port(run, src, num_classes, cfg):
     return model, variable_map
 
 
-def _converted(run, src, num_classes, cfg, report):
+def _converted(run, src, num_classes, cfg, report, averages):
     """The slimtune.json of the converted model: the run, minus the background class
     when it was dropped, and where it came from."""
     labels, offset = run.labels, run.labels_offset
@@ -298,7 +299,7 @@ def _converted(run, src, num_classes, cfg, report):
         source_prefix=os.path.basename(src.prefix), source_sha256=src.sha256,
         drop_background=cfg.drop_background,
         input_size_fixed=cfg.fixed_input_size or cfg.include_aux_logits,
-        use_moving_averages=cfg.use_moving_averages,
+        use_moving_averages=averages,
         include_aux_logits=cfg.include_aux_logits, parity=report,
         files={"keras": KERAS_FILE, "saved_model": SAVED_MODEL_DIR})
 
@@ -311,8 +312,13 @@ def convert(cfg: ConvertConfig, log=_log):
     started = time.monotonic()
     _check_output_dir(cfg)
     src = read_source(sources.checkpoint_prefix(cfg.checkpoint_path))
-    checkpoint.refuse_broken(src.prefix, averages=cfg.use_moving_averages, tensors=src.tensors)
+    checkpoint.refuse_broken(src.prefix, averages=bool(cfg.use_moving_averages),
+                             tensors=src.tensors)
     run = _run_info(cfg, src, log)
+    averages, note = checkpoint.averages_to_read(run.spec, src.tensors, cfg.use_moving_averages)
+    if note:  # the architecture's default: the shadows are judged too
+        log(note + "; pass --nouse_moving_averages for the raw weights")
+        checkpoint.refuse_broken(src.prefix, averages=True, tensors=src.tensors)
     in_checkpoint, num_classes = _class_count(run.spec, src.tensors, cfg)
     _check_aux_logits(run.spec, src, cfg)
     bn = run.batch_norm
@@ -320,7 +326,7 @@ def convert(cfg: ConvertConfig, log=_log):
                if bn else "no BN")
     log(f"converting {src.prefix}: {run.model_name}, {in_checkpoint} classes"
         f"{' -> ' + str(num_classes) if num_classes != in_checkpoint else ''}, {bn_text}")
-    model, variable_map = _port(run, src, num_classes, cfg)
+    model, variable_map = _port(run, src, num_classes, cfg, averages)
     log(f"ported {len(model.weights)} weights in {time.monotonic() - started:.1f} s; "
         "checking parity with the slim graph")
     # The Keras variables hold the weights now; the slim graph restores its own copy.
@@ -330,7 +336,7 @@ def convert(cfg: ConvertConfig, log=_log):
     serve = serving_function(model)
     log(f"traced the Keras model in {time.monotonic() - traced:.1f} s")
     report = check_parity(run, src, serve, in_checkpoint, cfg, variable_map, log, model)
-    meta_out = _converted(run, src, num_classes, cfg, report)
+    meta_out = _converted(run, src, num_classes, cfg, report, averages)
     _write(model, serve, cfg, meta_out, log)
     log(f"wrote {cfg.output_dir} ({KERAS_FILE}, {SAVED_MODEL_DIR}/, {metadata.FILENAME}) "
         f"in {time.monotonic() - started:.1f} s")

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from slimtune import batch_statistics, bn_layers
+from slimtune import batch_statistics, bn_layers, checkpoint
 
 
 def recalibrate_keras_model(model, batches, num_batches, include_frozen=False, log=print):
@@ -37,12 +37,22 @@ def assign_keras(model, moments):
 
 
 
-def ema_note(tensors):
-    """What happens to ExponentialMovingAverage shadows of the statistics, or None."""
-    shadows = [n for n in tensors if n.endswith(("moving_mean/ExponentialMovingAverage",
-                                                 "moving_variance/ExponentialMovingAverage"))]
+def _statistics_shadows(tensors):
+    return [n for n in tensors if n.endswith(("moving_mean/ExponentialMovingAverage",
+                                              "moving_variance/ExponentialMovingAverage"))]
+
+
+def ema_note(tensors, averaged=False):
+    """What happens to ExponentialMovingAverage shadows of the statistics, or None;
+    ``averaged``: the statistics were measured with the averaged weights and written
+    into the shadows too."""
+    shadows = _statistics_shadows(tensors)
     if not shadows:
         return None
+    if averaged:
+        return (f"{len(shadows)} ExponentialMovingAverage shadows of BatchNorm statistics "
+                "hold the new statistics too: they were measured with the averaged weights, "
+                "which the tools read by default for this architecture")
     return (f"{len(shadows)} ExponentialMovingAverage shadows of BatchNorm statistics are "
             "left unchanged: they belong to the averaged weights (evaluation with "
             "--moving_average_decay), which these statistics were not measured with")
@@ -56,11 +66,18 @@ def recalibrated_checkpoint(spec, prefix, tensors, num_classes, bn, batches, num
     moving_mean and moving_variance re-estimated on ``batches``, every other tensor as it
     was; returns ``(new tensors, layers re-estimated, note on EMA shadows or None)``."""
     tensors = dict(tensors)
+    # The graph measured with reads the averages where the architecture's default says
+    # so (slim_run.inference_network); the statistics then go where that graph reads them.
+    averaged, _ = checkpoint.averages_to_read(spec, tensors)
     moments = batch_statistics.slim_statistics(spec, prefix, num_classes, bn, batches, num_batches, log)
     for layer, m in moments.items():
-        tensors[layer + "/moving_mean"] = m.mean.astype(np.float32)
-        tensors[layer + "/moving_variance"] = m.variance().astype(np.float32)
-    notes = [ema_note(tensors)]
+        for name, value in (("moving_mean", m.mean), ("moving_variance", m.variance())):
+            targets = [f"{layer}/{name}"] + ([f"{layer}/{name}/ExponentialMovingAverage"]
+                                             if averaged else [])
+            for target in targets:
+                if target in tensors or target == targets[0]:
+                    tensors[target] = value.astype(np.float32)
+    notes = [ema_note(tensors, averaged)]
     outside = sorted(n[: -len("/moving_mean")] for n in tensors if n.endswith("/moving_mean")
                      and n[: -len("/moving_mean")] not in moments)
     if outside:

@@ -24,6 +24,7 @@ from slimtune.keras_nets import densenet as densenet_keras
 from slimtune.keras_nets import inception as inception_keras
 from slimtune.keras_nets import layers as keras_layers
 from slimtune.keras_nets import mobilenet as mobilenet_keras
+from slimtune.keras_nets import mobilenet_v3 as mobilenet_v3_keras
 from slimtune.keras_nets import resnet as resnet_keras
 from slimtune.keras_nets import small as small_keras
 from slimtune.keras_nets import vgg as vgg_keras
@@ -31,6 +32,7 @@ from slimtune.nets import densenet as densenet_slim
 from slimtune.nets import inception as inception_slim
 from slimtune.nets import inception_resnet_v2, inception_table, inception_v4
 from slimtune.nets import mobilenet as mobilenet_slim
+from slimtune.nets import mobilenet_v3 as mobilenet_v3_slim
 from slimtune.nets import resnet as resnet_slim
 from slimtune.nets import small as small_slim
 from slimtune.nets import vgg as vgg_slim
@@ -38,6 +40,7 @@ from slimtune.nets.batch_norm import BatchNormConfig
 from slimtune.ports import densenet as densenet_port
 from slimtune.ports import inception as inception_port
 from slimtune.ports import mobilenet as mobilenet_port
+from slimtune.ports import mobilenet_v3 as mobilenet_v3_port
 from slimtune.ports import resnet as resnet_port
 from slimtune.ports import small as small_port
 from slimtune.ports import vgg as vgg_port
@@ -69,9 +72,14 @@ class ModelSpec:
     batch_norm: Optional[BatchNormConfig]  # None: the network has no BatchNorm
     dropout_keep_prob: Optional[float] = None  # None: the network has no dropout
     aux_logits: Optional[str] = None  # end point key of an auxiliary head, if any
-    # Tells apart architectures that share a root scope (MobileNet depth multipliers):
-    # (a variable under the root scope, the size of its last dimension).
+    # Tells apart architectures that share a root scope (MobileNet depth multipliers, v3's
+    # forms): ((a variable under the root scope, the size of its last dimension, or None
+    # where the variable must be absent), ...).
     fingerprint: Optional[tuple] = None
+    # research/slim evaluates the published checkpoints with their ExponentialMovingAverage
+    # shadows (MobileNet v3, EdgeTPU): the tools read them by default where a checkpoint
+    # holds them (``checkpoint.averages_to_read``).
+    published_averages: bool = False
 
     @property
     def has_dropout(self):
@@ -299,8 +307,8 @@ def _mobilenet_v1(name, multiplier):
         default_image_size=224, min_image_size=32, num_classes=1001,
         logits_scopes=("MobilenetV1/Logits",), preprocessing="inception",
         batch_norm=mobilenet_slim.MOBILENET_V1_BN, dropout_keep_prob=mobilenet_slim.DROPOUT_KEEP,
-        fingerprint=("Conv2d_0/weights",
-                     mobilenet_slim.channels(mobilenet_slim.STEM_CHANNELS, multiplier)))
+        fingerprint=(("Conv2d_0/weights",
+                      mobilenet_slim.channels(mobilenet_slim.STEM_CHANNELS, multiplier)),))
 
 
 def _mobilenet_v2(name, multiplier):
@@ -315,7 +323,27 @@ def _mobilenet_v2(name, multiplier):
         logits_scopes=("MobilenetV2/Logits",), preprocessing="inception",
         batch_norm=mobilenet_slim.MOBILENET_V2_BN,
         dropout_keep_prob=mobilenet_slim.V2_DROPOUT_KEEP,
-        fingerprint=("Conv/weights", mobilenet_slim.divisible(32 * multiplier)))
+        fingerprint=(("Conv/weights", mobilenet_slim.divisible(32 * multiplier)),))
+
+
+def _mobilenet_v3(name, plan, fingerprint, multiplier=1.0, finegrain=False):
+    """research/slim's mobilenet_v3.py networks: v3 large/small (and minimalistic) under
+    ``MobilenetV3``, EdgeTPU (1.0, and 0.75 with finegrain_classification_mode) under
+    ``MobilenetEdgeTPU``; all with mobilenet training_scope's BatchNorm and dropout."""
+    shape = {"plan": plan, "multiplier": multiplier}
+    return ModelSpec(
+        name=name, scope=plan.scope,
+        net_fn=mobilenet_v3_slim.network(plan, multiplier, finegrain),
+        arg_scope_fn=mobilenet_slim.mobilenet_arg_scope,
+        keras_fn=functools.partial(mobilenet_v3_keras.mobilenet_v3, finegrain=finegrain,
+                                   **shape),
+        port_fn=functools.partial(mobilenet_v3_port.port, **shape),
+        end_points_fn=functools.partial(mobilenet_v3_port.end_points, **shape),
+        default_image_size=224, min_image_size=32, num_classes=1001,
+        logits_scopes=(f"{plan.scope}/Logits",), preprocessing="inception",
+        batch_norm=mobilenet_slim.MOBILENET_V2_BN,
+        dropout_keep_prob=mobilenet_v3_slim.DROPOUT_KEEP, fingerprint=fingerprint,
+        published_averages=True)
 
 
 def _small(name, plan, arg_scope_fn, keras_fn):
@@ -330,6 +358,15 @@ def _small(name, plan, arg_scope_fn, keras_fn):
         default_image_size=small_keras.DEFAULT_SIZE[plan.scope], min_image_size=4,
         num_classes=10, logits_scopes=(f"{plan.scope}/{plan.logits}",), preprocessing=name,
         batch_norm=None, dropout_keep_prob=small_slim.DROPOUT_KEEP)
+
+
+def _v3_fingerprint(plan):
+    """MobileNet v3 shares ``MobilenetV3``: large and small differ in Conv_1's depth
+    (960, 576), the minimalistic forms in having no squeeze-excite in the fourth block
+    (``None``: the variable must be absent)."""
+    row = mobilenet_v3_slim.plan_rows(plan)[3]
+    return (("Conv_1/weights", plan.head[0]),
+            (f"{row.scope}/squeeze_excite/Conv/weights", row.squeeze))
 
 
 # Smallest Inception sizes that build (measured): v1 ends in a fixed 7x7 VALID average
@@ -356,6 +393,12 @@ _BUILT_IN = (
     _mobilenet_v2("mobilenet_v2", 1.0), _mobilenet_v2("mobilenet_v2_140", 1.4),
     # research/slim's mobilenet_v2_035: finegrain_classification_mode, Conv_1 keeps 1280.
     _mobilenet_v2("mobilenet_v2_035", 0.35),
+    *(_mobilenet_v3(f"mobilenet_v3_{kind}", plan, _v3_fingerprint(plan))
+      for kind, plan in mobilenet_v3_slim.V3_PLANS.items()),
+    _mobilenet_v3("mobilenet_edgetpu", mobilenet_v3_slim.EDGETPU, (("Conv/weights", 32),)),
+    # research/slim's edge_tpu_075: depth multiplier 0.75, finegrain (Conv_1 keeps 1280).
+    _mobilenet_v3("mobilenet_edgetpu_075", mobilenet_v3_slim.EDGETPU, (("Conv/weights", 24),),
+                  multiplier=0.75, finegrain=True),
     _small("lenet", small_slim.LENET, small_slim.lenet_arg_scope, small_keras.lenet),
     _small("cifarnet", small_slim.CIFARNET, small_slim.cifarnet_arg_scope,
            small_keras.cifarnet),
@@ -394,10 +437,15 @@ def identify(tensors, model_name=None):
 
 
 def _fingerprint_matches(spec, tensors):
-    """False when ``spec`` shares its root scope with others and the checkpoint's
-    distinguishing variable has another size (a MobileNet of another width)."""
-    if not spec.fingerprint:
-        return True
-    name, size = spec.fingerprint
-    value = tensors.get(f"{spec.scope}/{name}")
-    return value is None or tuple(getattr(value, "shape", value))[-1] == size
+    """False when ``spec`` shares its root scope with others and the checkpoint differs
+    from its fingerprint: a distinguishing variable of another size (a MobileNet of
+    another width), missing, or present where it must be absent (MobileNet v3's
+    squeeze-excite in a minimalistic checkpoint)."""
+    for name, size in spec.fingerprint or ():
+        value = tensors.get(f"{spec.scope}/{name}")
+        if value is None or size is None:
+            if (value is None) != (size is None):
+                return False
+        elif tuple(getattr(value, "shape", value))[-1] != size:
+            return False
+    return True

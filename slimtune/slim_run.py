@@ -45,6 +45,9 @@ def inference_network(spec, prefix, images, num_classes, bn, variable_map=None,
     - ``variable_map`` (``{graph variable name: checkpoint name}``) restores variables
       from other tensors, e.g. ExponentialMovingAverage shadows; ``moving_average_decay``
       restores research/slim's averages of the model variables instead of the variables.
+      Without either, the architecture's default decides
+      (``checkpoint.averages_to_read``: the shadows of a published MobileNet v3 or
+      EdgeTPU checkpoint); ``{}`` restores the variables as named.
     - ``global_step``: also create the global step, restored when the checkpoint has one.
     - A variable of the graph that the checkpoint lacks or holds in another shape is a
       :class:`~slimtune.errors.CheckpointError` naming it (``checkpoint.plan_restore``).
@@ -62,7 +65,9 @@ def inference_network(spec, prefix, images, num_classes, bn, variable_map=None,
         ema = tf.train.ExponentialMovingAverage(moving_average_decay)
         wanted = ema.variables_to_restore(slim.get_model_variables())
     else:
-        variable_map = variable_map or {}
+        if variable_map is None:
+            use, _ = checkpoint.averages_to_read(spec, names)
+            variable_map = checkpoint.average_map(names) if use else {}
         wanted = {variable_map.get(v.op.name, v.op.name): v for v in v1.global_variables()}
     restore, _ = checkpoint.plan_restore(wanted, prefix)
     step = None

@@ -199,8 +199,10 @@ def check_every_command(tmp_path, digits_dir, model_name, size, steps=2, batch_s
         recalibrate.recalibrate(again, log=quiet)  # a slim checkpoint in, a slim one out
         from slimtune import checkpoint, sources
 
-        statistics = checkpoint.read_tensors(sources.checkpoint_prefix(recalibrated))
-        assert any(name.endswith("/moving_mean") for name in statistics)
+        before = checkpoint.read_tensors(sources.checkpoint_prefix(train_dir))
+        after = checkpoint.read_tensors(sources.checkpoint_prefix(recalibrated))
+        means = [n for n in after if n.endswith("/moving_mean")]
+        assert means and any(np.abs(after[n] - before[n]).max() > 1e-6 for n in means)
 
     images = probe.random_images(3, size, seed=1)
     expected = np.asarray(keras.models.load_model(keras_file)(images, training=False))
@@ -220,3 +222,4 @@ def check_every_command(tmp_path, digits_dir, model_name, size, steps=2, batch_s
     assert first.global_step == 1 and np.isfinite(first.loss)
     assert keras.models.load_model(first.checkpoint, safe_mode=True).name == spec.scope
     assert keras_run(2).global_step == 2
+    return {"train_dir": train_dir, "convert": meta, "keras_file": keras_file}

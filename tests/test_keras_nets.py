@@ -36,6 +36,7 @@ def _slim_regularization(spec, size, num_classes):
 # LeNet regularises every conv and fully connected kernel, logits too; CifarNet only fc3
 # and fc4 (not its convs, not its logits).
 @pytest.mark.parametrize("model_name", ["resnet_v2_50", "mobilenet_v1_025", "lenet", "cifarnet",
+                                        "mobilenet_v3_small",
                                         pytest.param("inception_v2", marks=pytest.mark.slow)])
 def test_weight_decay_equals_slim_regularization_losses(model_name):
     spec = registry.get(model_name)

@@ -35,8 +35,11 @@ F.DEFINE_integer("num_classes", None, "Expected output classes (default: the log
                  "a different value is an error).")
 F.DEFINE_boolean("drop_background", False, "Drop class 0 of a 1001-class checkpoint so the "
                  "model has the 1000 ImageNet classes.")
-F.DEFINE_boolean("use_moving_averages", False, "Take the ExponentialMovingAverage shadow "
-                 "weights (trained with --moving_average_decay) instead of the raw ones.")
+F.DEFINE_boolean("use_moving_averages", None, "Take the ExponentialMovingAverage shadow "
+                 "weights (trained with --moving_average_decay) instead of the raw ones. "
+                 "Default: yes for research/slim's MobileNet v3 and EdgeTPU checkpoints that "
+                 "hold them (published ones are evaluated with them), no otherwise; "
+                 "--nouse_moving_averages takes the raw weights.")
 F.DEFINE_boolean("include_aux_logits", False, "Keep the auxiliary head of inception_v3, "
                  "inception_v4 or inception_resnet_v2 as a second output (fixes the input "
                  "size to --image_size); the checkpoint must hold it.")

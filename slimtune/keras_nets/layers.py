@@ -43,7 +43,11 @@ def batch_norm(x, scope, bn: BatchNormConfig):
 
 
 def activation(x, scope, fn="relu"):
-    """The activation of a slim layer, named ``<scope>.<fn>``; ``None`` = linear."""
+    """The activation of a slim layer, named ``<scope>.<fn>``; ``None`` = linear.
+
+    ``hard_swish`` is MobileNet v3's ``x * relu6(x + 3) * (1/6)``, multiplied in
+    research/slim's order (the product first, then the sixth).
+    """
     import keras
 
     if fn is None:
@@ -52,7 +56,22 @@ def activation(x, scope, fn="relu"):
         return keras.layers.ReLU(name=keras_name(scope) + SEP + "relu")(x)
     if fn == "relu6":
         return keras.layers.ReLU(max_value=6.0, name=keras_name(scope) + SEP + "relu6")(x)
+    if fn == "hard_swish":
+        name = keras_name(scope) + SEP + "hard_swish"
+        product = keras.layers.Multiply(name=name + SEP + "product")(
+            [x, relu6_shifted(x, name)])
+        return keras.layers.Rescaling(1.0 / 6.0, name=name)(product)
     raise ValueError(f"unsupported activation {fn!r}")
+
+
+def relu6_shifted(x, name):
+    """``relu6(x + 3)`` from Keras' own layers (MobileNet v3's hard-swish and
+    hard-sigmoid), so a saved model loads without slimtune: ``x * 1 + 3`` is exactly
+    ``x + 3`` in float32."""
+    import keras
+
+    shifted = keras.layers.Rescaling(1.0, offset=3.0, name=name + SEP + "plus3")(x)
+    return keras.layers.ReLU(max_value=6.0, name=name + SEP + "relu6")(shifted)
 
 
 def conv2d(x, scope, filters, kernel, strides=1, padding="same", bn=None, fn="relu",

@@ -159,14 +159,20 @@ def network_v2(multiplier):
                 end_points[block] = net
             net = slim.conv2d(net, v2_final_depth(multiplier), [1, 1], scope="Conv_1")
             end_points["Conv_1"] = net
-            with tf.compat.v1.variable_scope("Logits"):
-                net = tf.reduce_mean(net, axis=[1, 2], keepdims=True, name="global_pool")
-                net = slim.dropout(net, keep_prob=dropout_keep_prob, scope="Dropout")
-                net = slim.conv2d(net, num_classes, [1, 1], activation_fn=None,
-                                  normalizer_fn=None,
-                                  biases_initializer=tf.zeros_initializer(),
-                                  scope="Conv2d_1c_1x1")
-            end_points["Logits"] = net
+            net = end_points["Logits"] = logits_head(net, num_classes, dropout_keep_prob)
         return net, end_points
 
     return build
+
+
+def logits_head(net, num_classes, dropout_keep_prob):
+    """research/slim's mobilenet ``Logits`` scope (v2, v3, EdgeTPU): the global average,
+    dropout and the 1x1 conv ``Conv2d_1c_1x1`` with zero-initialised biases."""
+    import tensorflow as tf
+
+    slim = compat.apply()
+    with tf.compat.v1.variable_scope("Logits"):
+        net = tf.reduce_mean(net, axis=[1, 2], keepdims=True, name="global_pool")
+        net = slim.dropout(net, keep_prob=dropout_keep_prob, scope="Dropout")
+        return slim.conv2d(net, num_classes, [1, 1], activation_fn=None, normalizer_fn=None,
+                           biases_initializer=tf.zeros_initializer(), scope="Conv2d_1c_1x1")

@@ -7,7 +7,7 @@ Every conv has BatchNorm and no bias; a depthwise conv's kernel is slim's
 from slimtune.nets import mobilenet as nets
 
 
-def _port_depthwise(porter, scope):
+def port_depthwise(porter, scope):
     porter.port_weight(porter.layer(scope).kernel, porter.key(scope, "depthwise_weights"))
     porter.batch_norm(scope + "/BatchNorm")
 
@@ -15,7 +15,7 @@ def _port_depthwise(porter, scope):
 def port_v1(porter, drop_background=False):
     porter.conv("Conv2d_0", bn=True)
     for i in range(1, len(nets.SEPARABLE) + 1):
-        _port_depthwise(porter, f"Conv2d_{i}_depthwise")
+        port_depthwise(porter, f"Conv2d_{i}_depthwise")
         porter.conv(f"Conv2d_{i}_pointwise", bn=True)
     porter.dense_from_conv("Logits/Conv2d_1c_1x1", drop_background)
 
@@ -25,7 +25,7 @@ def port_v2(porter, multiplier, drop_background=False):
     for block, inner, _, _, _ in nets.v2_plan(multiplier):
         if inner:
             porter.conv(block + "/expand", bn=True)
-        _port_depthwise(porter, block + "/depthwise")
+        port_depthwise(porter, block + "/depthwise")
         porter.conv(block + "/project", bn=True)
     porter.conv("Conv_1", bn=True)
     porter.dense_from_conv("Logits/Conv2d_1c_1x1", drop_background)
