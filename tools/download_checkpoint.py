@@ -40,7 +40,7 @@ def main(argv):
     values = flags.FLAGS
     if values.list:
         cache = published.cache_root()
-        print(f"{'name':32} {'architecture':32} {'top-1':>6} {'top-5':>6}  size  cached  "
+        print(f"{'name':36} {'architecture':32} {'top-1':>6} {'top-5':>6}  size  cached  "
               "slimtune")
         known = set(registry.names())
         for name, entry in sorted(published.manifest().items()):
@@ -51,8 +51,8 @@ def main(argv):
             size = f"{entry.image_size:4d}" if entry.architecture in known else "   -"
             top5 = "     -" if entry.top5 is None else f"{entry.top5:6.2f}"
             if entry.taken:
-                note += f"; takes {entry.member}"
-            print(f"{name:32} {entry.architecture:32} {entry.top1:6.2f} {top5}  "
+                note += f"; takes {entry.member or 'its only checkpoint'}"
+            print(f"{name:36} {entry.architecture:32} {entry.top1:6.2f} {top5}  "
                   f"{size}  {'yes' if cached else 'no':6}  {note}")
         print(f"cache: {cache}")
         return
