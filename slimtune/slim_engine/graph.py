@@ -13,7 +13,7 @@ bit for bit only while the order stays as it is.
 import dataclasses
 import functools
 
-from slimtune import checkpoint, compat, distribute, optim
+from slimtune import checkpoint, compat, distribute, optim, precision
 from slimtune.data import pipeline
 from slimtune.nets import batch_norm as bn_lib
 from slimtune.schedule import SUMMARY_TAGS
@@ -214,12 +214,15 @@ def _train_op(cfg, run, split, total_loss, global_step, update_ops, num_replicas
     """``(train op, learning rate)``: one optimizer step that also runs the BatchNorm
     updates (with several replicas, then sets their copies to their mean:
     :func:`_with_statistics_averaged`), and the weights' moving averages with
-    --moving_average_decay."""
+    --moving_average_decay.  --mixed_precision=float16 wraps the optimizer in a dynamic
+    loss scale (the session's rewrite does the rest: :mod:`slimtune.precision`)."""
     import tensorflow as tf
 
     slim = compat.apply()
     lr = optim.learning_rate(cfg, global_step, split.num_samples)
     opt = optim.optimizer(cfg, lr)
+    if precision.loss_scaled(cfg.mixed_precision):
+        opt = compat.loss_scale_optimizer(opt)
     update_ops = list(update_ops)
     if run.batch_norm is not None and run.batch_norm.mode == bn_lib.FROZEN and update_ops:
         raise RuntimeError("internal: frozen BatchNorm still created update ops: "

@@ -1,0 +1,196 @@
+"""--mixed_precision on both engines (slimtune.precision).
+
+What runs on any CPU: the refusals (the machine's bf16 and GPU detection monkeypatched
+both ways), the session's rewrite options, the loss scale wrapping each engine's
+optimizer and a scale step with a forced non-finite gradient (halves the scale, skips
+the update), the Keras training model's dtypes.  What needs bf16 instructions (skipped,
+with the reason, elsewhere): a bfloat16 run on each engine whose checkpoint is float32
+and converts with the usual parity, and the loss curves of float32 and bfloat16 over 50
+steps.  What needs a GPU (marked ``gpu``, skipped without one): a float16 run.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slimtune import compat, metadata, precision, train
+from slimtune.errors import UsageError
+
+v1 = tf.compat.v1
+MODEL, SIZE = "mobilenet_v1_025", 32  # BatchNorm throughout, a few seconds a run
+HAS_BF16 = bool(precision.cpu_bf16_flags())
+needs_bf16 = pytest.mark.skipif(
+    not HAS_BF16, reason="this CPU has no AVX512_BF16/AMX: bfloat16 training is refused here")
+
+
+def config(train_dir, digits_dir, **overrides):
+    settings = dict(train_dir=str(train_dir), dataset_name="digits", dataset_dir=digits_dir,
+                    model_name=MODEL, preprocessing_name="lenet", train_image_size=SIZE,
+                    batch_size=8, max_number_of_steps=2, optimizer="momentum",
+                    learning_rate=0.01, learning_rate_decay_type="fixed",
+                    log_every_n_steps=1, seed=0)
+    settings.update(overrides)
+    return train.TrainConfig(**settings)
+
+
+@pytest.fixture
+def no_bf16_no_gpu(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda cpuinfo=None: ())
+    monkeypatch.setattr(precision, "gpu_count", lambda: 0)
+
+
+@pytest.fixture
+def bf16_and_gpu(monkeypatch):
+    """A machine that has both, as far as slimtune's checks can tell."""
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda cpuinfo=None: ("avx512_bf16",))
+    monkeypatch.setattr(precision, "gpu_count", lambda: 1)
+
+
+def test_cpuinfo_flags_are_read(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n")
+    assert precision.cpu_bf16_flags(str(info)) == ("avx512_bf16",)
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f\n")
+    assert precision.cpu_bf16_flags(str(info)) == ()
+    assert precision.cpu_bf16_flags(str(tmp_path / "missing")) == ()
+
+
+@pytest.mark.parametrize("mode, named", [("bfloat16", "AVX512_BF16"), ("float16", "GPU")])
+def test_a_format_the_machine_lacks_is_refused_before_anything_is_written(
+        tmp_path, digits_dir, no_bf16_no_gpu, mode, named):
+    train_dir = tmp_path / "run"
+    with pytest.raises(UsageError) as error:
+        train.train(config(train_dir, digits_dir, mixed_precision=mode))
+    line = str(error.value)
+    print(line)
+    assert line.startswith(f"--mixed_precision={mode} needs") and named in line
+    assert "\n" not in line and not train_dir.exists()
+    with pytest.raises(UsageError, match="choose one of float32, bfloat16, float16"):
+        precision.check_available("half")
+
+
+def test_float32_is_always_available(no_bf16_no_gpu):
+    precision.check_available("float32")
+
+
+def test_the_slim_session_gets_the_rewrite_and_float32_none(bf16_and_gpu, tmp_path,
+                                                            digits_dir):
+    on = 1  # RewriterConfig.ON
+    plain = compat.session_config()
+    assert compat.with_mixed_precision(compat.session_config(), "float32") == plain
+    options = {}
+    for mode in precision.MODES:
+        trainer = train.open_trainer(config(tmp_path / mode, digits_dir, mixed_precision=mode),
+                                     log=lambda line: None)
+        rewrite = trainer.session_config().graph_options.rewrite_options
+        options[mode] = (rewrite.auto_mixed_precision_onednn_bfloat16,
+                         rewrite.auto_mixed_precision)
+        scales = [v.name for v in trainer.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
+                  if "loss_scale" in v.name]
+        assert bool(scales) == (mode == "float16"), (mode, scales)
+    assert options == {"float32": (0, 0), "bfloat16": (on, 0), "float16": (0, on)}
+
+
+def test_tf1_loss_scale_skips_a_non_finite_step_and_halves_the_scale():
+    """The slim engine's float16 optimizer, in the train op slim builds with it."""
+    slim = compat.apply()
+    with tf.Graph().as_default():
+        w = v1.get_variable("w", initializer=[1.0, 2.0])
+        x = v1.placeholder(tf.float32, [2])
+        loss = tf.reduce_sum(w * x)
+        opt = compat.loss_scale_optimizer(v1.train.GradientDescentOptimizer(0.5))
+        train_op = slim.learning.create_train_op(loss, opt, check_numerics=False)
+        scale = [v for v in v1.global_variables() if "current_loss_scale" in v.name][0]
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            assert sess.run(scale) == 2.0 ** 15
+            sess.run(train_op, {x: [np.inf, 1.0]})
+            assert sess.run(scale) == 2.0 ** 14
+            np.testing.assert_array_equal(sess.run(w), [1.0, 2.0])  # skipped
+            sess.run(train_op, {x: [1.0, 1.0]})
+            np.testing.assert_array_equal(sess.run(w), [0.5, 1.5])  # unscaled gradient
+            assert sess.run(scale) == 2.0 ** 14
+
+
+def test_keras_float16_scales_the_loss_and_a_non_finite_step_halves_it(
+        bf16_and_gpu, tmp_path, digits_dir):
+    """The Keras engine's float16 step on a CPU: the optimizer is wrapped, a batch whose
+    gradient is not finite leaves every weight and the step as they were and halves the
+    scale; a finite batch trains."""
+    import keras
+
+    cfg = config(tmp_path / "run", digits_dir, engine="keras", mixed_precision="float16",
+                 model_name="lenet", preprocessing_name=None, train_image_size=None)
+    trainer = train.open_trainer(cfg, log=lambda line: None)
+    assert isinstance(trainer.step_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert trainer.step_optimizer.inner_optimizer is trainer.optimizer
+    assert {w.variable.dtype for w in trainer.weights} == {"float32"}
+    images, labels = next(iter(trainer.batches()))
+    before = [w.variable.numpy() for w in trainer.weights]
+    poisoned = images.numpy()
+    poisoned[0, 0, 0, 0] = np.inf
+    trainer.step_fn(tf.constant(poisoned), labels)
+    assert float(trainer.step_optimizer.dynamic_scale.numpy()) == 2.0 ** 14
+    assert trainer.step == 0
+    for w, old in zip(trainer.weights, before):
+        np.testing.assert_array_equal(w.variable.numpy(), old)
+    out = trainer.step_fn(images, labels)
+    assert trainer.step == 1 and np.isfinite(float(out["total_loss"]))
+    assert any(not np.array_equal(w.variable.numpy(), old)
+               for w, old in zip(trainer.weights, before))
+
+
+def test_keras_mixed_model_keeps_float32_variables_and_statistics(bf16_and_gpu, tmp_path,
+                                                                  digits_dir):
+    """Under mixed_bfloat16 every layer computes in bfloat16 but holds float32 weights,
+    BatchNorm statistics included; the inference model it saves is float32."""
+    from slimtune import bn_layers
+
+    cfg = config(tmp_path / "run", digits_dir, engine="keras", mixed_precision="bfloat16")
+    trainer = train.open_trainer(cfg, log=lambda line: None)
+    model = trainer.model
+    assert {layer.compute_dtype for layer in model.layers[1:]} == {"bfloat16"}
+    assert {w.dtype for w in model.weights} == {"float32"}
+    norms = bn_layers.keras_layers(model)
+    assert norms and all(layer.moving_variance.dtype == "float32" for layer in norms)
+    served = trainer.inference_model()
+    assert {layer.compute_dtype for layer in served.layers} == {"float32"}
+    for a, b in zip(served.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_bf16
+@pytest.mark.parametrize("engine", ["slim", "keras"])
+def test_a_bfloat16_run_saves_float32_and_converts_with_the_usual_parity(
+        tmp_path, digits_dir, engine):
+    from slimtune import convert
+
+    result = train.train(config(tmp_path / "run", digits_dir, engine=engine,
+                                mixed_precision="bfloat16"), log=lambda line: None)
+    assert result.global_step == 2 and np.isfinite(result.loss)
+    assert metadata.read(str(tmp_path / "run"))["mixed_precision"] == "bfloat16"
+    if engine == "keras":
+        import keras
+
+        model = keras.models.load_model(result.checkpoint, safe_mode=True)
+        assert {layer.compute_dtype for layer in model.layers} == {"float32"}
+        return
+    dtypes = set(tf.train.load_checkpoint(result.checkpoint).get_variable_to_dtype_map()
+                 .values())
+    assert dtypes == {tf.float32, tf.int64}  # int64: the global step
+    meta = convert.convert(convert.ConvertConfig(checkpoint_path=str(tmp_path / "run"),
+                                                 output_dir=str(tmp_path / "keras")),
+                           log=lambda line: None)
+    print(f"bfloat16 run converted: {meta['parity']['random']}")
+    assert meta["parity"]["random"]["max_rel"] <= 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not precision.gpu_count(), reason="no GPU: run on a machine with one "
+                    "(python -m pytest -n 0 -m gpu tests/test_mixed_precision.py)")
+@pytest.mark.parametrize("engine", ["slim", "keras"])
+def test_a_float16_run_on_a_gpu(tmp_path, digits_dir, engine):
+    result = train.train(config(tmp_path / "run", digits_dir, engine=engine,
+                                mixed_precision="float16", max_number_of_steps=5),
+                         log=print)
+    assert result.global_step == 5 and np.isfinite(result.loss)
