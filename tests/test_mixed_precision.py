@@ -88,6 +88,9 @@ def test_the_slim_session_gets_the_rewrite_and_float32_none(bf16_and_gpu, tmp_pa
         scales = [v.name for v in trainer.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
                   if "loss_scale" in v.name]
         assert bool(scales) == (mode == "float16"), (mode, scales)
+        summaries = [op.name for op in trainer.graph.get_operations()
+                     if op.type == "ScalarSummary" and "loss_scale" in op.name]
+        assert bool(summaries) == (mode == "float16"), (mode, summaries)  # for the doctor
     assert options == {"float32": (0, 0), "bfloat16": (on, 0), "float16": (0, on)}
 
 
@@ -194,3 +197,70 @@ def test_a_float16_run_on_a_gpu(tmp_path, digits_dir, engine):
                                 mixed_precision="float16", max_number_of_steps=5),
                          log=print)
     assert result.global_step == 5 and np.isfinite(result.loss)
+
+
+def test_doctor_names_batch_norm_statistics_kept_in_half_precision():
+    import keras
+
+    from slimtune.checks import keras_checks, precision_checks
+
+    def model(bn_dtype):
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Conv2D(4, 3, dtype="mixed_bfloat16")(inputs)
+        x = keras.layers.BatchNormalization(dtype=bn_dtype, name="bn")(x)
+        return keras.Model(inputs, x)
+
+    found = [f for f in keras_checks.check(model("bfloat16"))
+             if f.code == "bn-half-statistics"]
+    assert len(found) == 1
+    print("\n".join(found[0].lines()))
+    assert "bn (bfloat16)" in found[0].evidence
+    assert precision_checks.keras_findings(model("mixed_bfloat16")) == []
+
+
+def test_doctor_names_half_batch_norm_statistics_and_float16_gradients_without_a_scale():
+    from slimtune.checks import graph_checks, precision_checks
+
+    with tf.Graph().as_default() as graph:
+        x = v1.placeholder(tf.float16, [2, 4, 4, 3])
+        # A hand-written BatchNorm whose statistics take the input's dtype (slim's and
+        # Keras' own keep float32 statistics for a half input).
+        mean = v1.get_variable("bn/moving_mean", initializer=tf.zeros([3], tf.float16))
+        variance = v1.get_variable("bn/moving_variance", initializer=tf.ones([3], tf.float16))
+        out = (x - mean) * tf.math.rsqrt(variance + 1e-3)
+        tf.identity(out, name="out")
+    found = [f for f in graph_checks.check_serving_graph(graph.as_graph_def(), ["out"])
+             if f.code == "bn-half-statistics"]
+    assert len(found) == 1 and "bn/moving_mean (float16)" in found[0].evidence, found
+
+    def training_graph(scaled):
+        with tf.Graph().as_default() as graph:
+            w = tf.cast(v1.get_variable("w", initializer=tf.ones([3])), tf.float16)
+            loss = tf.cast(tf.reduce_sum(w * w), tf.float32)  # float16 arithmetic
+            opt = v1.train.GradientDescentOptimizer(0.1)
+            if scaled:
+                opt = compat.loss_scale_optimizer(opt)
+            opt.minimize(loss)
+        return graph.as_graph_def()
+
+    codes = [f.code for f in precision_checks.graph_findings(training_graph(False))]
+    assert codes == ["float16-without-loss-scale"]
+    assert precision_checks.graph_findings(training_graph(True)) == []
+
+
+@pytest.mark.parametrize("last, expected", [(1.0, ["loss-scale-at-floor"]), (512.0, [])])
+def test_doctor_names_a_loss_scale_stuck_at_its_floor(tmp_path, last, expected):
+    from slimtune.checks import precision_checks
+    from slimtune.schedule import SUMMARY_TAGS
+
+    with tf.Graph().as_default():
+        writer = v1.summary.FileWriter(str(tmp_path))
+        for step, value in enumerate([2.0 ** 15, 2.0 ** 7, 1.0, 0.5, last], 1):
+            writer.add_summary(v1.Summary(value=[v1.Summary.Value(
+                tag=SUMMARY_TAGS["loss_scale"], simple_value=value)]), step)
+        writer.close()
+    found = precision_checks.loss_scale_findings(str(tmp_path))
+    assert [f.code for f in found] == expected
+    if found:
+        print("\n".join(found[0].lines()))
+        assert "at step 5" in found[0].evidence and "3 of 5" in found[0].evidence

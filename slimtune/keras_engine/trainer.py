@@ -50,7 +50,7 @@ import time
 from slimtune import bn_layers, checkpoint, distribute, files, metadata, precision, sources
 from slimtune.keras_engine import model as model_lib
 from slimtune.keras_engine import averages, optimizers, schedules
-from slimtune.keras_engine.step import make_train_step
+from slimtune.keras_engine.step import loss_scale, make_train_step
 from slimtune.progress import format_seconds
 from slimtune.schedule import SUMMARY_TAGS, Done, Schedule
 
@@ -354,8 +354,13 @@ class _Loop:
 
         v1, out = tf.compat.v1, self.out
         out["images_per_sec"] = self.schedule.meter.images_per_sec
-        values = [v1.Summary.Value(tag=SUMMARY_TAGS[key], simple_value=out[key]) for key in (
-            "total_loss", "cross_entropy", "learning_rate", "accuracy", "images_per_sec")]
+        keys = ["total_loss", "cross_entropy", "learning_rate", "accuracy", "images_per_sec"]
+        scale = loss_scale(self.t.step_optimizer)
+        if scale is not None:  # --mixed_precision=float16: the doctor reads it back
+            out["loss_scale"] = float(scale.numpy())
+            keys.append("loss_scale")
+        values = [v1.Summary.Value(tag=SUMMARY_TAGS[key], simple_value=out[key])
+                  for key in keys]
         with self.writer.as_default():
             tf.summary.experimental.write_raw_pb(
                 v1.Summary(value=values).SerializeToString(), step=self.schedule.step)

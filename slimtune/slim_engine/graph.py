@@ -368,14 +368,18 @@ def _final_check_tensors(cfg, run, split, create_aux_logits):
 
 
 def _summaries(total_loss, cross_entropy, regularization, lr, accuracy, images_per_sec):
-    """The merged TensorBoard summary: losses, rate, batch accuracy, throughput and a
-    histogram of every BatchNorm moving mean and variance."""
+    """The merged TensorBoard summary: losses, rate, batch accuracy, throughput, the loss
+    scale (--mixed_precision=float16) and a histogram of every BatchNorm moving mean and
+    variance."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
     values = {"total_loss": total_loss, "cross_entropy": cross_entropy,
               "regularization": regularization, "learning_rate": lr, "accuracy": accuracy,
               "images_per_sec": images_per_sec}
+    scales = [v for v in v1.global_variables() if v.op.name.endswith("current_loss_scale")]
+    if scales:  # --mixed_precision=float16: the doctor reads it back
+        values["loss_scale"] = scales[0]
     summaries = [v1.summary.scalar(SUMMARY_TAGS[key], value) for key, value in values.items()]
     for var in _bn_moving_variables(v1.get_default_graph()):
         summaries.append(v1.summary.histogram("batch_norm/" + checkpoint.variable_name(var),
