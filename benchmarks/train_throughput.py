@@ -442,14 +442,15 @@ def measure_precision(sizes, batch):
 
 def print_precision_table(rows, target):
     header = ("engine", "size", "GFLOP/img", "f32 img/s", "bf16 img/s", "bf16/f32",
-              "per round", "f32 of peak", "bf16 of peak", "f32 peak RSS", "bf16 peak RSS",
-              f"target >={target:g}x")
+              "per round", "f32 of peak", "bf16 of peak", "cores f32/bf16", "f32 peak RSS",
+              "bf16 peak RSS", f"target >={target:g}x")
     lines = [header] + [
         (r["engine"], f"{r['image_size']}px", f"{r['gflop_per_image']:.2f}",
          f"{r['float32']['images_per_sec']:.2f}", f"{r['bfloat16']['images_per_sec']:.2f}",
          f"{r['ratio']:.2f}x",
          f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}x",
          f"{r['float32']['peak_fraction']:.0%}", f"{r['bfloat16']['peak_fraction']:.0%}",
+         f"{r['float32']['cores_used']:.1f}/{r['bfloat16']['cores_used']:.1f}",
          f"{r['float32']['peak_rss_mib']:.0f} MiB", f"{r['bfloat16']['peak_rss_mib']:.0f} MiB",
          "-" if r["pass"] is None else "PASS" if r["pass"] else "FAIL")
         for r in rows]

@@ -7,7 +7,14 @@ With ``forms=True`` the shipped forms are checked too: the frozen ``.pb`` and th
 SavedModel written by slimtune-export and the ``.keras`` file, each reopened from disk
 the way slimtune-verify opens it (which also runs each twice, so a form that is not a
 pure function of its input fails).
+
+:func:`reload_without_slimtune` runs a ``.keras`` in a fresh process that never imports
+slimtune: what a user without slimtune installed gets.
 """
+
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -97,8 +104,6 @@ def check_tools_path(tmp_path, model_name, pretrained_classes, image_size=32, au
     checkpoint on digits with a new head (3 steps), evaluate in inference mode, and
     convert the train dir with no flags (``aux``: with the auxiliary head, which the
     parity check then covers too)."""
-    import os
-
     from slimtune import evaluate, train
     from slimtune import convert
 
@@ -126,3 +131,20 @@ def check_tools_path(tmp_path, model_name, pretrained_classes, image_size=32, au
     if aux:
         assert meta["parity"]["random aux"]["max_rel"] <= 1e-5
     assert os.path.isfile(tmp_path / "keras" / "model.keras")
+
+
+_RELOAD = """
+import sys, numpy as np, keras
+model = keras.models.load_model(sys.argv[1], safe_mode=True)
+assert not [m for m in sys.modules if m.split(".")[0] == "slimtune"], "slimtune was imported"
+np.save(sys.argv[3], np.asarray(model(np.load(sys.argv[2]), training=False)))
+"""
+
+
+def reload_without_slimtune(path, images, tmp_path):
+    """The .keras file's logits computed in a fresh process that never imports slimtune."""
+    np.save(tmp_path / "x.npy", images)
+    subprocess.run([sys.executable, "-c", _RELOAD, path, str(tmp_path / "x.npy"),
+                    str(tmp_path / "y.npy")], check=True,
+                   env={**os.environ, "PYTHONPATH": ""}, cwd=str(tmp_path))
+    return np.load(tmp_path / "y.npy")

@@ -6,14 +6,11 @@ size; each is checked at its default size and at one that gives other feature ma
 (a separate random checkpoint: LeNet at 33 px, 8x8 before fc3; CifarNet at 29, 7x7).
 """
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conversion import keras_end_points, photos
+from conversion import keras_end_points, photos, reload_without_slimtune
 from slim_checkpoints import make_checkpoint, read
 from slimtune import compare, probe, registry
 
@@ -76,23 +73,6 @@ def test_lrn_matches_tf_nn_lrn_where_it_matters():
     assert np.max(np.abs(x) / np.maximum(np.abs(theirs), 1e-30)) > 1.0  # it does divide
 
 
-_RELOAD = """
-import sys, numpy as np, keras
-model = keras.models.load_model(sys.argv[1], safe_mode=True)
-assert not [m for m in sys.modules if m.split(".")[0] == "slimtune"], "slimtune was imported"
-np.save(sys.argv[3], np.asarray(model(np.load(sys.argv[2]), training=False)))
-"""
-
-
-def _reload_without_slimtune(path, images, tmp_path):
-    """The .keras file's logits computed in a fresh process that never imports slimtune."""
-    np.save(tmp_path / "x.npy", images)
-    subprocess.run([sys.executable, "-c", _RELOAD, path, str(tmp_path / "x.npy"),
-                    str(tmp_path / "y.npy")], check=True,
-                   env={**os.environ, "PYTHONPATH": ""}, cwd=str(tmp_path))
-    return np.load(tmp_path / "y.npy")
-
-
 def _train_eval_export(tmp_path, digits_dir, model_name, size):
     """Two slim-engine steps on digits from scratch, eval of the train dir and export."""
     from slimtune import evaluate, export, train
@@ -147,7 +127,7 @@ def test_train_eval_export_convert_verify_and_doctor(tmp_path, digits_dir, model
     import keras
 
     expected = np.asarray(keras.models.load_model(keras_file)(images, training=False))
-    reloaded = _reload_without_slimtune(keras_file, images, tmp_path)
+    reloaded = reload_without_slimtune(keras_file, images, tmp_path)
     print(f"{model_name} model.keras reloaded without slimtune: "
           f"{compare.difference(expected, reloaded).line()}")
     assert compare.difference(expected, reloaded).max_rel <= 1e-5

@@ -9,6 +9,8 @@ and converts with the usual parity, and the loss curves of float32 and bfloat16 
 steps.  What needs a GPU (marked ``gpu``, skipped without one): a float16 run.
 """
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -67,6 +69,19 @@ def test_a_format_the_machine_lacks_is_refused_before_anything_is_written(
     assert "\n" not in line and not train_dir.exists()
     with pytest.raises(UsageError, match="choose one of float32, bfloat16, float16"):
         precision.check_available("half")
+
+
+@pytest.mark.skipif(bool(precision.gpu_count()), reason="this machine has a GPU")
+def test_the_train_command_refuses_float16_without_a_gpu_in_one_line(tmp_path):
+    from test_tools import tool
+
+    result = tool("train_image_classifier", f"--train_dir={tmp_path / 'run'}",
+                  "--dataset_name=digits", "--model_name=lenet", "--mixed_precision=float16")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    first = result.stderr.strip().splitlines()[0]
+    print(first)
+    assert first.startswith("error: --mixed_precision=float16 needs a GPU")
+    assert os.listdir(tmp_path) == []
 
 
 def test_float32_is_always_available(no_bf16_no_gpu):
@@ -172,11 +187,20 @@ def test_a_bfloat16_run_saves_float32_and_converts_with_the_usual_parity(
                                 mixed_precision="bfloat16"), log=lambda line: None)
     assert result.global_step == 2 and np.isfinite(result.loss)
     assert metadata.read(str(tmp_path / "run"))["mixed_precision"] == "bfloat16"
-    if engine == "keras":
+    if engine == "keras":  # a float32 model.keras that loads without slimtune
         import keras
+
+        from conversion import reload_without_slimtune
+        from slimtune import compare, probe
 
         model = keras.models.load_model(result.checkpoint, safe_mode=True)
         assert {layer.compute_dtype for layer in model.layers} == {"float32"}
+        images = probe.random_images(3, SIZE, seed=1)
+        expected = np.asarray(model(images, training=False))
+        reloaded = reload_without_slimtune(result.checkpoint, images, tmp_path)
+        print(f"bfloat16 run's model.keras reloaded without slimtune: "
+              f"{compare.difference(expected, reloaded).line()}")
+        assert compare.difference(expected, reloaded).max_rel <= 1e-5
         return
     dtypes = set(tf.train.load_checkpoint(result.checkpoint).get_variable_to_dtype_map()
                  .values())
