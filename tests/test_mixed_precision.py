@@ -327,3 +327,21 @@ def test_bfloat16_loss_curve_stays_near_float32s(tmp_path, digits_dir, engine):
           + f", bound {WINDOW_RTOL:.0%}")
     assert first <= FIRST_STEP_RTOL
     assert max(apart) <= WINDOW_RTOL
+
+
+def test_workers_given_another_format_refuse_to_start(tmp_path, digits_dir):
+    """--mixed_precision is a run flag: the multi-worker settings check compares it."""
+    import dataclasses
+
+    from slimtune import distribute
+    from slimtune.data import pipeline
+
+    cluster = distribute.Placement(distribute.Cluster(("a:1", "b:2"), 0, "--worker_hosts"))
+    cfg = config(tmp_path / "run", digits_dir)
+    run = train.run_info(cfg, pipeline.open_split("digits", digits_dir, "train"))
+    mine = distribute.run_settings(cfg, run, cluster)
+    theirs = dict(distribute.run_settings(
+        dataclasses.replace(cfg, mixed_precision="bfloat16"), run, cluster), dir="/elsewhere")
+    with pytest.raises(UsageError, match=r"^mixed_precision differs between workers: worker 0 "
+                                         r"\(this one\) has 'float32', worker 1 has 'bfloat16'"):
+        distribute.check_same_settings([mine, theirs], 0)
