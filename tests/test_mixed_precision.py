@@ -345,3 +345,44 @@ def test_workers_given_another_format_refuse_to_start(tmp_path, digits_dir):
     with pytest.raises(UsageError, match=r"^mixed_precision differs between workers: worker 0 "
                                          r"\(this one\) has 'float32', worker 1 has 'bfloat16'"):
         distribute.check_same_settings([mine, theirs], 0)
+
+
+def test_a_float16_slim_checkpoint_converts_its_loss_scale_left_out(bf16_and_gpu, tmp_path,
+                                                                   digits_dir):
+    """A float16 run's checkpoint adds the loss scale's two variables beside the
+    optimizer's slots; convert ignores them as it ignores the slots, and the doctor finds
+    nothing wrong.  (Without a GPU the float16 rewrite changes nothing: the run computes
+    in float32 with the loss scale.)"""
+    from slimtune import convert, doctor
+
+    result = train.train(config(tmp_path / "run", digits_dir, mixed_precision="float16"),
+                         log=lambda line: None)
+    names = tf.train.load_checkpoint(result.checkpoint).get_variable_to_dtype_map()
+    assert {"current_loss_scale", "good_steps"} <= set(names), sorted(names)[:5]
+    meta = convert.convert(convert.ConvertConfig(checkpoint_path=str(tmp_path / "run"),
+                                                 output_dir=str(tmp_path / "keras")),
+                           log=lambda line: None)
+    print(f"float16 run converted: {meta['parity']['random']}")
+    assert meta["parity"]["random"]["max_rel"] <= 1e-5
+    found = doctor.diagnose(doctor.DoctorConfig(train_dir=str(tmp_path / "run")))
+    assert not found.errors, found.lines()
+
+
+def test_a_float16_keras_run_resumes_with_its_loss_scale(bf16_and_gpu, tmp_path, digits_dir):
+    """The Keras engine's float16 checkpoint holds the loss scale beside the optimizer
+    (under the float32 run's names): a resumed run restores it; model.keras is float32."""
+    import keras
+
+    def run(steps):
+        return train.train(config(tmp_path / "run", digits_dir, engine="keras",
+                                  mixed_precision="float16", model_name="lenet",
+                                  preprocessing_name=None, train_image_size=None,
+                                  max_number_of_steps=steps), log=lambda line: None)
+
+    run(2)
+    names = [name for name, _ in tf.train.list_variables(str(tmp_path / "run" / "keras_ckpt-2"))]
+    assert any(name.startswith("loss_scale/") for name in names), names
+    result = run(3)
+    assert result.global_step == 3 and np.isfinite(result.loss)
+    model = keras.models.load_model(result.checkpoint, safe_mode=True)
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}
