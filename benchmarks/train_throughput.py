@@ -33,6 +33,17 @@ Measures, in one run and for each image size (--parts picks which):
             mode) on the built-in digits dataset, iterated eagerly, no model.  With
             op determinism, tf.data runs a map with random ops one element at a time.
 
+  precision images/s of slimtune-train --mixed_precision=float32 and bfloat16 on each
+            engine (the engines part's settings and child processes, the two formats'
+            blocks alternating for --precision_rounds rounds), with each run's peak RSS,
+            the ratio bfloat16/float32 (target >= --min_precision_ratio at 224 px and
+            more) and the fraction of this machine's matmul peak each reaches: images/s
+            x GFLOP per training image (3 x the TF profiler's float ops of the slim
+            forward graph: the gradients with respect to activations and to weights
+            each cost a forward pass) / the GFLOP/s of a 2048^2 matmul in the same
+            format, measured in the same run.  Needs a CPU with AVX512_BF16 or AMX.
+            Not in the default --parts.
+
 and prints a table per part: for engines, PASS if keras/slim >= --min_engine_ratio; for
 the pipeline, each mode's step time and their ratio, the ratio pipeline/step, and PASS
 if in both modes (plain, deterministic) the pipeline is at least --min_ratio (default 3)
@@ -51,6 +62,7 @@ are given).  The digits dataset is written to $SLIMTUNE_CACHE (default
   python benchmarks/train_throughput.py --parts=engines --image_sizes=32 --engine_rounds=3
   python benchmarks/train_throughput.py --image_sizes=96 --batch_size=16 --steps=10
   python benchmarks/train_throughput.py --report_json=/tmp/throughput.json
+  python benchmarks/train_throughput.py --parts=precision --batch_size=16
 """
 
 import json
@@ -95,6 +107,11 @@ flags.DEFINE_string("optimizer", "momentum", "Engines: --optimizer of both runs.
 flags.DEFINE_float("weight_decay", 0.00004, "Engines: --weight_decay of both runs.")
 flags.DEFINE_bool("freeze_batch_norm", False, "Engines: --freeze_batch_norm for both runs.")
 flags.DEFINE_float("min_engine_ratio", 0.9, "Target: keras engine images/s >= this x slim's.")
+flags.DEFINE_integer("precision_rounds", 4, "Precision: timed blocks per run, alternating "
+                     "float32, bfloat16.", lower_bound=1)
+flags.DEFINE_float("min_precision_ratio", 1.4, "Target: bfloat16 images/s >= this x "
+                   "float32's, at sizes of 224 px and more (smaller steps are dominated by "
+                   "what bfloat16 does not speed up: reported only).")
 flags.DEFINE_string("engine_child", None, "Internal: run one engine as a child process, "
                     "with the settings in this JSON.")
 flags.DEFINE_string("report_json", None, "Also write the results to this JSON file.")
@@ -234,12 +251,13 @@ def run_engine_child(settings):
 
 
 class _EngineChild:
-    """One engine's child process, stepped a block at a time."""
+    """One run's child process (``name``: its label, ``settings``: its TrainConfig
+    fields), stepped a block at a time."""
 
-    def __init__(self, engine, settings, tmp):
-        self.engine = engine
-        settings = dict(settings, engine=engine, train_dir=os.path.join(tmp, engine))
-        self.stderr = open(os.path.join(tmp, f"{engine}.log"), "w+")
+    def __init__(self, name, settings, tmp):
+        self.engine = name
+        settings = dict(settings, train_dir=os.path.join(tmp, name))
+        self.stderr = open(os.path.join(tmp, f"{name}.log"), "w+")
         self.process = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__),
              f"--engine_child={json.dumps(settings)}"],
@@ -267,9 +285,11 @@ class _EngineChild:
         self.stderr.close()
 
 
-def engines_images_per_sec(size, batch, block, rounds):
-    """Per engine: median images/s over the rounds, per-round images/s, cores used and
-    peak RSS; each engine in its own process, blocks alternating."""
+def engines_images_per_sec(size, batch, block, rounds,
+                           runs={engine: {"engine": engine} for engine in ENGINES}):
+    """Per run (``runs``: label -> TrainConfig fields over the common settings; by
+    default the two engines): median images/s over the rounds, per-round images/s,
+    cores used and peak RSS; each run in its own process, blocks alternating."""
     settings = dict(dataset_name="digits", model_name=FLAGS.model_name,
                     train_image_size=size, batch_size=batch,
                     max_number_of_steps=block * (rounds + 1), optimizer=FLAGS.optimizer,
@@ -281,15 +301,15 @@ def engines_images_per_sec(size, batch, block, rounds):
     children = {}
     try:
         start = time.perf_counter()
-        for engine in ENGINES:  # both build and warm up at once; nothing is timed yet
-            children[engine] = _EngineChild(engine, settings, tmp)
+        for name, own in runs.items():  # all build and warm up at once; nothing is timed
+            children[name] = _EngineChild(name, {**settings, **own}, tmp)
         for child in children.values():
             child.read()
-        log(f"  {size}px: both engines built and warmed up ({block} steps) in "
+        log(f"  {size}px: {', '.join(runs)} built and warmed up ({block} steps) in "
             f"{time.perf_counter() - start:.0f} s; {rounds} rounds of {block} steps each")
-        speed = {engine: [] for engine in ENGINES}
-        cores = dict.fromkeys(ENGINES, 0.0)
-        wall = dict.fromkeys(ENGINES, 0.0)
+        speed = {name: [] for name in runs}
+        cores = dict.fromkeys(runs, 0.0)
+        wall = dict.fromkeys(runs, 0.0)
         peak = {}
         for r in range(rounds):
             for engine, child in children.items():
@@ -299,7 +319,7 @@ def engines_images_per_sec(size, batch, block, rounds):
                 cores[engine] += out["cpu_seconds"]
                 peak[engine] = out["peak_rss_mib"]
             log(f"  round {r + 1}: " + ", ".join(
-                f"{engine} {speed[engine][-1]:.2f} images/s" for engine in ENGINES))
+                f"{name} {speed[name][-1]:.2f} images/s" for name in runs))
         for child in children.values():
             child.block()  # past the last progress line: the run saves and ends
             child.process.wait()
@@ -309,7 +329,7 @@ def engines_images_per_sec(size, batch, block, rounds):
         shutil.rmtree(tmp, ignore_errors=True)
     return {engine: {"images_per_sec": statistics.median(speed[engine]),
                      "rounds": speed[engine], "cores_used": cores[engine] / wall[engine],
-                     "peak_rss_mib": peak[engine]} for engine in ENGINES}
+                     "peak_rss_mib": peak[engine]} for engine in runs}
 
 
 def print_engine_table(rows, target):
@@ -345,6 +365,96 @@ def measure_engines(sizes, batch):
         log(f"  keras/slim {ratio:.2f}x (medians: slim {figures['slim']['images_per_sec']:.2f},"
             f" keras {figures['keras']['images_per_sec']:.2f} images/s)")
     return rows
+
+
+PRECISIONS = ("float32", "bfloat16")
+# A training step computes the forward pass, then the gradients with respect to the
+# activations and to the weights: each a pass of the same multiply-adds as the forward.
+TRAINING_FLOPS_PER_FORWARD = 3
+MATMUL_SIZE = 2048
+
+
+def matmul_gflops(dtype, repeats=30):
+    """GFLOP/s of a square MATMUL_SIZE matmul in ``dtype`` on this machine (oneDNN, every
+    core): the peak the training steps are measured against."""
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.stateless_normal([MATMUL_SIZE] * 2, seed=[SEED, 0]), dtype)
+    matmul = tf.function(lambda x: tf.linalg.matmul(x, x))
+    matmul(a).numpy()  # trace, warm up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = matmul(a)
+    out.numpy()
+    return 2 * MATMUL_SIZE ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def training_gflop_per_image(size):
+    """GFLOP of one training image at ``size``: TensorFlow's profiler's float-op count of
+    the slim network's forward graph (one image, NUM_CLASSES outputs) times
+    TRAINING_FLOPS_PER_FORWARD."""
+    import tensorflow as tf
+
+    from slimtune import compat, registry
+
+    compat.apply()
+    v1 = tf.compat.v1
+    spec = registry.get(FLAGS.model_name)
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.float32, [1, size, size, 3])
+        spec.build(images, NUM_CLASSES, is_training=False, batch_norm=spec.batch_norm)
+        options = (v1.profiler.ProfileOptionBuilder(
+            v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build())
+        forward = v1.profiler.profile(graph, options=options).total_float_ops
+    return TRAINING_FLOPS_PER_FORWARD * forward / 1e9
+
+
+def measure_precision(sizes, batch):
+    """Per size and engine: float32 and bfloat16 runs of slimtune-train, alternating."""
+    from slimtune import precision
+
+    precision.check_available(precision.BFLOAT16)
+    peak = {dtype: matmul_gflops(dtype) for dtype in PRECISIONS}
+    log("matmul peak: " + ", ".join(f"{d} {peak[d]:.0f} GFLOP/s" for d in PRECISIONS))
+    rows = []
+    for size in sizes:
+        gflop = training_gflop_per_image(size)
+        block = FLAGS.engine_block or (5 if size <= SMALL_MAX else 2)
+        for engine in ENGINES:
+            log(f"{size}px {FLAGS.model_name}, batch {batch}, --engine={engine}: "
+                f"--mixed_precision=float32 and bfloat16 ({gflop:.2f} GFLOP per image)")
+            runs = {mode: {"engine": engine, "mixed_precision": mode} for mode in PRECISIONS}
+            figures = engines_images_per_sec(size, batch, block, FLAGS.precision_rounds, runs)
+            ratio = figures["bfloat16"]["images_per_sec"] / figures["float32"]["images_per_sec"]
+            for mode in PRECISIONS:
+                figures[mode]["peak_fraction"] = (figures[mode]["images_per_sec"] * gflop
+                                                  / peak[mode])
+            rows.append({"engine": engine, "image_size": size, "batch_size": batch,
+                         "gflop_per_image": gflop, "matmul_gflops": peak, **figures,
+                         "ratio": ratio, "round_ratios": [
+                             b / f for b, f in zip(figures["bfloat16"]["rounds"],
+                                                   figures["float32"]["rounds"])],
+                         "pass": ratio >= FLAGS.min_precision_ratio if size >= 224 else None})
+            log(f"  bfloat16/float32 {ratio:.2f}x")
+    return rows
+
+
+def print_precision_table(rows, target):
+    header = ("engine", "size", "GFLOP/img", "f32 img/s", "bf16 img/s", "bf16/f32",
+              "per round", "f32 of peak", "bf16 of peak", "cores f32/bf16", "f32 peak RSS",
+              "bf16 peak RSS", f"target >={target:g}x")
+    lines = [header] + [
+        (r["engine"], f"{r['image_size']}px", f"{r['gflop_per_image']:.2f}",
+         f"{r['float32']['images_per_sec']:.2f}", f"{r['bfloat16']['images_per_sec']:.2f}",
+         f"{r['ratio']:.2f}x",
+         f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}x",
+         f"{r['float32']['peak_fraction']:.0%}", f"{r['bfloat16']['peak_fraction']:.0%}",
+         f"{r['float32']['cores_used']:.1f}/{r['bfloat16']['cores_used']:.1f}",
+         f"{r['float32']['peak_rss_mib']:.0f} MiB", f"{r['bfloat16']['peak_rss_mib']:.0f} MiB",
+         "-" if r["pass"] is None else "PASS" if r["pass"] else "FAIL")
+        for r in rows]
+    print_columns(lines)
 
 
 def print_table(rows, min_ratio):
@@ -405,9 +515,10 @@ def main(argv):
         sizes = [int(s) for s in FLAGS.image_sizes]
     except ValueError:
         raise app.UsageError(f"--image_sizes must be integers, got {FLAGS.image_sizes}")
-    unknown = set(FLAGS.parts) - {"engines", "pipeline"}
+    unknown = set(FLAGS.parts) - {"engines", "pipeline", "precision"}
     if unknown or not FLAGS.parts:
-        raise app.UsageError(f"--parts takes engines and/or pipeline, got {FLAGS.parts}")
+        raise app.UsageError(f"--parts takes engines, pipeline and/or precision, got "
+                             f"{FLAGS.parts}")
     batch = FLAGS.batch_size
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
@@ -417,6 +528,8 @@ def main(argv):
     if "pipeline" in FLAGS.parts:
         log("importing TensorFlow and opening the digits dataset")
         results["pipeline"] = measure_pipeline(sizes, batch)
+    if "precision" in FLAGS.parts:
+        results["precision"] = measure_precision(sizes, batch)
     total = time.perf_counter() - started
     load = (load_before, os.getloadavg()[0])
     if "engines" in results:
@@ -432,6 +545,17 @@ def main(argv):
               f"preprocessing), batch {batch}; plain and deterministic (seed, pipeline in "
               "order, op determinism)")
         print_table(results["pipeline"], FLAGS.min_ratio)
+    if "precision" in results:
+        rows = results["precision"]
+        print()
+        print(f"slimtune-train --mixed_precision=bfloat16 vs float32: {FLAGS.model_name}, "
+              f"batch {batch}, --optimizer={FLAGS.optimizer}; medians over the rounds, "
+              f"runs alternating; of peak: images/s x GFLOP/img over the matmul peak of "
+              f"its format (float32 {rows[0]['matmul_gflops']['float32']:.0f}, bfloat16 "
+              f"{rows[0]['matmul_gflops']['bfloat16']:.0f} GFLOP/s, {MATMUL_SIZE}^2 "
+              f"matmul); GFLOP/img: {TRAINING_FLOPS_PER_FORWARD} x the profiler's forward "
+              "float ops")
+        print_precision_table(rows, FLAGS.min_precision_ratio)
     print(f"total time {total:.0f} s; load average (1 min) {load[0]:.1f} at the start, "
           f"{load[1]:.1f} at the end, on {os.cpu_count()} cores")
     if FLAGS.report_json:
@@ -442,7 +566,7 @@ def main(argv):
                        "total_seconds": total, **results},
                       f, indent=2)
         log(f"wrote {FLAGS.report_json}")
-    return 0 if all(r["pass"] for rows in results.values() for r in rows) else 1
+    return 0 if all(r["pass"] is not False for rows in results.values() for r in rows) else 1
 
 
 if __name__ == "__main__":

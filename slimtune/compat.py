@@ -203,6 +203,41 @@ def session_config(fuse=True):
     return config
 
 
+def with_mixed_precision(config, mode):
+    """``config`` (a session ``ConfigProto``) with grappler's mixed-precision rewrite for
+    ``mode`` (:mod:`slimtune.precision`) on; float32 returns it unchanged.
+
+    bfloat16 turns on ``auto_mixed_precision_onednn_bfloat16``: oneDNN's rewrite casts the
+    inputs of convolutions, matmuls and the ops between them to bfloat16 while the
+    variables, the optimizer's update and the loss stay float32 (the graph's variables are
+    never touched, so the checkpoint is the float32 run's).  float16 turns on
+    ``auto_mixed_precision``, the CUDA rewrite (it changes nothing without a GPU), whose
+    gradients need the loss scale :func:`loss_scale_optimizer` adds.  Grappler runs the
+    rewrite as the session first runs the graph, so the Python graph stays float32.
+    """
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    on = rewriter_config_pb2.RewriterConfig.ON
+    rewrite = config.graph_options.rewrite_options
+    if mode == "bfloat16":
+        rewrite.auto_mixed_precision_onednn_bfloat16 = on
+    elif mode == "float16":
+        rewrite.auto_mixed_precision = on
+    return config
+
+
+def loss_scale_optimizer(optimizer):
+    """A TF1 ``optimizer`` wrapped in TF1's dynamic loss scale
+    (``tf.compat.v1.mixed_precision.MixedPrecisionLossScaleOptimizer``): the loss is
+    multiplied by the scale before the gradients and they are divided by it after; a step
+    with a non-finite gradient is skipped and halves the scale, 2000 finite steps double
+    it (start 2**15).  Its two variables (``current_loss_scale``, ``good_steps``) join the
+    checkpoint beside the optimizer's slots; no model variable changes name or dtype."""
+    import tensorflow as tf
+
+    return tf.compat.v1.mixed_precision.MixedPrecisionLossScaleOptimizer(optimizer, "dynamic")
+
+
 def saved_model_root():
     """An empty object that a SavedModel saves with each attribute under its own name.
 

@@ -252,7 +252,7 @@ RUN_FLAGS = ("model_name", "batch_size", "max_number_of_steps", "labels_offset",
              "learning_rate_decay_factor", "num_epochs_per_decay", "label_smoothing",
              "moving_average_decay", "clip_gradient_norm", "freeze_batch_norm",
              "dataset_name", "dataset_split_name", "deterministic", "engine",
-             "sync_batch_norm")
+             "sync_batch_norm", "mixed_precision")
 
 
 def run_settings(cfg, run, placement_, **extra):

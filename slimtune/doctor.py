@@ -1,4 +1,6 @@
-"""slimtune-doctor: name the BatchNorm and Dropout pitfalls behind "eval accuracy collapsed".
+"""slimtune-doctor: name the BatchNorm and Dropout pitfalls behind "eval accuracy collapsed"
+(and mixed precision's: half-precision statistics, no loss scale, a loss scale at its
+floor).
 
 ``diagnose(DoctorConfig(...))`` examines whatever it is given (a train dir, checkpoint,
 MetaGraph, frozen graph, SavedModel, Keras model), runs the checks of
@@ -15,7 +17,7 @@ from typing import Optional, Sequence
 
 from slimtune import checkpoint, compat, forms, metadata, probe, sources
 from slimtune.checks import (checkpoint_checks, data_checks, graph_checks, keras_checks,
-                             statistics_checks)
+                             precision_checks, statistics_checks)
 from slimtune.checks.repair import recalibrate_command
 # The doctor's public API for users' own training loops.
 from slimtune.checks.keras_checks import check_train_step  # noqa: F401
@@ -69,6 +71,8 @@ def _diagnose(cfg):
         elif path:
             checkpoint_checks.checkpoint_report(path, cfg.model_name, report,
                                                 **_data_flags(cfg))
+    if cfg.train_dir and os.path.isdir(cfg.train_dir):  # a float16 run's loss scale
+        report.add(precision_checks.loss_scale_findings(cfg.train_dir), cfg.train_dir)
     if cfg.graph:
         _check_graph(report, cfg.graph)
     if cfg.saved_model:

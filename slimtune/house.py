@@ -35,13 +35,14 @@ ROOMS = (
      "session loop, final checks) and Keras 3 training with slim's semantics (TF1's "
      "optimizers and schedules, slim's BatchNorm arithmetic, moving averages)"),
     ("shared", ("slimtune/start_plan.py", "slimtune/outcome.py", "slimtune/distribute.py",
-                "slimtune/preemption.py", "slimtune/schedule.py"),
+                "slimtune/preemption.py", "slimtune/schedule.py", "slimtune/precision.py"),
      "where a run starts (resume or warm start, the auxiliary head, precise BatchNorm), "
      "decided once for both engines, and what it ends with (its final weights by slim "
      "name); where the replicas are (cluster, per-worker dirs and "
      "locks, the settings check, the strategies, the cross-replica sum); SIGTERM/SIGINT "
      "while training; the step schedule both engines follow (saves, summaries, progress "
-     "lines, the stop, NaN)"),
+     "lines, the stop, NaN); the number format both engines compute in (mixed precision) "
+     "and whether this machine has it"),
     ("checks", ("slimtune/checks/",),
      "what the doctor, verify, train and recalibrate look for: checkpoint, graph, Keras, "
      "statistics and data checks, the repair command they offer, and what train reports of "

@@ -304,10 +304,11 @@ def _dataset(asked, found):
 
 
 def training_document(run, *, weight_decay, moving_average_decay, exclude_scopes, seed,
-                      deterministic, files=None, start=None):
+                      deterministic, mixed_precision="float32", files=None, start=None):
     """``slimtune.json`` of a training run's directory: the run, whether its network has
     the auxiliary head, where it started (``start``, the start plan's record: see
-    :mod:`slimtune.start_plan`); a Keras-engine run also names its ``files``
+    :mod:`slimtune.start_plan`), the number format it computed in (``mixed_precision``,
+    :mod:`slimtune.precision`); a Keras-engine run also names its ``files``
     (``{role: name}``)."""
     out = {
         "format": TRAIN_FORMAT,
@@ -321,6 +322,8 @@ def training_document(run, *, weight_decay, moving_average_decay, exclude_scopes
         "seed": seed,
         "deterministic": deterministic,
     }
+    if mixed_precision != "float32":  # a float32 run's file stays as it was
+        out["mixed_precision"] = mixed_precision
     if run.include_aux_logits is not None:
         out["include_aux_logits"] = bool(run.include_aux_logits)
     if start is not None:

@@ -19,8 +19,11 @@ handwritten digits so it runs anywhere without downloads:
 6. **keep training after the move**: the converted ``.keras`` trains on in Keras 3
    (``--engine=keras``) while the checkpoint trains on in the slim engine, the same
    steps on the same batches; their served accuracies must not differ beyond chance
-   (the two-sided sign test).  Then one summary table: accuracy and parity of each form,
-   and both engines.
+   (the two-sided sign test);
+7. **fine-tune in bfloat16** (``--mixed_precision=bfloat16``, on a CPU with AVX512_BF16
+   or AMX; said and skipped elsewhere): the same fine-tune, served top-1 against the
+   float32 one's by the same two-sided sign test.  Then one summary table: accuracy and
+   parity of each form, both engines, both number formats.
 
 Every output lives in ``work_dir``; running the command again resumes training where
 it stopped and redoes the (cheap) export, conversion and verification.  Training is
@@ -35,7 +38,7 @@ import time
 
 import numpy as np
 
-from slimtune import evaluate, export, forms, registry, stats, train, verify
+from slimtune import evaluate, export, forms, precision, registry, stats, train, verify
 from slimtune.data import digits, pipeline
 from slimtune.errors import SlimtuneError, UsageError
 from slimtune.progress import format_seconds, log as _log
@@ -51,6 +54,7 @@ class QuickstartConfig:
     base_steps: int = 250
     finetune_steps: int = 200
     continue_steps: int = 50  # both engines train on this much after the conversion
+    bfloat16_finetune: bool = True  # the fine-tune again in bfloat16, where the CPU has it
     learning_rate: float = 0.002
     finetune_learning_rate: float = 0.001
     batch_norm_decay: float = 0.9  # small data, few steps: the published 0.997 would lag
@@ -254,12 +258,61 @@ def _keep_training(cfg, new_data, finetune_dir, keras_path, step, log):
                            stats.chance_of_difference(slim_only, keras_only))
 
 
+@dataclasses.dataclass
+class _PrecisionVerdict:
+    """The fine-tune's served evaluation in float32 and in bfloat16."""
+
+    float32: object  # evaluate.EvalResult
+    bfloat16: object
+    float32_only: int
+    bfloat16_only: int
+    chance: float
+
+
+def _fine_tune_in_bfloat16(cfg, spec, new_data, served, step, log):
+    """The fine-tune again with --mixed_precision=bfloat16 (same flags, seed, batches),
+    evaluated as served and compared with ``served`` (the float32 fine-tune's); None
+    where the CPU lacks bfloat16 or ``cfg.bfloat16_finetune`` is off."""
+    step("fine-tune again in bfloat16 (--mixed_precision=bfloat16)")
+    if not cfg.bfloat16_finetune:
+        log("skipped: --bfloat16_finetune is off")
+        return None
+    try:
+        precision.check_available(precision.BFLOAT16)
+    except UsageError as e:
+        log(f"skipped: {str(e).splitlines()[0]}")
+        return None
+    train_dir = os.path.join(cfg.work_dir, "finetune_bfloat16")
+    train.train(_train_config(
+        cfg, train_dir, new_data, cfg.finetune_steps, cfg.finetune_learning_rate,
+        checkpoint_path=os.path.join(cfg.work_dir, "base"),
+        checkpoint_exclude_scopes=",".join(spec.logits_scopes),
+        mixed_precision=precision.BFLOAT16), log=log)
+    half = _evaluate(train_dir, new_data, False, log)
+    float32_only, bfloat16_only = stats.disagreements(served.correct, half.correct)
+    return _PrecisionVerdict(served, half, float32_only, bfloat16_only,
+                             stats.chance_of_difference(float32_only, bfloat16_only))
+
+
+def _precision_rows(formats):
+    if formats is None:
+        return [("fine-tuned top-1, bfloat16", "skipped", "", None)]
+    return [
+        ("fine-tuned top-1, bfloat16, served", f"{formats.bfloat16.top1:.4f}", "", None),
+        ("images right only in float32's", f"{formats.float32_only}", "", None),
+        ("images right only in bfloat16's", f"{formats.bfloat16_only}", "", None),
+        ("float32 vs bfloat16: chance (sign test)", f"{formats.chance:.4f}",
+         f">= {stats.GAP_CHANCE}", bool(formats.chance >= stats.GAP_CHANCE)),
+    ]
+
+
 def _top1(logits, labels):
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 
 
-def _checks(cfg, base_eval, verdict, engines=None):
-    """The summary's rows: ``(name, value, target, ok or None when there is no target)``."""
+def _checks(cfg, base_eval, verdict, engines=None, formats=None):
+    """The summary's rows: ``(name, value, target, ok or None when there is no target)``;
+    ``formats``: the bfloat16 fine-tune's verdict, None when it was skipped."""
     return [
         ("base top-1, digits " + cfg.base_classes, f"{base_eval.top1:.4f}", "", None),
         # bool(): top-1 is a numpy float, and a numpy False is not False.
@@ -272,7 +325,7 @@ def _checks(cfg, base_eval, verdict, engines=None):
         # One-sided: served scoring higher is not a BatchNorm problem.
         ("chance of that gap (sign test)", f"{verdict.gap_chance:.4f}",
          f">= {stats.GAP_CHANCE}", bool(verdict.gap_chance >= stats.GAP_CHANCE)),
-    ] + (_engine_rows(cfg, engines) if engines else [])
+    ] + (_engine_rows(cfg, engines) + _precision_rows(formats) if engines else [])
 
 
 def _engine_rows(cfg, engines):
@@ -329,7 +382,7 @@ def run(cfg: QuickstartConfig, log=_log):
     """Run the main job; returns a dict of the summary figures (raises TargetMissed)."""
     started = time.monotonic()
     spec, base_classes, new_classes = _check_config(cfg)
-    step = _Steps(8, log)
+    step = _Steps(9, log)
     log(f"slimtune main job: {spec.name} at {cfg.image_size}px, batch {cfg.batch_size}; base "
         f"{cfg.base_steps} steps on digits {cfg.base_classes}, fine-tune "
         f"{cfg.finetune_steps} steps on digits {cfg.new_classes}; BN decay "
@@ -342,8 +395,9 @@ def run(cfg: QuickstartConfig, log=_log):
     paths = _export_and_convert(cfg, finetune_dir, step, log)
     count, forms, top1 = _verify_forms(cfg, new_data, tuned.checkpoint, paths, step, log)
     engines = _keep_training(cfg, new_data, finetune_dir, paths[".keras"], step, log)
+    formats = _fine_tune_in_bfloat16(cfg, spec, new_data, verdict.served, step, log)
     elapsed = time.monotonic() - started
-    checks = _checks(cfg, base_eval, verdict, engines)
+    checks = _checks(cfg, base_eval, verdict, engines, formats)
     _print_summary(cfg, checks, count, forms, top1, log)
     _print_times_and_outputs(cfg, elapsed, finetune_dir, paths, log)
     missed = _missed(checks, forms)
@@ -357,6 +411,9 @@ def run(cfg: QuickstartConfig, log=_log):
             "engines": {"slim_top1": engines.slim.top1, "keras_top1": engines.keras.top1,
                         "slim_only": engines.slim_only, "keras_only": engines.keras_only,
                         "chance": engines.chance},
+            "bfloat16": None if formats is None else {
+                "top1": formats.bfloat16.top1, "float32_only": formats.float32_only,
+                "bfloat16_only": formats.bfloat16_only, "chance": formats.chance},
             "forms": {title: {"top1": top1[title],
                               "max_rel": None if report is None else report.max_rel,
                               "passed": None if report is None else report.passed}

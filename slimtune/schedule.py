@@ -17,7 +17,8 @@ stops every worker after the same step.  That step is saved (unless it just was)
 the run ends with :class:`~slimtune.errors.Preempted`, naming the step and the
 checkpoint; the same command resumes there.
 
-Pure Python (no TensorFlow): the decisions are tested without a session.
+Pure Python (no TensorFlow): the decisions are tested without a session.  Only
+:func:`event_scalars`, which reads a run's scalars back, imports TensorFlow.
 """
 
 import collections
@@ -37,7 +38,26 @@ SUMMARY_TAGS = {
     "learning_rate": "training/learning_rate",
     "accuracy": "training/train_batch_accuracy",
     "images_per_sec": "training/images_per_sec",
+    "loss_scale": "training/loss_scale",  # --mixed_precision=float16 runs only
 }
+
+
+def event_scalars(train_dir, key):
+    """``{step: value}`` of the scalar ``SUMMARY_TAGS[key]`` in a run's TensorBoard events
+    (``train_dir/events.out.tfevents.*``, every file, a later write of a step winning)."""
+    import glob
+    import os
+
+    import tensorflow as tf
+
+    found = {}
+    for path in sorted(glob.glob(os.path.join(train_dir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == SUMMARY_TAGS[key]:
+                    found[event.step] = (value.simple_value if value.HasField("simple_value")
+                                         else float(tf.make_ndarray(value.tensor)))
+    return found
 
 # What this worker wants after the coming step, by its own clock, and whether it got a
 # signal to stop (bools).

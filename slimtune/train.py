@@ -24,7 +24,8 @@ import functools
 import os
 from typing import Optional
 
-from slimtune import checkpoint, compat, distribute, metadata, optim, slim_engine, start_plan
+from slimtune import (checkpoint, compat, distribute, metadata, optim, precision, slim_engine,
+                      start_plan)
 from slimtune.checks import training_checks
 from slimtune.data import pipeline, preprocessing
 from slimtune.errors import UsageError
@@ -119,6 +120,9 @@ class TrainConfig:
     # What trains: "slim" (the TF1 graph, slimtune.slim_engine) or "keras" (the Keras 3
     # mirror with slim's training semantics, slimtune.keras_engine).
     engine: str = metadata.SLIM_ENGINE
+    # The number format the convolutions compute in (slimtune.precision): variables,
+    # statistics, slots, the loss and the checkpoint stay float32 in every mode.
+    mixed_precision: str = precision.FLOAT32
 
 
 @dataclasses.dataclass
@@ -166,6 +170,7 @@ def _validate(cfg):
     if cfg.engine not in metadata.ENGINES:
         raise UsageError(f"unknown --engine {cfg.engine!r}: choose one of "
                          f"{', '.join(metadata.ENGINES)}")
+    precision.check_available(cfg.mixed_precision)
     if cfg.sync_batch_norm and cfg.engine != metadata.KERAS_ENGINE:
         raise UsageError("--sync_batch_norm is for --engine=keras: the slim engine normalises "
                          "each replica's batch on its own (drop the flag or add "
@@ -235,7 +240,9 @@ def _start_line(cfg, run, split, placement):
             f"batch {cfg.batch_size}{_replicas_text(cfg, placement)}, {run.preprocessing} "
             f"preprocessing{' (grayscale)' if run.grayscale else ''}, {bn_text}"
             + ("" if cfg.seed is None else f", seed {cfg.seed}"
-               + (" (deterministic)" if deterministic(cfg) else "")))
+               + (" (deterministic)" if deterministic(cfg) else ""))
+            + ("" if cfg.mixed_precision == precision.FLOAT32
+               else f", {cfg.mixed_precision} mixed precision (float32 variables)"))
 
 
 def _replicas_text(cfg, placement):
@@ -270,7 +277,7 @@ def _train(cfg, log):
     metadata.write(cfg.train_dir, metadata.training_document(
         run, weight_decay=cfg.weight_decay, moving_average_decay=cfg.moving_average_decay,
         exclude_scopes=checkpoint.split_scopes(cfg.checkpoint_exclude_scopes),
-        seed=cfg.seed, deterministic=deterministic(cfg),
+        seed=cfg.seed, deterministic=deterministic(cfg), mixed_precision=cfg.mixed_precision,
         files=getattr(trainer, "files", None), start=trainer.start.record()))
     log(_start_line(cfg, run, split, placement))
     log(optim.describe_decay(cfg, split.num_samples))

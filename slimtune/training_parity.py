@@ -24,7 +24,6 @@ This module runs the train command; like the main job it sits above the commands
 """
 
 import dataclasses
-import glob
 import math
 import os
 import shutil
@@ -36,7 +35,7 @@ import numpy as np
 from slimtune import checkpoint, files, metadata, sources, train
 from slimtune.errors import SlimtuneError, UnusableInput
 from slimtune.progress import log as _log
-from slimtune.schedule import SUMMARY_TAGS
+from slimtune.schedule import event_scalars
 
 MOVE_FACTOR = 10  # the trained weights must move this many weight tolerances
 STATISTICS = ("moving_mean", "moving_variance")
@@ -269,15 +268,7 @@ def layer_of(slim_name):
 def event_losses(train_dir):
     """``[total loss of step 1, ..., step K]`` from a run's TensorBoard events (both
     engines write ``losses/total_loss`` at every step with --save_summaries_secs=0)."""
-    import tensorflow as tf
-
-    found = {}
-    for path in sorted(glob.glob(os.path.join(train_dir, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.tag == SUMMARY_TAGS["total_loss"]:
-                    found[event.step] = (value.simple_value if value.HasField("simple_value")
-                                         else float(tf.make_ndarray(value.tensor)))
+    found = event_scalars(train_dir, "total_loss")
     return [found[step] for step in sorted(found)]
 
 

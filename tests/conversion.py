@@ -7,6 +7,9 @@ With ``forms=True`` the shipped forms are checked too: the frozen ``.pb`` and th
 SavedModel written by slimtune-export and the ``.keras`` file, each reopened from disk
 the way slimtune-verify opens it (which also runs each twice, so a form that is not a
 pure function of its input fails).
+
+:func:`reload_without_slimtune` runs a ``.keras`` in a fresh process that never imports
+slimtune: what a user without slimtune installed gets.
 """
 
 import os
@@ -95,8 +98,6 @@ def check_tools_path(tmp_path, model_name, pretrained_classes, image_size=32, au
     checkpoint on digits with a new head (3 steps), evaluate in inference mode, and
     convert the train dir with no flags (``aux``: with the auxiliary head, which the
     parity check then covers too)."""
-    import os
-
     from slimtune import evaluate, train
     from slimtune import convert
 

@@ -9,7 +9,7 @@ training mode or a conversion that loses a BatchNorm parameter each fail it.
 
 import numpy as np
 
-from slimtune import evaluate, quickstart, stats
+from slimtune import evaluate, precision, quickstart, stats
 
 
 def test_main_job_fine_tunes_and_every_form_matches_the_checkpoint(tmp_path, digits_dir):
@@ -37,7 +37,7 @@ def test_main_job_fine_tunes_and_every_form_matches_the_checkpoint(tmp_path, dig
         if figures["passed"] is not None:
             assert figures["passed"] and figures["max_rel"] <= 1e-5, title
     text = "\n".join(lines)
-    assert "main job summary" in text and "[7/8] verify" in text and "[8/8] keep" in text
+    assert "main job summary" in text and "[7/9] verify" in text and "[8/9] keep" in text
     # Both engines trained on from the same weights: neither ahead beyond chance.
     engines = result["engines"]
     assert engines["chance"] >= stats.GAP_CHANCE
@@ -45,6 +45,16 @@ def test_main_job_fine_tunes_and_every_form_matches_the_checkpoint(tmp_path, dig
                                                            engines["keras_only"])
     assert f"images right only served {result['served_only']:>24}" in text
     assert "excluding resnet_v1_50/logits" in text
+    # The fine-tune in bfloat16 serves as the float32 one does, within chance (or the
+    # CPU lacks bfloat16 and the main job says so).
+    formats = result["bfloat16"]
+    if precision.cpu_bf16_flags():
+        assert formats["chance"] >= stats.GAP_CHANCE, formats
+        assert formats["chance"] == stats.chance_of_difference(formats["float32_only"],
+                                                               formats["bfloat16_only"])
+        print(f"bfloat16 fine-tune: {formats}")
+    else:
+        assert formats is None and "skipped: --mixed_precision=bfloat16 needs" in text
 
 
 def test_a_missed_accuracy_target_fails_the_main_job():

@@ -50,6 +50,10 @@ def _define():
     f.DEFINE_integer("continue_steps", d.continue_steps, "Steps both engines train on after "
                      "the conversion: the slim engine from the fine-tuned checkpoint, the "
                      "Keras 3 engine from the converted .keras.")
+    f.DEFINE_boolean("bfloat16_finetune", d.bfloat16_finetune, "Fine-tune again with "
+                     "--mixed_precision=bfloat16 (on a CPU with AVX512_BF16 or AMX; said and "
+                     "skipped elsewhere) and compare its served top-1 with float32's by the "
+                     "sign test.")
     f.DEFINE_float("learning_rate", d.learning_rate, "Base model's Adam learning rate "
                    "(polynomial decay to 1/100 of it).")
     f.DEFINE_float("finetune_learning_rate", d.finetune_learning_rate, "Fine-tuning's Adam "

@@ -176,6 +176,13 @@ F.DEFINE_string("worker_hosts", None, "Every worker's host:port, comma-separated
 F.DEFINE_enum("engine", "slim", ["slim", "keras"], "What trains: 'slim' (the TF1 graph of the "
               "slim network, research/slim's way) or 'keras' (its Keras 3 mirror, trained with "
               "slim's semantics; --checkpoint_path may also be a converted .keras).")
+F.DEFINE_enum("mixed_precision", "float32", ["float32", "bfloat16", "float16"],
+              "Number format of the convolutions and matmuls, either engine: bfloat16 on a "
+              "CPU with AVX512_BF16 or AMX (grappler's oneDNN rewrite; Keras' mixed_bfloat16), "
+              "float16 on a GPU with a dynamic loss scale. Variables, BatchNorm statistics, "
+              "optimizer slots, the loss and the checkpoint stay float32, so convert, verify "
+              "and the doctor work as for a float32 run. A format this machine cannot "
+              "run natively is refused.")
 DEPLOYMENT = ("num_clones", "clone_on_cpu", "worker_replicas", "task", "num_ps_tasks",
               "sync_replicas", "replicas_to_aggregate")
 cli.define_research_slim_compat_flags(supported=DEPLOYMENT)

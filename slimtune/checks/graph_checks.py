@@ -13,12 +13,14 @@ Both: BatchNorm in training mode on one value per channel (a rank-2 input with a
 batch of 1, as after a fully connected layer fed one example at a time): the variance
 is 0, so the output is beta whatever the input and no gradient flows back.  Training
 graphs also: a BatchNorm over 4 or fewer values per channel (batch x final map size),
-where a step can blow the weights up.
+where a step can blow the weights up.  Mixed precision (both): BatchNorm with half
+statistics, float16 gradients without a loss scale (:mod:`.precision_checks`).
 """
 
 import numpy as np
 
 from slimtune import graphs
+from slimtune.checks import precision_checks
 from slimtune.findings import ERROR, NOTE, WARNING, Finding, listed
 
 _APPLY_PREFIXES = ("Apply", "ResourceApply", "ResourceSparseApply", "SparseApply")
@@ -167,7 +169,8 @@ def batch_norm_size_findings(graph, training_graph=True):
 def check_training_graph(meta_graph_def):
     """Findings for a training MetaGraphDef (what a train dir's ``.meta`` holds)."""
     return (batch_norm_size_findings(meta_graph_def.graph_def)
-            + _update_findings(meta_graph_def))
+            + _update_findings(meta_graph_def)
+            + precision_checks.graph_findings(meta_graph_def.graph_def))
 
 
 def _update_findings(meta_graph_def):
@@ -217,7 +220,8 @@ def sinks(graph_def):
 def check_serving_graph(graph_def, outputs=None):
     """Findings for an inference graph; ``outputs`` default to its sink nodes."""
     outputs = outputs or sinks(graph_def)
-    findings = batch_norm_size_findings(graph_def, training_graph=False)
+    findings = (batch_norm_size_findings(graph_def, training_graph=False)
+                + precision_checks.graph_findings(graph_def))
     training = graphs.training_batch_norms(graph_def, outputs)
     if training:
         findings.append(Finding(

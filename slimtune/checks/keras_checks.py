@@ -1,7 +1,7 @@
 """Keras model checks: BatchNorm statistics, parameters and calls of a Keras model.
 
 Static (a saved ``.keras``): statistics at 0/1, epsilon/scale against the source
-checkpoint, and a nested base model with trainable BatchNorm layers (Keras'
+checkpoint, statistics stored in half precision (:mod:`.precision_checks`), and a nested base model with trainable BatchNorm layers (Keras'
 transfer-learning trap: unfreeze the base to fine-tune and its BN layers start
 normalising with, and averaging, small batches; in Keras 3 ``base(x, training=False)``
 does not prevent it, as keras.io's guide says it does).
@@ -16,6 +16,7 @@ leaves the moving statistics where they were (seed 002).
 import numpy as np
 
 from slimtune import bn_layers, metadata
+from slimtune.checks import precision_checks
 from slimtune.findings import ERROR, NOTE, WARNING, Finding, listed
 from slimtune.nets.batch_norm import FROZEN, BatchNormConfig
 
@@ -181,6 +182,7 @@ def check(model, recorded=None):
     layers = bn_layers.keras_layers(model)
     findings = _nested_findings(model, expected.mode == FROZEN)
     findings += _initial_statistics_findings(model, layers, recorded)
+    findings += precision_checks.keras_findings(model)
     if expected.epsilon is not None:
         wrong = [f"{layer.name} ({layer.epsilon:g})" for layer in layers
                  if not np.isclose(layer.epsilon, expected.epsilon, rtol=1e-6)]

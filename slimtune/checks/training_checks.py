@@ -4,7 +4,7 @@ Keras-engine run's model.keras) after the last; errors and warnings only, printe
 doctor prints them.  A diagnosis never fails a finished run."""
 
 from slimtune import metadata, sources
-from slimtune.checks import checkpoint_checks, graph_checks, keras_checks
+from slimtune.checks import checkpoint_checks, graph_checks, keras_checks, precision_checks
 from slimtune.findings import NOTE, Report
 
 
@@ -31,6 +31,7 @@ def report_after_training(run, train_dir, final, log, already=()):
                                           metadata.recorded(train_dir)), final)
         else:
             report = checkpoint_checks.checkpoint_report(final)
+        report.add(precision_checks.loss_scale_findings(train_dir), train_dir)
     except Exception as e:  # a diagnosis must never fail a finished run
         log(f"slimtune-doctor could not check {final}: {str(e).splitlines()[0]}")
         return

@@ -66,12 +66,14 @@ def slim_names(spec, model, include_aux_logits):
 
 def training_model(spec, num_classes, bn, include_aux_logits, image_size, weight_decay,
                    freeze_batch_norm, sync_batch_norm=False, dropout_keep_prob=None,
-                   channels=3):
+                   channels=3, policy=None):
     """The mirror with slim's training BatchNorm, weight decay, dropout (the
     architecture's keep probability, or ``dropout_keep_prob``), frozen BN if asked;
     ``sync_batch_norm``: the trainable BatchNorm layers normalise with the statistics of
     the global batch (see :class:`~.batch_norm.SlimBatchNormalization`); ``channels``:
-    the input's (1 for a grayscale run)."""
+    the input's (1 for a grayscale run); ``policy``: a Keras dtype policy name for every
+    layer (--mixed_precision, e.g. ``mixed_bfloat16``: float32 variables, half-precision
+    arithmetic; None keeps the mirror's float32)."""
     import keras
 
     from slimtune.keras_engine.batch_norm import SlimBatchNormalization
@@ -81,6 +83,8 @@ def training_model(spec, num_classes, bn, include_aux_logits, image_size, weight
 
     def clone(layer):
         config = layer.get_config()
+        if policy is not None:
+            config["dtype"] = policy
         if type(layer) is keras.layers.BatchNormalization:
             return SlimBatchNormalization.from_config(config)
         return layer.__class__.from_config(config)
@@ -208,3 +212,17 @@ def _from_keras_file(cfg, spec, path, weights, log):
     log(f"Fine-tuning from {path}: {restored} weights"
         + (f", {len(missing)} missing kept at their initial values" if missing else ""))
     return path
+
+
+def with_dtype(model, policy="float32"):
+    """A copy of ``model`` whose layers compute in ``policy`` (by default float32: what a
+    mixed-precision run saves, so its ``model.keras`` serves and converts as a float32
+    run's), holding the same weights."""
+    import keras
+
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -16,6 +16,12 @@ keep their moving statistics; Dropout drops.
 ``tf_slim.learning.create_train_op`` does (its ``clip_gradient_norms`` calls
 ``clip_by_norm`` per gradient; it is not a global-norm clip).
 
+--mixed_precision (:mod:`slimtune.precision`): the model computes in the policy's half
+precision and its logits are cast to float32 before the loss, so the loss and the
+gradients reaching the float32 variables are float32; with float16 the optimizer is a
+``keras.optimizers.LossScaleOptimizer`` and the step differentiates the loss times its
+scale (the clip norm, compared with scaled gradients, is scaled likewise).
+
 Under a strategy (several workers, or --num_clones) the step runs in every replica, each
 on its own batch, and is the step one process takes on the global batch:
 
@@ -86,6 +92,16 @@ def clip_share(share, total, clip_norm):
     return share * clip_norm / tf.maximum(norm, clip_norm)
 
 
+def loss_scale(optimizer):
+    """The current loss scale of a ``keras.optimizers.LossScaleOptimizer`` (a float32
+    tensor), or None for any other optimizer."""
+    import keras
+
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return None
+    return optimizer.dynamic_scale.value
+
+
 def make_train_step(model, optimizer, variables, num_classes, label_smoothing,
                     clip_gradient_norm, strategy=None, global_batch_size=None,
                     after_update=None):
@@ -106,6 +122,7 @@ def make_train_step(model, optimizer, variables, num_classes, label_smoothing,
     def replica_step(images, labels, wish):
         context = tf.distribute.get_replica_context()
         one_hot = tf.one_hot(labels, num_classes)
+        scale = loss_scale(optimizer)
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
             logits, aux = (outputs[0], outputs[1]) if isinstance(outputs, (list, tuple)) \
@@ -116,12 +133,16 @@ def make_train_step(model, optimizer, variables, num_classes, label_smoothing,
             if aux is not None:
                 total += AUX_LOSS_WEIGHT * cross_entropy(
                     one_hot, tf.cast(aux, tf.float32), label_smoothing, global_batch_size)
-        grads = tape.gradient(total, variables)
+            # float16: the gradients of the scaled loss; the optimizer divides them by
+            # the scale again (or skips the step and halves it when one is not finite).
+            target = total if scale is None else total * scale
+        grads = tape.gradient(target, variables)
         if clip_gradient_norm > 0:
             present = [i for i, g in enumerate(grads) if g is not None]
             summed = context.all_reduce(sum_, [grads[i] for i in present])
+            limit = clip_gradient_norm if scale is None else clip_gradient_norm * scale
             for i, full in zip(present, summed):
-                grads[i] = clip_share(grads[i], full, clip_gradient_norm)
+                grads[i] = clip_share(grads[i], full, limit)
         optimizer.apply(grads, variables)  # all-reduces (sums) the replicas' shares
         if after_update is not None:
             after_update()

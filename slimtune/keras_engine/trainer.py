@@ -47,10 +47,10 @@ import contextlib
 import os
 import time
 
-from slimtune import bn_layers, checkpoint, distribute, files, metadata, sources
+from slimtune import bn_layers, checkpoint, distribute, files, metadata, precision, sources
 from slimtune.keras_engine import model as model_lib
 from slimtune.keras_engine import averages, optimizers, schedules
-from slimtune.keras_engine.step import make_train_step
+from slimtune.keras_engine.step import loss_scale, make_train_step
 from slimtune.progress import format_seconds
 from slimtune.schedule import SUMMARY_TAGS, Done, Schedule
 
@@ -89,20 +89,27 @@ class Trainer:
                 spec, run.num_classes, bn, self.aux, run.image_size, cfg.weight_decay,
                 bn is not None and cfg.freeze_batch_norm,
                 self.placement.distributed and cfg.sync_batch_norm, cfg.dropout_keep_prob,
-                run.channels)
+                run.channels, self._policy)
             self.weights = model_lib.slim_names(spec, self.model, self.aux)
             self.trained = model_lib.trainable(self.weights, cfg.trainable_scopes)
             model_lib.mark_trained(self.weights, self.trained)
             variables = [w.variable for w in self.trained]
             self.optimizer = optimizers.optimizer(
                 cfg, schedules.schedule(cfg, split.num_samples))
-            self.optimizer.build(variables)
+            # float16: the step scales the loss; the checkpoint keeps the inner
+            # optimizer's names (a float32 run's) and adds the scale beside them.
+            self.step_optimizer = (keras.optimizers.LossScaleOptimizer(self.optimizer)
+                                   if precision.loss_scaled(cfg.mixed_precision)
+                                   else self.optimizer)
+            self.step_optimizer.build(variables)  # builds the inner one too
             self.averages = (averages.MovingAverages(self.weights, cfg.moving_average_decay,
                                                      self.optimizer.iterations)
                              if cfg.moving_average_decay else None)
             self.checkpoint = tf.train.Checkpoint(
                 model=self.model, optimizer=self.optimizer,
-                **({"averages": self.averages.trackable()} if self.averages else {}))
+                **({"averages": self.averages.trackable()} if self.averages else {}),
+                **({"loss_scale": self.step_optimizer}
+                   if self.step_optimizer is not self.optimizer else {}))
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, cfg.train_dir, max_to_keep=cfg.keep_checkpoint_max,
             checkpoint_name=CHECKPOINT_BASENAME)
@@ -111,9 +118,15 @@ class Trainer:
         average_statistics = _statistics_averager(
             self.model, self.placement, cfg.sync_batch_norm)
         self.step_fn = make_train_step(
-            self.model, self.optimizer, variables, run.num_classes, cfg.label_smoothing,
+            self.model, self.step_optimizer, variables, run.num_classes, cfg.label_smoothing,
             cfg.clip_gradient_norm, self.strategy, cfg.batch_size * self.placement.num_replicas,
             _after_update(self.averages, average_statistics))
+
+    @property
+    def _policy(self):
+        """The Keras dtype policy of the training model (None: the mirror's float32)."""
+        mode = self.cfg.mixed_precision
+        return None if mode == precision.FLOAT32 else precision.keras_policy(mode)
 
     def _agree(self):
         """Multi-worker runs: every worker's settings to every worker, as the first
@@ -240,13 +253,14 @@ class Trainer:
                             w.from_slim) for w in self.weights]
 
     def inference_model(self):
-        """The trained model with the logits as its only output (no auxiliary head)."""
+        """The trained model with the logits as its only output (no auxiliary head);
+        float32 whatever --mixed_precision trained in."""
         import keras
 
         outputs = self.model.outputs
-        if len(outputs) == 1:
-            return self.model
-        return keras.Model(self.model.inputs, outputs[0], name=self.model.name)
+        model = self.model if len(outputs) == 1 else keras.Model(
+            self.model.inputs, outputs[0], name=self.model.name)
+        return model if self._policy is None else model_lib.with_dtype(model)
 
     def save_keras(self):
         """Write ``train_dir/model.keras`` atomically (with --moving_average_decay, the
@@ -340,8 +354,13 @@ class _Loop:
 
         v1, out = tf.compat.v1, self.out
         out["images_per_sec"] = self.schedule.meter.images_per_sec
-        values = [v1.Summary.Value(tag=SUMMARY_TAGS[key], simple_value=out[key]) for key in (
-            "total_loss", "cross_entropy", "learning_rate", "accuracy", "images_per_sec")]
+        keys = ["total_loss", "cross_entropy", "learning_rate", "accuracy", "images_per_sec"]
+        scale = loss_scale(self.t.step_optimizer)
+        if scale is not None:  # --mixed_precision=float16: the doctor reads it back
+            out["loss_scale"] = float(scale.numpy())
+            keys.append("loss_scale")
+        values = [v1.Summary.Value(tag=SUMMARY_TAGS[key], simple_value=out[key])
+                  for key in keys]
         with self.writer.as_default():
             tf.summary.experimental.write_raw_pb(
                 v1.Summary(value=values).SerializeToString(), step=self.schedule.step)

@@ -13,11 +13,15 @@ from slimtune.errors import CheckpointError
 # Checkpoint entries a conversion never needs: training state, not the function.
 _TRAINING_STATE_SUFFIXES = ("/Momentum", "/RMSProp", "/RMSProp_1", "/Adam", "/Adam_1",
                             "/Adagrad", "/Adadelta", "/Adadelta_1", "/Ftrl", "/Ftrl_1")
-_TRAINING_STATE_NAMES = ("global_step", "beta1_power", "beta2_power")
+# The last two: the dynamic loss scale of a --mixed_precision=float16 run (TF1's
+# MixedPrecisionLossScaleOptimizer).
+_TRAINING_STATE_NAMES = ("global_step", "beta1_power", "beta2_power", "current_loss_scale",
+                         "good_steps")
 
 
 def is_training_state(name):
-    """True for global_step, optimizer slots and ExponentialMovingAverage shadows."""
+    """True for global_step, optimizer slots, a loss scale and ExponentialMovingAverage
+    shadows."""
     return (name in _TRAINING_STATE_NAMES or name.endswith(_TRAINING_STATE_SUFFIXES)
             or "/ExponentialMovingAverage" in name)
 

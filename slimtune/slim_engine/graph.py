@@ -13,7 +13,7 @@ bit for bit only while the order stays as it is.
 import dataclasses
 import functools
 
-from slimtune import checkpoint, compat, distribute, optim
+from slimtune import checkpoint, compat, distribute, optim, precision
 from slimtune.data import pipeline
 from slimtune.nets import batch_norm as bn_lib
 from slimtune.schedule import SUMMARY_TAGS
@@ -214,12 +214,15 @@ def _train_op(cfg, run, split, total_loss, global_step, update_ops, num_replicas
     """``(train op, learning rate)``: one optimizer step that also runs the BatchNorm
     updates (with several replicas, then sets their copies to their mean:
     :func:`_with_statistics_averaged`), and the weights' moving averages with
-    --moving_average_decay."""
+    --moving_average_decay.  --mixed_precision=float16 wraps the optimizer in a dynamic
+    loss scale (the session's rewrite does the rest: :mod:`slimtune.precision`)."""
     import tensorflow as tf
 
     slim = compat.apply()
     lr = optim.learning_rate(cfg, global_step, split.num_samples)
     opt = optim.optimizer(cfg, lr)
+    if precision.loss_scaled(cfg.mixed_precision):
+        opt = compat.loss_scale_optimizer(opt)
     update_ops = list(update_ops)
     if run.batch_norm is not None and run.batch_norm.mode == bn_lib.FROZEN and update_ops:
         raise RuntimeError("internal: frozen BatchNorm still created update ops: "
@@ -365,14 +368,18 @@ def _final_check_tensors(cfg, run, split, create_aux_logits):
 
 
 def _summaries(total_loss, cross_entropy, regularization, lr, accuracy, images_per_sec):
-    """The merged TensorBoard summary: losses, rate, batch accuracy, throughput and a
-    histogram of every BatchNorm moving mean and variance."""
+    """The merged TensorBoard summary: losses, rate, batch accuracy, throughput, the loss
+    scale (--mixed_precision=float16) and a histogram of every BatchNorm moving mean and
+    variance."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
     values = {"total_loss": total_loss, "cross_entropy": cross_entropy,
               "regularization": regularization, "learning_rate": lr, "accuracy": accuracy,
               "images_per_sec": images_per_sec}
+    scales = [v for v in v1.global_variables() if v.op.name.endswith("current_loss_scale")]
+    if scales:  # --mixed_precision=float16: the doctor reads it back
+        values["loss_scale"] = scales[0]
     summaries = [v1.summary.scalar(SUMMARY_TAGS[key], value) for key, value in values.items()]
     for var in _bn_moving_variables(v1.get_default_graph()):
         summaries.append(v1.summary.histogram("batch_norm/" + checkpoint.variable_name(var),

@@ -89,12 +89,20 @@ class Trainer:
                 for name, value in tensors.items()
                 if not name.endswith("ExponentialMovingAverage") and name != "global_step"]
 
+    def session_config(self):
+        """The training session's ``ConfigProto``: the process's settings, grappler's
+        --mixed_precision rewrite (:func:`slimtune.compat.with_mixed_precision`), the
+        strategy's."""
+        config = compat.with_mixed_precision(compat.session_config(),
+                                             self.cfg.mixed_precision)
+        if self.strategy is not None:
+            config = self.strategy.update_config_proto(config)
+        return config
+
     def _session(self):
         import tensorflow as tf
 
-        config = compat.session_config()
-        if self.strategy is not None:
-            config = self.strategy.update_config_proto(config)
+        config = self.session_config()
         return tf.compat.v1.Session(distribute.session_target(self.placement),
                                     graph=self.graph, config=config)
 
