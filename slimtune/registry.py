@@ -24,6 +24,7 @@ from slimtune.keras_nets import densenet as densenet_keras
 from slimtune.keras_nets import inception as inception_keras
 from slimtune.keras_nets import layers as keras_layers
 from slimtune.keras_nets import mobilenet as mobilenet_keras
+from slimtune.keras_nets import nasnet as nasnet_keras
 from slimtune.keras_nets import resnet as resnet_keras
 from slimtune.keras_nets import small as small_keras
 from slimtune.keras_nets import vgg as vgg_keras
@@ -31,6 +32,7 @@ from slimtune.nets import densenet as densenet_slim
 from slimtune.nets import inception as inception_slim
 from slimtune.nets import inception_resnet_v2, inception_table, inception_v4
 from slimtune.nets import mobilenet as mobilenet_slim
+from slimtune.nets import nasnet as nasnet_slim
 from slimtune.nets import resnet as resnet_slim
 from slimtune.nets import small as small_slim
 from slimtune.nets import vgg as vgg_slim
@@ -38,16 +40,19 @@ from slimtune.nets.batch_norm import BatchNormConfig
 from slimtune.ports import densenet as densenet_port
 from slimtune.ports import inception as inception_port
 from slimtune.ports import mobilenet as mobilenet_port
+from slimtune.ports import nasnet as nasnet_port
 from slimtune.ports import resnet as resnet_port
 from slimtune.ports import small as small_port
 from slimtune.ports import vgg as vgg_port
-from slimtune.ports.porter import Porter, is_training_state
+from slimtune.ports.porter import Porter, is_training_state, scoped
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     name: str
-    scope: str  # root variable scope, e.g. "resnet_v1_50" or "InceptionV3"
+    # root variable scope, e.g. "resnet_v1_50" or "InceptionV3"; "" for research/slim's
+    # NASNets, whose variables start at the top (``cell_0/``): see :meth:`variable`
+    scope: str
     # slim network: fn(images, num_classes, is_training, scope[, create_aux_logits])
     # -> (net, end_points); create_aux_logits is taken where aux_logits is set.
     net_fn: Callable
@@ -70,8 +75,12 @@ class ModelSpec:
     dropout_keep_prob: Optional[float] = None  # None: the network has no dropout
     aux_logits: Optional[str] = None  # end point key of an auxiliary head, if any
     # Tells apart architectures that share a root scope (MobileNet depth multipliers):
-    # (a variable under the root scope, the size of its last dimension).
+    # (a variable under the root scope, the size of its last dimension).  Without a root
+    # scope it is what names the architecture: the variable must be there.
     fingerprint: Optional[tuple] = None
+    # The auxiliary head's scope under the root when it is not its end point key
+    # (NASNet's ``aux_7`` computes ``AuxLogits``).
+    aux_head_scope: Optional[str] = None
 
     @property
     def has_dropout(self):
@@ -79,8 +88,21 @@ class ModelSpec:
 
     @property
     def aux_scope(self):
-        """Variable scope of the auxiliary head (``InceptionV3/AuxLogits``), or None."""
-        return f"{self.scope}/{self.aux_logits}" if self.aux_logits else None
+        """Variable scope of the auxiliary head (``InceptionV3/AuxLogits``, NASNet-A
+        mobile's ``aux_7``), or None."""
+        if not self.aux_logits:
+            return None
+        return self.variable(self.aux_head_scope or self.aux_logits)
+
+    @property
+    def keras_name(self):
+        """The Keras mirror's name: the root scope, else the architecture's name."""
+        return self.scope or self.name
+
+    def variable(self, name):
+        """The checkpoint name of ``name`` under the root scope (the one place that knows
+        a network may have none)."""
+        return scoped(self.scope, name)
 
     def holds_aux_logits(self, names):
         """Whether checkpoint variable ``names`` include the auxiliary head.
@@ -155,7 +177,7 @@ class ModelSpec:
             options["include_aux_logits"] = include_aux_logits
         with keras_layers.input_channels(channels):
             return self.keras_fn(num_classes=num_classes, image_size=image_size,
-                                 weight_decay=weight_decay, name=self.scope, **options)
+                                 weight_decay=weight_decay, name=self.keras_name, **options)
 
     def keras_from_tensors(self, tensors, num_classes, batch_norm=None, drop_background=False,
                            include_aux_logits=False, image_size=None, source="checkpoint",
@@ -332,6 +354,27 @@ def _small(name, plan, arg_scope_fn, keras_fn):
         batch_norm=None, dropout_keep_prob=small_slim.DROPOUT_KEEP)
 
 
+def _nasnet(plan, default_size, min_size):
+    """research/slim's NASNet-A and PNASNet-5: no root scope, so the width of
+    ``cell_0/1x1`` (the variant's num_conv_filters) tells them apart."""
+    cifar = plan.cifar_stem
+    return ModelSpec(
+        name=plan.name, scope="",
+        net_fn=nasnet_slim.network(plan), arg_scope_fn=nasnet_slim.nasnet_arg_scope,
+        keras_fn=functools.partial(nasnet_keras.nasnet, plan),
+        port_fn=functools.partial(nasnet_port.port, plan=plan),
+        end_points_fn=functools.partial(nasnet_port.end_points, plan),
+        default_image_size=default_size, min_image_size=min_size,
+        num_classes=10 if cifar else 1001,
+        logits_scopes=("final_layer/FC", f"{plan.aux_scope}/aux_logits/FC"),
+        # research/slim's preprocessing_factory: inception for the ImageNet ones; the
+        # CIFAR-10 model was trained with CIFAR's pad, crop and flip.
+        preprocessing="cifarnet" if cifar else "inception",
+        batch_norm=nasnet_slim.CIFAR_BN if cifar else nasnet_slim.IMAGENET_BN,
+        dropout_keep_prob=plan.dense_dropout_keep, aux_logits="AuxLogits",
+        fingerprint=("cell_0/1x1/weights", plan.filters), aux_head_scope=plan.aux_scope)
+
+
 # Smallest Inception sizes that build (measured): v1 ends in a fixed 7x7 VALID average
 # pool; the auxiliary heads of v3, v4 and IRv2 need 107 px; v2 shrinks every kernel for
 # small inputs and builds at any size, 16 px is a floor below which nothing is learned.
@@ -356,6 +399,11 @@ _BUILT_IN = (
     _mobilenet_v2("mobilenet_v2", 1.0), _mobilenet_v2("mobilenet_v2_140", 1.4),
     # research/slim's mobilenet_v2_035: finegrain_classification_mode, Conv_1 keeps 1280.
     _mobilenet_v2("mobilenet_v2_035", 0.35),
+    # The auxiliary head (built by default) pools a 5x5 VALID window on the map before
+    # the second reduction: 9 px on CIFAR, 67 on ImageNet (measured).
+    _nasnet(nasnet_slim.NASNET_CIFAR, 32, 9), _nasnet(nasnet_slim.NASNET_MOBILE, 224, 67),
+    _nasnet(nasnet_slim.NASNET_LARGE, 331, 67), _nasnet(nasnet_slim.PNASNET_MOBILE, 224, 67),
+    _nasnet(nasnet_slim.PNASNET_LARGE, 331, 67),
     _small("lenet", small_slim.LENET, small_slim.lenet_arg_scope, small_keras.lenet),
     _small("cifarnet", small_slim.CIFARNET, small_slim.cifarnet_arg_scope,
            small_keras.cifarnet),
@@ -369,16 +417,19 @@ def identify(tensors, model_name=None):
     shape}``); ``model_name`` is checked against them, not trusted.
 
     Every registered network has its own root scope (``resnet_v1_50``, ``InceptionV3``),
-    so the roots of the model variables name the architecture.
+    so the roots of the model variables name the architecture; those sharing one, or
+    without one (NASNet), are told apart by their fingerprint.
     """
     roots = sorted({n.split("/", 1)[0] for n in tensors if "/" in n and not is_training_state(n)})
     found = [n for n in names()
-             if get(n).scope in roots and _fingerprint_matches(get(n), tensors)]
+             if _holds(get(n), roots, tensors) and _fingerprint_matches(get(n), tensors)]
     if model_name:
         spec = get(model_name)
-        if spec.scope not in roots:
+        if not _holds(spec, roots, tensors):
+            where = (f"no variables under {spec.scope}/" if spec.scope else
+                     f"no {spec.fingerprint[0]} with {spec.fingerprint[1]} output channels")
             raise CheckpointError(
-                f"checkpoint is not a {model_name}: it has no variables under {spec.scope}/ "
+                f"checkpoint is not a {model_name}: it has {where} "
                 f"(its root scopes: {', '.join(roots) or 'none'}); "
                 + (f"use --model_name={found[0]}" if len(found) == 1
                    else "check --checkpoint_path and --model_name"))
@@ -393,11 +444,21 @@ def identify(tensors, model_name=None):
                      "--model_name to choose one")
 
 
+def _holds(spec, roots, tensors):
+    """Whether ``tensors`` have ``spec``'s root scope; for a network without one
+    (research/slim's NASNets), its fingerprint variable at its size."""
+    if spec.scope:
+        return spec.scope in roots
+    name, size = spec.fingerprint
+    value = tensors.get(name)
+    return value is not None and tuple(getattr(value, "shape", value))[-1] == size
+
+
 def _fingerprint_matches(spec, tensors):
     """False when ``spec`` shares its root scope with others and the checkpoint's
     distinguishing variable has another size (a MobileNet of another width)."""
     if not spec.fingerprint:
         return True
     name, size = spec.fingerprint
-    value = tensors.get(f"{spec.scope}/{name}")
+    value = tensors.get(spec.variable(name))
     return value is None or tuple(getattr(value, "shape", value))[-1] == size

@@ -16,6 +16,12 @@ _TRAINING_STATE_SUFFIXES = ("/Momentum", "/RMSProp", "/RMSProp_1", "/Adam", "/Ad
 _TRAINING_STATE_NAMES = ("global_step", "beta1_power", "beta2_power")
 
 
+def scoped(root, name):
+    """``root/name``, or ``name`` for a network without a root scope (research/slim's
+    NASNets: their variables start at ``cell_0/``, ``final_layer/``)."""
+    return f"{root}/{name}" if root else name
+
+
 def is_training_state(name):
     """True for global_step, optimizer slots and ExponentialMovingAverage shadows."""
     return (name in _TRAINING_STATE_NAMES or name.endswith(_TRAINING_STATE_SUFFIXES)
@@ -64,7 +70,7 @@ class Porter:
         return self.model.get_layer(keras_name(scope))
 
     def key(self, scope, name):
-        return f"{self.root}/{scope}/{name}"
+        return scoped(self.root, f"{scope}/{name}")
 
     def conv(self, scope, bn=False, bias=None):
         """A slim conv2d at ``scope``: weights, then BatchNorm or biases."""
