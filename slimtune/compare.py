@@ -24,6 +24,12 @@ class Difference:
     top1_agreement: float
     count: int
     reference_max: float  # max |reference|: a zero difference of all-zero outputs proves nothing
+    median_abs: float = 0.0  # a few outliers or a drift everywhere: the median tells
+
+    @property
+    def median_rel(self):
+        """``median_abs`` on the scale of ``max_rel``."""
+        return self.median_abs / max(1.0, self.reference_max)
 
     def line(self):
         return (f"max |ref| {self.reference_max:.3g}, max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}, mean abs "
@@ -47,7 +53,8 @@ def difference(reference, candidate):
     else:
         top1 = 1.0
     return Difference(max_abs, max_abs / scale, float(diff.mean()) if diff.size else 0.0,
-                      top1, len(reference), reference_max)
+                      top1, len(reference), reference_max,
+                      float(np.median(diff)) if diff.size else 0.0)
 
 
 def near_ties(reference, max_abs):

@@ -81,6 +81,9 @@ class ModelSpec:
     # The auxiliary head's scope under the root when it is not its end point key
     # (NASNet's ``aux_7`` computes ``AuxLogits``).
     aux_head_scope: Optional[str] = None
+    # Drop path's keep probability in the deepest cell at the end of training (NASNet);
+    # None: the network has none.  Both engines schedule it over --max_number_of_steps.
+    drop_path_keep: Optional[float] = None
 
     @property
     def has_dropout(self):
@@ -114,7 +117,7 @@ class ModelSpec:
         return bool(self.aux_logits) and any(n.startswith(self.aux_scope + "/") for n in names)
 
     def build(self, images, num_classes, is_training, batch_norm=None, weight_decay=0.0,
-              create_aux_logits=True, dropout_keep_prob=None):
+              create_aux_logits=True, dropout_keep_prob=None, total_training_steps=None):
         """Build the slim graph; returns ``(logits [B, C], end_points)``.
 
         ``batch_norm`` overrides the architecture's BatchNorm defaults.  When its mode
@@ -125,6 +128,8 @@ class ModelSpec:
         ``create_aux_logits=False`` leaves out the auxiliary head of the networks that
         have one (research/slim's default builds it).  ``dropout_keep_prob`` overrides
         the architecture's (1.0: no dropout; networks without dropout ignore it).
+        ``total_training_steps`` is the run's length drop path's schedule spans (the
+        network's own default when None; networks without drop path ignore it).
         """
         import tensorflow as tf
 
@@ -145,6 +150,8 @@ class ModelSpec:
         if self.has_dropout:
             aux["dropout_keep_prob"] = (self.dropout_keep_prob if dropout_keep_prob is None
                                         else dropout_keep_prob)
+        if self.drop_path_keep is not None:
+            aux["total_training_steps"] = total_training_steps
         with compat.graph_equality(), slim.arg_scope(self.arg_scope_fn(weight_decay, bn)):
             net, end_points = self.net_fn(images, num_classes=num_classes,
                                           is_training=net_training, scope=self.scope, **aux)
@@ -153,14 +160,17 @@ class ModelSpec:
         return net, end_points
 
     def build_keras(self, num_classes, batch_norm=None, include_aux_logits=False,
-                    image_size=None, weight_decay=0.0, dropout_keep_prob=None, channels=3):
+                    image_size=None, weight_decay=0.0, dropout_keep_prob=None, channels=3,
+                    drop_path=None):
         """The Keras 3 mirror with random weights, named ``scope``.
 
         Input ``[B, H, W, channels]`` float32 (``H = W = image_size``, or open when
         ``None`` and the architecture allows it; ``channels`` 1 for a grayscale run); output the logits ``[B, num_classes]``, or
         ``[logits, aux_logits]`` with ``include_aux_logits``.  ``batch_norm`` overrides
         the BatchNorm defaults (decay, epsilon, scale); ``weight_decay`` is slim's;
-        ``dropout_keep_prob`` overrides the architecture's (1.0: no dropout).
+        ``dropout_keep_prob`` overrides the architecture's (1.0: no dropout);
+        ``drop_path`` builds drop path layers (the Keras engine's training model, where
+        ``drop_path_keep`` is set; ``slimtune.keras_engine.drop_path``).
         """
         from slimtune import compat
 
@@ -175,6 +185,8 @@ class ModelSpec:
                                             else dropout_keep_prob)
         if self.aux_logits:
             options["include_aux_logits"] = include_aux_logits
+        if drop_path is not None:
+            options["drop_path"] = drop_path
         with keras_layers.input_channels(channels):
             return self.keras_fn(num_classes=num_classes, image_size=image_size,
                                  weight_decay=weight_decay, name=self.keras_name, **options)
@@ -372,7 +384,8 @@ def _nasnet(plan, default_size, min_size):
         preprocessing="cifarnet" if cifar else "inception",
         batch_norm=nasnet_slim.CIFAR_BN if cifar else nasnet_slim.IMAGENET_BN,
         dropout_keep_prob=plan.dense_dropout_keep, aux_logits="AuxLogits",
-        fingerprint=("cell_0/1x1/weights", plan.filters), aux_head_scope=plan.aux_scope)
+        fingerprint=("cell_0/1x1/weights", plan.filters), aux_head_scope=plan.aux_scope,
+        drop_path_keep=plan.drop_path_keep)
 
 
 # Smallest Inception sizes that build (measured): v1 ends in a fixed 7x7 VALID average

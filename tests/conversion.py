@@ -92,6 +92,21 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
     return results
 
 
+def verify_frozen_and_keras(train_dir, frozen, keras_file, random=4):
+    """slimtune-verify of a train dir's frozen graph, then of its converted ``.keras``
+    layer by layer; returns the layerwise rows, each asserted within 1e-5."""
+    from slimtune import verify
+
+    for candidate in (frozen, keras_file):
+        report = verify.verify(verify.VerifyConfig(
+            reference=train_dir, candidate=candidate, random=random,
+            layerwise=candidate == keras_file), log=lambda line: None)
+        assert report["passed"], report
+    print(f"layerwise: {report['layerwise']}")
+    assert all(row["max_rel"] <= 1e-5 for row in report["layerwise"])
+    return report["layerwise"]
+
+
 def check_tools_path(tmp_path, model_name, pretrained_classes, image_size=32, aux=False):
     """What the tools do with a new architecture: fine-tune a random "published"
     checkpoint on digits with a new head (3 steps), evaluate in inference mode, and

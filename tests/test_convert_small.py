@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conversion import keras_end_points, photos
+from conversion import keras_end_points, photos, verify_frozen_and_keras
 from slim_checkpoints import make_checkpoint, read
 from slimtune import compare, probe, registry
 
@@ -118,7 +118,7 @@ def _train_eval_export(tmp_path, digits_dir, model_name, size):
 
 @pytest.mark.parametrize("model_name", ["lenet", "cifarnet"])
 def test_train_eval_export_convert_verify_and_doctor(tmp_path, digits_dir, model_name):
-    from slimtune import convert, doctor, verify
+    from slimtune import convert, doctor
 
     spec = registry.get(model_name)
     size = spec.default_image_size
@@ -131,14 +131,8 @@ def test_train_eval_export_convert_verify_and_doctor(tmp_path, digits_dir, model
     print(f"{model_name} convert parity: {meta['parity']['random']}")
     assert meta["parity"]["random"]["max_rel"] <= 1e-5
     keras_file = str(tmp_path / "keras" / "model.keras")
-    for candidate in (frozen, keras_file):  # layer by layer for the Keras model
-        report = verify.verify(verify.VerifyConfig(
-            reference=train_dir, candidate=candidate, random=4,
-            layerwise=candidate == keras_file), log=lambda line: None)
-        assert report["passed"], report
-    print(f"{model_name} layerwise: {report['layerwise']}")
-    assert all(row["max_rel"] <= 1e-5 for row in report["layerwise"])
-    assert [row["end_point"] for row in report["layerwise"]] == [k for k, _ in spec.end_points()]
+    rows = verify_frozen_and_keras(train_dir, frozen, keras_file)
+    assert [row["end_point"] for row in rows] == [k for k, _ in spec.end_points()]
     found = doctor.diagnose(doctor.DoctorConfig(train_dir=train_dir, keras_model=keras_file))
     print("\n".join(found.lines()))
     assert not found.errors, found.lines()

@@ -42,7 +42,6 @@ from slimtune.nets.batch_norm import BatchNormConfig, slim_params
 # research/slim's arg scopes: CIFAR's BatchNorm, and the ImageNet models'.
 CIFAR_BN = BatchNormConfig(decay=0.9, epsilon=1e-5, scale=True)
 IMAGENET_BN = BatchNormConfig(decay=0.9997, epsilon=1e-3, scale=True)
-AUX_LOSS_WEIGHT = 0.4  # research/slim's train notes for every variant
 FILTER_SCALING_RATE = 2.0
 NUM_REDUCTION_LAYERS = 2
 
@@ -417,15 +416,17 @@ def network(plan):
 
     def build(images, num_classes, is_training, scope="", create_aux_logits=True,
               dropout_keep_prob=None, total_training_steps=None):
+        import tensorflow as tf
+
         if scope:
             raise ValueError(f"{plan.name} has no root scope (research/slim builds its "
                              f"variables at the top level), not {scope!r}")
-        if dropout_keep_prob is not None:
-            plan_ = plan._replace(dense_dropout_keep=dropout_keep_prob)
-        else:
-            plan_ = plan
-        ops = SlimOps(images, plan_, is_training, total_training_steps)
-        logits = walk(ops, plan_, num_classes, create_aux_logits)
+        chosen = (plan if dropout_keep_prob is None
+                  else plan._replace(dense_dropout_keep=dropout_keep_prob))
+        ops = SlimOps(images, chosen, is_training, total_training_steps)
+        logits = walk(ops, chosen, num_classes, create_aux_logits)
+        with tf.name_scope("final_layer/"):  # research/slim's final_layer/predictions
+            ops.end_points["Predictions"] = tf.nn.softmax(logits, name="predictions")
         return logits, ops.end_points
 
     return build
