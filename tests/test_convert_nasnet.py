@@ -51,7 +51,8 @@ def test_variables_and_parameter_counts_are_research_slim_s(model_name, size, co
     if count is not None:
         assert total == count
     assert abs(total / 1e6 - published) < 0.15, total
-    assert not any(name.startswith("global_step") or "/" not in name for name in shapes)
+    # No root scope; drop path (nasnet_large, pnasnet_large) reads the global step.
+    assert all("/" in name or name == "global_step" for name in shapes)
 
 
 def _nasnet_mobile_names_and_shapes(shapes):
