@@ -133,7 +133,10 @@ class State(NamedTuple):
 def walk(ops, plan, num_classes, create_aux_logits=True):
     """Build ``plan`` with ``ops`` from ``ops.images``; returns the logits.
 
-    ``ops`` records end points under research/slim's keys (``ops.end_point``)."""
+    ``ops`` records end points under research/slim's keys (``ops.end_point``).  Map
+    sizes are compared by how often a state was strided, so an open input size works;
+    research/slim compares widths, the same at every size that builds with the
+    auxiliary head (the last map is at least 3 px there, and a halving changes it)."""
     if plan.cifar_stem:
         stem = plan.filters * plan.stem_multiplier
         x = ops.conv(ops.images, "l1_stem_3x3", int(stem), 3)
