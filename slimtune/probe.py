@@ -131,7 +131,7 @@ def keras_location(layer, spec=None):
         key = end_points[layer.name]
         return f"end point {key} (Keras layer {layer.name})", key
     if spec is not None and layer.weights:
-        scope = f"{spec.scope}/{layer.name.replace(SEP, '/')}"
+        scope = spec.variable(layer.name.replace(SEP, '/'))
         return f"Keras layer {layer.name} (slim scope {scope})", scope
     return f"Keras layer {layer.name}", layer.name
 

@@ -25,6 +25,7 @@ from slimtune.keras_nets import inception as inception_keras
 from slimtune.keras_nets import layers as keras_layers
 from slimtune.keras_nets import mobilenet as mobilenet_keras
 from slimtune.keras_nets import mobilenet_v3 as mobilenet_v3_keras
+from slimtune.keras_nets import nasnet as nasnet_keras
 from slimtune.keras_nets import resnet as resnet_keras
 from slimtune.keras_nets import small as small_keras
 from slimtune.keras_nets import vgg as vgg_keras
@@ -33,6 +34,7 @@ from slimtune.nets import inception as inception_slim
 from slimtune.nets import inception_resnet_v2, inception_table, inception_v4
 from slimtune.nets import mobilenet as mobilenet_slim
 from slimtune.nets import mobilenet_v3 as mobilenet_v3_slim
+from slimtune.nets import nasnet as nasnet_slim
 from slimtune.nets import resnet as resnet_slim
 from slimtune.nets import small as small_slim
 from slimtune.nets import vgg as vgg_slim
@@ -41,16 +43,19 @@ from slimtune.ports import densenet as densenet_port
 from slimtune.ports import inception as inception_port
 from slimtune.ports import mobilenet as mobilenet_port
 from slimtune.ports import mobilenet_v3 as mobilenet_v3_port
+from slimtune.ports import nasnet as nasnet_port
 from slimtune.ports import resnet as resnet_port
 from slimtune.ports import small as small_port
 from slimtune.ports import vgg as vgg_port
-from slimtune.ports.porter import Porter, is_training_state
+from slimtune.ports.porter import Porter, is_training_state, scoped
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     name: str
-    scope: str  # root variable scope, e.g. "resnet_v1_50" or "InceptionV3"
+    # root variable scope, e.g. "resnet_v1_50" or "InceptionV3"; "" for research/slim's
+    # NASNets, whose variables start at the top (``cell_0/``): see :meth:`variable`
+    scope: str
     # slim network: fn(images, num_classes, is_training, scope[, create_aux_logits])
     # -> (net, end_points); create_aux_logits is taken where aux_logits is set.
     net_fn: Callable
@@ -80,6 +85,12 @@ class ModelSpec:
     # shadows (MobileNet v3, EdgeTPU): the tools read them by default where a checkpoint
     # holds them (``checkpoint.averages_to_read``).
     published_averages: bool = False
+    # The auxiliary head's scope under the root when it is not its end point key
+    # (NASNet's ``aux_7`` computes ``AuxLogits``).
+    aux_head_scope: Optional[str] = None
+    # Drop path's keep probability in the deepest cell at the end of training (NASNet);
+    # None: the network has none.  Both engines schedule it over --max_number_of_steps.
+    drop_path_keep: Optional[float] = None
 
     @property
     def has_dropout(self):
@@ -87,8 +98,21 @@ class ModelSpec:
 
     @property
     def aux_scope(self):
-        """Variable scope of the auxiliary head (``InceptionV3/AuxLogits``), or None."""
-        return f"{self.scope}/{self.aux_logits}" if self.aux_logits else None
+        """Variable scope of the auxiliary head (``InceptionV3/AuxLogits``, NASNet-A
+        mobile's ``aux_7``), or None."""
+        if not self.aux_logits:
+            return None
+        return self.variable(self.aux_head_scope or self.aux_logits)
+
+    @property
+    def keras_name(self):
+        """The Keras mirror's name: the root scope, else the architecture's name."""
+        return self.scope or self.name
+
+    def variable(self, name):
+        """The checkpoint name of ``name`` under the root scope (the one place that knows
+        a network may have none)."""
+        return scoped(self.scope, name)
 
     def holds_aux_logits(self, names):
         """Whether checkpoint variable ``names`` include the auxiliary head.
@@ -100,7 +124,7 @@ class ModelSpec:
         return bool(self.aux_logits) and any(n.startswith(self.aux_scope + "/") for n in names)
 
     def build(self, images, num_classes, is_training, batch_norm=None, weight_decay=0.0,
-              create_aux_logits=True, dropout_keep_prob=None):
+              create_aux_logits=True, dropout_keep_prob=None, total_training_steps=None):
         """Build the slim graph; returns ``(logits [B, C], end_points)``.
 
         ``batch_norm`` overrides the architecture's BatchNorm defaults.  When its mode
@@ -111,6 +135,8 @@ class ModelSpec:
         ``create_aux_logits=False`` leaves out the auxiliary head of the networks that
         have one (research/slim's default builds it).  ``dropout_keep_prob`` overrides
         the architecture's (1.0: no dropout; networks without dropout ignore it).
+        ``total_training_steps`` is the run's length drop path's schedule spans (the
+        network's own default when None; networks without drop path ignore it).
         """
         import tensorflow as tf
 
@@ -131,6 +157,8 @@ class ModelSpec:
         if self.has_dropout:
             aux["dropout_keep_prob"] = (self.dropout_keep_prob if dropout_keep_prob is None
                                         else dropout_keep_prob)
+        if self.drop_path_keep is not None:
+            aux["total_training_steps"] = total_training_steps
         with compat.graph_equality(), slim.arg_scope(self.arg_scope_fn(weight_decay, bn)):
             net, end_points = self.net_fn(images, num_classes=num_classes,
                                           is_training=net_training, scope=self.scope, **aux)
@@ -139,14 +167,17 @@ class ModelSpec:
         return net, end_points
 
     def build_keras(self, num_classes, batch_norm=None, include_aux_logits=False,
-                    image_size=None, weight_decay=0.0, dropout_keep_prob=None, channels=3):
+                    image_size=None, weight_decay=0.0, dropout_keep_prob=None, channels=3,
+                    drop_path=None):
         """The Keras 3 mirror with random weights, named ``scope``.
 
         Input ``[B, H, W, channels]`` float32 (``H = W = image_size``, or open when
         ``None`` and the architecture allows it; ``channels`` 1 for a grayscale run); output the logits ``[B, num_classes]``, or
         ``[logits, aux_logits]`` with ``include_aux_logits``.  ``batch_norm`` overrides
         the BatchNorm defaults (decay, epsilon, scale); ``weight_decay`` is slim's;
-        ``dropout_keep_prob`` overrides the architecture's (1.0: no dropout).
+        ``dropout_keep_prob`` overrides the architecture's (1.0: no dropout);
+        ``drop_path`` builds drop path layers (the Keras engine's training model, where
+        ``drop_path_keep`` is set; ``slimtune.keras_engine.drop_path``).
         """
         from slimtune import compat
 
@@ -161,9 +192,11 @@ class ModelSpec:
                                             else dropout_keep_prob)
         if self.aux_logits:
             options["include_aux_logits"] = include_aux_logits
+        if drop_path is not None:
+            options["drop_path"] = drop_path
         with keras_layers.input_channels(channels):
             return self.keras_fn(num_classes=num_classes, image_size=image_size,
-                                 weight_decay=weight_decay, name=self.scope, **options)
+                                 weight_decay=weight_decay, name=self.keras_name, **options)
 
     def keras_from_tensors(self, tensors, num_classes, batch_norm=None, drop_background=False,
                            include_aux_logits=False, image_size=None, source="checkpoint",
@@ -369,6 +402,28 @@ def _v3_fingerprint(plan):
             (f"{row.scope}/squeeze_excite/Conv/weights", row.squeeze))
 
 
+def _nasnet(plan, default_size, min_size):
+    """research/slim's NASNet-A and PNASNet-5: no root scope, so the width of
+    ``cell_0/1x1`` (the variant's num_conv_filters) tells them apart."""
+    cifar = plan.cifar_stem
+    return ModelSpec(
+        name=plan.name, scope="",
+        net_fn=nasnet_slim.network(plan), arg_scope_fn=nasnet_slim.nasnet_arg_scope,
+        keras_fn=functools.partial(nasnet_keras.nasnet, plan),
+        port_fn=functools.partial(nasnet_port.port, plan=plan),
+        end_points_fn=functools.partial(nasnet_port.end_points, plan),
+        default_image_size=default_size, min_image_size=min_size,
+        num_classes=10 if cifar else 1001,
+        logits_scopes=("final_layer/FC", f"{plan.aux_scope}/aux_logits/FC"),
+        # research/slim's preprocessing_factory: inception for the ImageNet ones; the
+        # CIFAR-10 model was trained with CIFAR's pad, crop and flip.
+        preprocessing="cifarnet" if cifar else "inception",
+        batch_norm=nasnet_slim.CIFAR_BN if cifar else nasnet_slim.IMAGENET_BN,
+        dropout_keep_prob=plan.dense_dropout_keep, aux_logits="AuxLogits",
+        fingerprint=(("cell_0/1x1/weights", plan.filters),), aux_head_scope=plan.aux_scope,
+        drop_path_keep=plan.drop_path_keep)
+
+
 # Smallest Inception sizes that build (measured): v1 ends in a fixed 7x7 VALID average
 # pool; the auxiliary heads of v3, v4 and IRv2 need 107 px; v2 shrinks every kernel for
 # small inputs and builds at any size, 16 px is a floor below which nothing is learned.
@@ -399,6 +454,11 @@ _BUILT_IN = (
     # research/slim's edge_tpu_075: depth multiplier 0.75, finegrain (Conv_1 keeps 1280).
     _mobilenet_v3("mobilenet_edgetpu_075", mobilenet_v3_slim.EDGETPU, (("Conv/weights", 24),),
                   multiplier=0.75, finegrain=True),
+    # The auxiliary head (built by default) pools a 5x5 VALID window on the map before
+    # the second reduction: 9 px on CIFAR, 67 on ImageNet (measured).
+    _nasnet(nasnet_slim.NASNET_CIFAR, 32, 9), _nasnet(nasnet_slim.NASNET_MOBILE, 224, 67),
+    _nasnet(nasnet_slim.NASNET_LARGE, 331, 67), _nasnet(nasnet_slim.PNASNET_MOBILE, 224, 67),
+    _nasnet(nasnet_slim.PNASNET_LARGE, 331, 67),
     _small("lenet", small_slim.LENET, small_slim.lenet_arg_scope, small_keras.lenet),
     _small("cifarnet", small_slim.CIFARNET, small_slim.cifarnet_arg_scope,
            small_keras.cifarnet),
@@ -412,16 +472,20 @@ def identify(tensors, model_name=None):
     shape}``); ``model_name`` is checked against them, not trusted.
 
     Every registered network has its own root scope (``resnet_v1_50``, ``InceptionV3``),
-    so the roots of the model variables name the architecture.
+    so the roots of the model variables name the architecture; those sharing one, or
+    without one (NASNet), are told apart by their fingerprint.
     """
     roots = sorted({n.split("/", 1)[0] for n in tensors if "/" in n and not is_training_state(n)})
     found = [n for n in names()
-             if get(n).scope in roots and _fingerprint_matches(get(n), tensors)]
+             if _holds(get(n), roots, tensors) and _fingerprint_matches(get(n), tensors)]
     if model_name:
         spec = get(model_name)
-        if spec.scope not in roots:
+        if not _holds(spec, roots, tensors):
+            where = (f"no variables under {spec.scope}/" if spec.scope else
+                     "no " + " and ".join(f"{name} with {size} output channels"
+                                          for name, size in spec.fingerprint))
             raise CheckpointError(
-                f"checkpoint is not a {model_name}: it has no variables under {spec.scope}/ "
+                f"checkpoint is not a {model_name}: it has {where} "
                 f"(its root scopes: {', '.join(roots) or 'none'}); "
                 + (f"use --model_name={found[0]}" if len(found) == 1
                    else "check --checkpoint_path and --model_name"))
@@ -436,13 +500,21 @@ def identify(tensors, model_name=None):
                      "--model_name to choose one")
 
 
+def _holds(spec, roots, tensors):
+    """Whether ``tensors`` have ``spec``'s root scope; for a network without one
+    (research/slim's NASNets), its fingerprint variable at its size."""
+    if spec.scope:
+        return spec.scope in roots
+    return _fingerprint_matches(spec, tensors)
+
+
 def _fingerprint_matches(spec, tensors):
-    """False when ``spec`` shares its root scope with others and the checkpoint differs
-    from its fingerprint: a distinguishing variable of another size (a MobileNet of
-    another width), missing, or present where it must be absent (MobileNet v3's
-    squeeze-excite in a minimalistic checkpoint)."""
+    """False when the checkpoint differs from ``spec``'s fingerprint: a distinguishing
+    variable of another size (a MobileNet of another width), missing (which also rules
+    out a network without a root scope, NASNet), or present where it must be absent
+    (MobileNet v3's squeeze-excite in a minimalistic checkpoint)."""
     for name, size in spec.fingerprint or ():
-        value = tensors.get(f"{spec.scope}/{name}")
+        value = tensors.get(spec.variable(name))
         if value is None or size is None:
             if (value is None) != (size is None):
                 return False

@@ -168,12 +168,15 @@ def check_every_command(tmp_path, digits_dir, model_name, size, steps=2, batch_s
     frozen = str(tmp_path / "frozen.pb")
     export.export(export.ExportConfig(checkpoint_path=train_dir, output_file=frozen), log=quiet)
 
+    aux = bool(spec.aux_logits)  # converted too, and held to the same parity
     meta = convert.convert(convert.ConvertConfig(checkpoint_path=train_dir,
-                                                 output_dir=str(tmp_path / "keras")), log=quiet)
+                                                 output_dir=str(tmp_path / "keras"),
+                                                 include_aux_logits=aux), log=quiet)
     assert meta["model_name"] == model_name and meta["num_classes"] == 10
-    assert meta["image_size"] == size
-    print(f"{model_name} {size}px convert parity: {meta['parity']['random']}")
+    assert meta["image_size"] == size and meta["preprocessing"] == spec.preprocessing
+    print(f"{model_name} {size}px convert parity: {meta['parity']}")
     assert meta["parity"]["random"]["max_rel"] <= 1e-5
+    assert not aux or meta["parity"]["random aux"]["max_rel"] <= 1e-5
     keras_file = str(tmp_path / "keras" / "model.keras")
     for candidate in (frozen, keras_file):
         report = verify.verify(verify.VerifyConfig(
@@ -183,6 +186,7 @@ def check_every_command(tmp_path, digits_dir, model_name, size, steps=2, batch_s
     worst = max(row["max_rel"] for row in report["layerwise"])
     print(f"{model_name} layerwise: {len(report['layerwise'])} end points, worst {worst:.3g}")
     assert worst <= 1e-5
+    assert [row["end_point"] for row in report["layerwise"]] == [k for k, _ in spec.end_points()]
     found = doctor.diagnose(doctor.DoctorConfig(train_dir=train_dir, keras_model=keras_file))
     print("\n".join(found.lines()))
     assert not found.errors, found.lines()
@@ -206,8 +210,10 @@ def check_every_command(tmp_path, digits_dir, model_name, size, steps=2, batch_s
         assert means and any(np.abs(after[n] - before[n]).max() > 1e-6 for n in means)
 
     images = probe.random_images(3, size, seed=1)
-    expected = np.asarray(keras.models.load_model(keras_file)(images, training=False))
+    expected = keras.models.load_model(keras_file)(images, training=False)
+    expected = np.asarray(expected[0] if aux else expected)  # [logits, aux logits]
     reloaded = reload_without_slimtune(keras_file, images, tmp_path)
+    reloaded = reloaded[0] if aux else reloaded
     print(f"{model_name} model.keras reloaded without slimtune: "
           f"{compare.difference(expected, reloaded).line()}")
     assert compare.difference(expected, reloaded).max_rel <= 1e-5

@@ -66,22 +66,29 @@ def slim_names(spec, model, include_aux_logits):
 
 def training_model(spec, num_classes, bn, include_aux_logits, image_size, weight_decay,
                    freeze_batch_norm, sync_batch_norm=False, dropout_keep_prob=None,
-                   channels=3, policy=None):
+                   channels=3, policy=None, drop_path_clock=None):
     """The mirror with slim's training BatchNorm, weight decay, dropout (the
     architecture's keep probability, or ``dropout_keep_prob``), frozen BN if asked;
     ``sync_batch_norm``: the trainable BatchNorm layers normalise with the statistics of
     the global batch (see :class:`~.batch_norm.SlimBatchNormalization`); ``channels``:
     the input's (1 for a grayscale run); ``policy``: a Keras dtype policy name for every
     layer (--mixed_precision, e.g. ``mixed_bfloat16``: float32 variables, half-precision
-    arithmetic; None keeps the mirror's float32)."""
+    arithmetic; None keeps the mirror's float32); ``drop_path_clock``: where the
+    architecture drops paths (NASNet), the :class:`~.drop_path.Clock` its drop path layers
+    read."""
     import keras
 
+    from slimtune.keras_engine import drop_path
     from slimtune.keras_engine.batch_norm import SlimBatchNormalization
 
+    hook = (drop_path.builder(drop_path_clock)
+            if spec.drop_path_keep is not None and drop_path_clock is not None else None)
     mirror = spec.build_keras(num_classes, bn, include_aux_logits, image_size, weight_decay,
-                              dropout_keep_prob, channels)
+                              dropout_keep_prob, channels, drop_path=hook)
 
     def clone(layer):
+        if isinstance(layer, drop_path.DropPath):
+            return layer  # no weights; its clock is not in its config
         config = layer.get_config()
         if policy is not None:
             config["dtype"] = policy

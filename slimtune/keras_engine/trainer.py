@@ -84,12 +84,15 @@ class Trainer:
         self.start = plan  # decided by train for either engine
         self.aux = plan.aux_head
         self._agree()  # before the first variable: its initial value is a collective
+        from slimtune.keras_engine import drop_path
+
+        clock = drop_path.Clock(cfg.max_number_of_steps)
         with self.strategy.scope():
             self.model = model_lib.training_model(
                 spec, run.num_classes, bn, self.aux, run.image_size, cfg.weight_decay,
                 bn is not None and cfg.freeze_batch_norm,
                 self.placement.distributed and cfg.sync_batch_norm, cfg.dropout_keep_prob,
-                run.channels, self._policy)
+                run.channels, self._policy, drop_path_clock=clock)
             self.weights = model_lib.slim_names(spec, self.model, self.aux)
             self.trained = model_lib.trainable(self.weights, cfg.trainable_scopes)
             model_lib.mark_trained(self.weights, self.trained)
@@ -102,6 +105,7 @@ class Trainer:
                                    if precision.loss_scaled(cfg.mixed_precision)
                                    else self.optimizer)
             self.step_optimizer.build(variables)  # builds the inner one too
+            clock.step = self.optimizer.iterations  # the step drop path's schedule reads
             self.averages = (averages.MovingAverages(self.weights, cfg.moving_average_decay,
                                                      self.optimizer.iterations)
                              if cfg.moving_average_decay else None)

@@ -165,14 +165,15 @@ def dropout(x, scope, keep_prob):
     return keras.layers.Dropout(1.0 - keep_prob, name=keras_name(scope))(x)
 
 
-def with_weight_decay(model, weight_decay, scopes=None):
+def with_weight_decay(model, weight_decay, scopes=None, separable=False):
     """``model`` with slim's L2 weight decay on every Conv2D and Dense kernel, or on those
     of the slim ``scopes`` only.
 
     These are the layers every family's slim arg scope regularises (``conv2d`` and
     ``fully_connected`` weights); biases, BatchNorm, depthwise kernels (MobileNet) and
     separable convs (Inception v2's stem) are left alone, as in slim.  ``scopes`` serves
-    the networks whose arg scope regularises fewer (CifarNet: fc3 and fc4).  A weight
+    the networks whose arg scope regularises fewer (CifarNet: fc3 and fc4); ``separable``
+    those whose arg scope regularises separable convs too, both kernels (NASNet).  A weight
     decay of 0 adds nothing (``l2_regularizer(0.0)`` is no regularizer in slim either).
     """
     import keras
@@ -189,6 +190,10 @@ def with_weight_decay(model, weight_decay, scopes=None):
             # what get_config() saves.
             layer.kernel_regularizer = regularizer
             layer.kernel.regularizer = regularizer
+        if separable and type(layer) is keras.layers.SeparableConv2D:
+            layer.depthwise_regularizer = layer.pointwise_regularizer = regularizer
+            layer.depthwise_kernel.regularizer = regularizer
+            layer.pointwise_kernel.regularizer = regularizer
     return model
 
 
@@ -260,12 +265,14 @@ def depthwise_conv2d(x, scope, kernel, strides):
                                         name=keras_name(scope))(x)
 
 
-def separable_conv2d(x, scope, filters, kernel, depth_multiplier, strides, padding, fn="relu"):
-    """slim.separable_conv2d outside any normaliser arg scope: depthwise, pointwise, biases,
-    activation (the same ``depthwise_weights``/``pointwise_weights`` shapes)."""
+def separable_conv2d(x, scope, filters, kernel, depth_multiplier, strides, padding, fn="relu",
+                     use_bias=True):
+    """slim.separable_conv2d outside any normaliser arg scope: depthwise, pointwise, biases
+    (unless the arg scope has none, as NASNet's), activation (the same
+    ``depthwise_weights``/``pointwise_weights`` shapes)."""
     import keras
 
     x = keras.layers.SeparableConv2D(filters, kernel, strides=strides, padding=padding,
-                                     depth_multiplier=depth_multiplier, use_bias=True,
+                                     depth_multiplier=depth_multiplier, use_bias=use_bias,
                                      name=keras_name(scope))(x)
     return activation(x, scope, fn)

@@ -19,6 +19,12 @@ _TRAINING_STATE_NAMES = ("global_step", "beta1_power", "beta2_power", "current_l
                          "good_steps")
 
 
+def scoped(root, name):
+    """``root/name``, or ``name`` for a network without a root scope (research/slim's
+    NASNets: their variables start at ``cell_0/``, ``final_layer/``)."""
+    return f"{root}/{name}" if root else name
+
+
 def is_training_state(name):
     """True for global_step, optimizer slots, a loss scale and ExponentialMovingAverage
     shadows."""
@@ -68,7 +74,7 @@ class Porter:
         return self.model.get_layer(keras_name(scope))
 
     def key(self, scope, name):
-        return f"{self.root}/{scope}/{name}"
+        return scoped(self.root, f"{scope}/{name}")
 
     def conv(self, scope, bn=False, bias=None):
         """A slim conv2d at ``scope``: weights, then BatchNorm or biases."""

@@ -157,7 +157,8 @@ def _replica_step(cfg, run, split, create_aux_logits, global_step, placement, in
                                         batch_norm=run.batch_norm,
                                         weight_decay=cfg.weight_decay,
                                         create_aux_logits=create_aux_logits,
-                                        dropout_keep_prob=cfg.dropout_keep_prob)
+                                        dropout_keep_prob=cfg.dropout_keep_prob,
+                                        total_training_steps=cfg.max_number_of_steps)
     cross_entropy = _losses(cfg, run, logits, end_points, labels)
     new = {key: v1.get_collection(key)[count:] for key, count in before.items()}
     total_loss, regularization = _replica_loss(
