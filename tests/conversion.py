@@ -85,8 +85,6 @@ def check_parity(tmp_path, model_name, image_size, num_classes=7, batch=2, seed=
         print(f"{model_name} {image_size}px {label}{key}: {diff.line()}")
     bad = {k: d.max_rel for k, d in results.items() if d.max_rel > rtol}
     assert not bad, f"{model_name} at {image_size}px diverges: {bad}"
-    assert results["logits"].median_rel <= rtol / 10, (
-        f"{model_name} at {image_size}px: median difference {results['logits'].median_rel:.3g}")
     assert results["logits"].reference_max > 1e-3, "degenerate test: slim logits are all ~0"
     if forms:
         check_forms(tmp_path, prefix, model, model_name, image_size, images, slim_logits, rtol)
