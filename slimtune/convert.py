@@ -312,13 +312,12 @@ def convert(cfg: ConvertConfig, log=_log):
     started = time.monotonic()
     _check_output_dir(cfg)
     src = read_source(sources.checkpoint_prefix(cfg.checkpoint_path))
-    checkpoint.refuse_broken(src.prefix, averages=bool(cfg.use_moving_averages),
-                             tensors=src.tensors)
-    run = _run_info(cfg, src, log)
+    run = _run_info(cfg, src, log)  # slimtune.json and the variable names: no values yet
     averages, note = checkpoint.averages_to_read(run.spec, src.tensors, cfg.use_moving_averages)
-    if note:  # the architecture's default: the shadows are judged too
+    if note:  # the architecture's default
         log(note + "; pass --nouse_moving_averages for the raw weights")
-        checkpoint.refuse_broken(src.prefix, averages=True, tensors=src.tensors)
+    # Judged once, the shadows too when they are what the model will hold.
+    checkpoint.refuse_broken(src.prefix, averages=averages, tensors=src.tensors)
     in_checkpoint, num_classes = _class_count(run.spec, src.tensors, cfg)
     _check_aux_logits(run.spec, src, cfg)
     bn = run.batch_norm

@@ -217,9 +217,8 @@ def _evaluate(cfg, log):
                             "checkpoint's first convolution", log)
         if not cfg.moving_average_decay:  # the inference graph follows the default
             _, note = checkpoint.averages_to_read(run.spec, checkpoint.read_shapes(prefix))
-            if note:
+            if note:  # slim_run.inference_network judges the shadows it restores
                 log(note)
-                checkpoint.refuse_broken(prefix, averages=True)
     split = pipeline.open_split(cfg.dataset_name, cfg.dataset_dir, cfg.dataset_split_name,
                                 cfg.dataset_file_pattern)
     num_classes = run.num_classes or (split.num_classes - run.labels_offset)

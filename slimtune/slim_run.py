@@ -68,6 +68,8 @@ def inference_network(spec, prefix, images, num_classes, bn, variable_map=None,
         if variable_map is None:
             use, _ = checkpoint.averages_to_read(spec, names)
             variable_map = checkpoint.average_map(names) if use else {}
+            if use:  # the shadows are what runs: judged before anything restores them
+                checkpoint.refuse_broken(prefix, averages=True)
         wanted = {variable_map.get(v.op.name, v.op.name): v for v in v1.global_variables()}
     restore, _ = checkpoint.plan_restore(wanted, prefix)
     step = None

@@ -227,6 +227,30 @@ def test_published_averages_are_converted_by_default(tmp_path):
         == (False, None)
 
 
+def test_a_broken_shadow_is_refused_where_the_default_reads_it(tmp_path):
+    """The commands that read a v3 checkpoint's averages by default judge them before
+    any graph runs: a NaN shadow stops export and verify in one line naming it."""
+    from slim_checkpoints import read, write
+    from slimtune import export, forms
+    from slimtune.errors import BrokenCheckpoint
+
+    prefix, _, _ = _with_shadows(tmp_path, "mobilenet_v3_small")
+    tensors = read(prefix)
+    shadow = "MobilenetV3/Conv/BatchNorm/moving_variance/ExponentialMovingAverage"
+    tensors[shadow] = np.full_like(tensors[shadow], np.nan)
+    broken = write(str(tmp_path / "broken" / "model.ckpt"), tensors)
+    with pytest.raises(BrokenCheckpoint) as error:
+        export.export(export.ExportConfig(
+            checkpoint_path=broken, model_name="mobilenet_v3_small", image_size=33,
+            output_file=str(tmp_path / "frozen.pb")), log=lambda line: None)
+    print(error.value)
+    assert str(error.value).splitlines()[0].count(shadow) == 1
+    assert not (tmp_path / "frozen.pb").exists()
+    form = forms.open_checkpoint(broken, "mobilenet_v3_small")
+    with pytest.raises(BrokenCheckpoint, match="ExponentialMovingAverage"):
+        form.run(np.zeros([1, 33, 33, 3], np.float32))
+
+
 def test_mobilenet_v3_small_through_every_command(tmp_path, digits_dir):
     """Two slim-engine steps at 32 px, eval, export, convert, verify (the frozen graph,
     and the .keras layer by layer), the doctor, recalibration, a fresh-process reload of
